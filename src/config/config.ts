@@ -1,0 +1,205 @@
+// Effective configuration of the long-running processes (serve, realtime, start).
+// Sources, later ones winning: built-in defaults < config file (JSON) < environment (AETN_*) < CLI flags.
+// Validation happens once at start and names the offending key, so a typo never turns into a
+// silently ignored setting.
+import { readFileSync } from 'node:fs';
+import { UserError } from '../util/errors.js';
+
+export interface AetnConfig {
+  storeDir: string;
+  serve: {
+    host: string;
+    port: number;
+    tlsCert: string | null;
+    tlsKey: string | null;
+    /** API key -> scopes. Empty with authDisabled=false means every call is refused. */
+    apiKeys: Record<string, string[]>;
+    authDisabled: boolean;
+    drainTimeoutMs: number;
+  };
+  metrics: { host: string; port: number | null };
+  kafka: { brokers: string[]; topic: string; dlqTopic: string; groupId: string; clientId: string };
+  realtime: { headDir: string | null; maxEvents: number };
+  logLevel: string;
+}
+
+export const DEFAULTS: AetnConfig = {
+  storeDir: 'aetn-data/store',
+  serve: { host: '127.0.0.1', port: 50051, tlsCert: null, tlsKey: null, apiKeys: {}, authDisabled: false, drainTimeoutMs: 10_000 },
+  metrics: { host: '127.0.0.1', port: 9464 },
+  kafka: { brokers: [], topic: 'app-events', dlqTopic: 'app-events.dlq', groupId: 'aetn-realtime', clientId: 'aetn' },
+  realtime: { headDir: null, maxEvents: 32 },
+  logLevel: 'info',
+};
+
+export const SCOPES = ['vectors:read', 'audience:write', 'events:write'] as const;
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+type Kind = 'string' | 'nullableString' | 'port' | 'nullablePort' | 'int' | 'bool' | 'stringList' | 'keys' | 'logLevel';
+
+/** Every key a user may set, with its type and its environment variable. */
+const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
+  storeDir: { kind: 'string', env: 'AETN_STORE_DIR' },
+  'serve.host': { kind: 'string', env: 'AETN_SERVE_HOST' },
+  'serve.port': { kind: 'port', env: 'AETN_SERVE_PORT' },
+  'serve.tlsCert': { kind: 'nullableString', env: 'AETN_TLS_CERT' },
+  'serve.tlsKey': { kind: 'nullableString', env: 'AETN_TLS_KEY' },
+  'serve.apiKeys': { kind: 'keys', env: 'AETN_API_KEYS', secret: true },
+  'serve.authDisabled': { kind: 'bool', env: 'AETN_AUTH_DISABLED' },
+  'serve.drainTimeoutMs': { kind: 'int', env: 'AETN_DRAIN_TIMEOUT_MS' },
+  'metrics.host': { kind: 'string', env: 'AETN_METRICS_HOST' },
+  'metrics.port': { kind: 'nullablePort', env: 'AETN_METRICS_PORT' },
+  'kafka.brokers': { kind: 'stringList', env: 'AETN_KAFKA_BROKERS' },
+  'kafka.topic': { kind: 'string', env: 'AETN_KAFKA_TOPIC' },
+  'kafka.dlqTopic': { kind: 'string', env: 'AETN_KAFKA_DLQ_TOPIC' },
+  'kafka.groupId': { kind: 'string', env: 'AETN_KAFKA_GROUP_ID' },
+  'kafka.clientId': { kind: 'string', env: 'AETN_KAFKA_CLIENT_ID' },
+  'realtime.headDir': { kind: 'nullableString', env: 'AETN_REALTIME_HEAD' },
+  'realtime.maxEvents': { kind: 'int', env: 'AETN_REALTIME_MAX_EVENTS' },
+  logLevel: { kind: 'logLevel', env: 'AETN_LOG_LEVEL' },
+};
+
+export interface LoadOptions {
+  file?: string | null;
+  env?: NodeJS.ProcessEnv;
+  /** Dotted keys from CLI flags, e.g. { 'serve.port': 7000 }. */
+  overrides?: Record<string, unknown>;
+}
+
+export function loadConfig(opts: LoadOptions = {}): AetnConfig {
+  const cfg = structuredClone(DEFAULTS);
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.AETN_CONFIG ?? null;
+  if (file) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new UserError(`config file ${file}: ${(err as Error).message}`);
+    }
+    if (!isObject(raw)) throw new UserError(`config file ${file}: expected a JSON object at the top level`);
+    for (const [key, value] of flatten(raw)) apply(cfg, key, value, `config file ${file}`);
+  }
+  for (const [key, spec] of Object.entries(SCHEMA)) {
+    const v = env[spec.env];
+    if (v !== undefined && v !== '') apply(cfg, key, v, `environment variable ${spec.env}`);
+  }
+  for (const [key, value] of Object.entries(opts.overrides ?? {})) {
+    if (value !== undefined) apply(cfg, key, value, 'command line');
+  }
+  if ((cfg.serve.tlsCert === null) !== (cfg.serve.tlsKey === null)) {
+    throw new UserError('config: serve.tlsCert and serve.tlsKey must be set together (or neither)');
+  }
+  return cfg;
+}
+
+/** The configuration as JSON with every secret masked, for `aetn config print` and logs. */
+export function maskedConfig(cfg: AetnConfig): unknown {
+  const copy = structuredClone(cfg) as AetnConfig;
+  copy.serve.apiKeys = Object.fromEntries(
+    Object.entries(cfg.serve.apiKeys).map(([k, scopes], i) => [`${k.slice(0, 2)}***${i}(${k.length} chars)`, scopes]),
+  );
+  return copy;
+}
+
+function apply(cfg: AetnConfig, key: string, value: unknown, source: string): void {
+  const spec = SCHEMA[key];
+  if (!spec) {
+    const known = Object.keys(SCHEMA).join(', ');
+    throw new UserError(`${source}: unknown configuration key "${key}" (known keys: ${known})`);
+  }
+  const bad = (why: string) => new UserError(`${source}: "${key}" ${why} (got ${spec.secret ? '[redacted]' : JSON.stringify(value)})`);
+  let v: unknown;
+  switch (spec.kind) {
+    case 'string':
+      if (typeof value !== 'string' || value.length === 0) throw bad('must be a non-empty string');
+      v = value;
+      break;
+    case 'nullableString':
+      if (value !== null && (typeof value !== 'string' || value.length === 0)) throw bad('must be a non-empty string or null');
+      v = value;
+      break;
+    case 'port':
+    case 'nullablePort': {
+      if (spec.kind === 'nullablePort' && (value === null || value === 'off')) {
+        v = null;
+        break;
+      }
+      const n = typeof value === 'string' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) throw bad('must be a port number 0-65535');
+      v = n;
+      break;
+    }
+    case 'int': {
+      const n = typeof value === 'string' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0) throw bad('must be a positive integer');
+      v = n;
+      break;
+    }
+    case 'bool':
+      if (value === true || value === 'true' || value === '1') v = true;
+      else if (value === false || value === 'false' || value === '0') v = false;
+      else throw bad('must be true or false');
+      break;
+    case 'stringList':
+      if (typeof value === 'string') v = value.split(',').map((s) => s.trim()).filter(Boolean);
+      else if (Array.isArray(value) && value.every((s) => typeof s === 'string')) v = value;
+      else throw bad('must be a list of strings or a comma-separated string');
+      break;
+    case 'logLevel':
+      if (typeof value !== 'string' || !LOG_LEVELS.includes(value)) throw bad(`must be one of ${LOG_LEVELS.join(', ')}`);
+      v = value;
+      break;
+    case 'keys':
+      v = parseKeys(value, bad);
+      break;
+  }
+  setPath(cfg, key, v);
+}
+
+/** API keys: a JSON object {key: [scopes]} or the env form "key1=scope,scope;key2=scope". */
+function parseKeys(value: unknown, bad: (why: string) => Error): Record<string, string[]> {
+  let obj: unknown = value;
+  if (typeof value === 'string') {
+    obj = Object.fromEntries(
+      value.split(';').filter(Boolean).map((part) => {
+        const eq = part.indexOf('=');
+        if (eq <= 0) throw bad('must look like "key=scope,scope;key2=scope"');
+        return [part.slice(0, eq).trim(), part.slice(eq + 1).split(',').map((s) => s.trim()).filter(Boolean)];
+      }),
+    );
+  }
+  if (!isObject(obj)) throw bad('must map API keys to lists of scopes');
+  const out: Record<string, string[]> = {};
+  for (const [k, scopes] of Object.entries(obj)) {
+    if (k.length < 8) throw bad('has an API key shorter than 8 characters');
+    if (!Array.isArray(scopes) || scopes.length === 0) throw bad('must give each API key a non-empty list of scopes');
+    for (const s of scopes) {
+      if (!(SCOPES as readonly string[]).includes(s)) throw bad(`has unknown scope "${String(s)}" (known: ${SCOPES.join(', ')})`);
+    }
+    out[k] = scopes as string[];
+  }
+  return out;
+}
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+function flatten(obj: Record<string, unknown>, prefix = ''): [string, unknown][] {
+  const out: [string, unknown][] = [];
+  for (const [k, v] of Object.entries(obj)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    // apiKeys is a map whose keys are data, not configuration keys.
+    if (isObject(v) && !(key in SCHEMA)) out.push(...flatten(v, key));
+    else out.push([key, v]);
+  }
+  return out;
+}
+
+function setPath(cfg: AetnConfig, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let o = cfg as unknown as Record<string, unknown>;
+  for (const p of parts.slice(0, -1)) o = o[p] as Record<string, unknown>;
+  o[parts[parts.length - 1]!] = value;
+}

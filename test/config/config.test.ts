@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { DEFAULTS, loadConfig, maskedConfig } from '../../src/config/config.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'aetn-config-'));
+function file(obj: unknown): string {
+  const f = join(dir, `${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(f, typeof obj === 'string' ? obj : JSON.stringify(obj));
+  return f;
+}
+
+describe('configuration', () => {
+  it('defaults when nothing is set', () => {
+    expect(loadConfig({ env: {} })).toEqual(DEFAULTS);
+  });
+
+  it('layers file < environment < overrides', () => {
+    const f = file({ serve: { port: 7000, host: '0.0.0.0' }, kafka: { brokers: ['a:9092'] } });
+    const cfg = loadConfig({ file: f, env: { AETN_SERVE_PORT: '7001' }, overrides: { 'kafka.topic': 'x' } });
+    expect(cfg.serve.port).toBe(7001);
+    expect(cfg.serve.host).toBe('0.0.0.0');
+    expect(cfg.kafka.brokers).toEqual(['a:9092']);
+    expect(cfg.kafka.topic).toBe('x');
+  });
+
+  it('names the bad key', () => {
+    expect(() => loadConfig({ file: file({ serve: { prot: 1 } }), env: {} })).toThrow(/unknown configuration key "serve.prot"/);
+    expect(() => loadConfig({ env: { AETN_SERVE_PORT: 'abc' } })).toThrow(/AETN_SERVE_PORT: "serve.port" must be a port/);
+    expect(() => loadConfig({ env: { AETN_LOG_LEVEL: 'loud' } })).toThrow(/logLevel/);
+    expect(() => loadConfig({ file: file('{not json'), env: {} })).toThrow(/config file .*json/i);
+    expect(() => loadConfig({ env: { AETN_TLS_CERT: '/x.pem' } })).toThrow(/tlsCert and serve.tlsKey/);
+  });
+
+  it('parses API keys with scopes and never echoes a bad key', () => {
+    const cfg = loadConfig({ env: { AETN_API_KEYS: 'ranker-key-123=vectors:read;adtool-key-456=vectors:read,audience:write' } });
+    expect(cfg.serve.apiKeys).toEqual({ 'ranker-key-123': ['vectors:read'], 'adtool-key-456': ['vectors:read', 'audience:write'] });
+    let msg = '';
+    try {
+      loadConfig({ env: { AETN_API_KEYS: 'secret-key-789=root' } });
+    } catch (err) {
+      msg = (err as Error).message;
+    }
+    expect(msg).toMatch(/unknown scope "root"/);
+    expect(msg).not.toContain('secret-key-789');
+  });
+
+  it('masks secrets when printed', () => {
+    const cfg = loadConfig({ env: { AETN_API_KEYS: 'ranker-key-123=vectors:read' } });
+    const text = JSON.stringify(maskedConfig(cfg));
+    expect(text).not.toContain('ranker-key-123');
+    expect(text).toContain('vectors:read');
+  });
+
+  it('`aetn config print` prints the masked configuration and fails on a bad key', () => {
+    const out = execFileSync('node', ['bin/aetn.js', 'config', 'print'], { env: { ...process.env, AETN_API_KEYS: 'ranker-key-123=vectors:read', AETN_SERVE_PORT: '6001' } }).toString();
+    expect(JSON.parse(out).serve.port).toBe(6001);
+    expect(out).not.toContain('ranker-key-123');
+    const bad = spawnSync('node', ['bin/aetn.js', 'config', 'print', '--config', file({ kafka: { brokerz: [] } })]);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr.toString()).toMatch(/kafka.brokerz/);
+  });
+});
