@@ -1,0 +1,106 @@
+// Backend selection for every tfjs computation (training, embedding, the realtime head).
+// The model code is written once against tfjs-core; the backend decides where the kernels run:
+//   wasm       - default on CPU hosts: XNNPACK SIMD kernels, single-threaded in Node (no cross-origin
+//                isolation), so both cores are used through worker threads (see worker.ts).
+//   tensorflow - libtensorflow through @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node.
+//                Optional: they download libtensorflow at install, which these machines cannot do.
+//   cpu        - pure JS reference kernels: slow, used by tests as the ground truth.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { UserError } from '../util/errors.js';
+import { child } from '../util/log.js';
+import { registerWasmKernels } from './wasm-kernels.js';
+// Side effect: registers every op gradient (tf-core's Node bundle ships none).
+import './tf-gradients.js';
+
+export type BackendName = 'wasm' | 'tensorflow' | 'cpu';
+export const BACKENDS: readonly BackendName[] = ['wasm', 'tensorflow', 'cpu'];
+
+export interface BackendInfo {
+  name: BackendName;
+  /** What actually runs, e.g. 'wasm (simd, 1 thread)' or 'tensorflow (@tensorflow/tfjs-node-gpu)'. */
+  detail: string;
+}
+
+const logger = child('backend');
+const require = createRequire(import.meta.url);
+
+/** Resolves the requested backend name: explicit argument, else AETN_BACKEND, else wasm. */
+export function resolveBackendName(requested?: string): BackendName {
+  const name = (requested ?? process.env.AETN_BACKEND ?? 'wasm').trim().toLowerCase();
+  if (!(BACKENDS as readonly string[]).includes(name)) {
+    throw new UserError(`unknown backend '${name}': choose one of ${BACKENDS.join(', ')} (flag --backend or env AETN_BACKEND)`);
+  }
+  return name as BackendName;
+}
+
+let current: BackendInfo | undefined;
+
+/**
+ * Makes `name` the active tfjs backend of this thread (idempotent). Each worker thread calls it for
+ * itself: a tfjs engine lives per thread.
+ */
+export async function initBackend(requested?: string): Promise<BackendInfo> {
+  const name = resolveBackendName(requested);
+  if (current?.name === name && tf.getBackend() === name) return current;
+  let detail: string;
+  if (name === 'cpu') {
+    await import('@tensorflow/tfjs-backend-cpu');
+    detail = 'cpu (pure JS)';
+  } else if (name === 'wasm') {
+    const wasm = await import('@tensorflow/tfjs-backend-wasm');
+    // In Node the .wasm binaries are read from disk next to the package's dist files.
+    const dist = dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
+    wasm.setWasmPaths(join(dist, '/'));
+    registerWasmKernels();
+    detail = 'wasm';
+  } else {
+    detail = await loadTensorflow();
+  }
+  const ok = await tf.setBackend(name);
+  if (!ok) throw new UserError(`backend '${name}' failed to initialise`);
+  await tf.ready();
+  if (name === 'wasm') {
+    const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+    const threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT');
+    detail = `wasm (${simd ? 'simd' : 'no simd'}, ${threads ? 'multi-threaded' : '1 thread'})`;
+  }
+  current = { name, detail };
+  logger.debug({ backend: name, detail }, 'tfjs backend ready');
+  return current;
+}
+
+async function loadTensorflow(): Promise<string> {
+  const errors: string[] = [];
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      // A variable specifier keeps TypeScript from requiring the optional packages at compile time.
+      const spec: string = pkg;
+      await import(spec);
+      if (!tf.findBackend('tensorflow')) {
+        throw new Error(`${pkg} loaded but registered no 'tensorflow' backend with this @tensorflow/tfjs-core (version mismatch: install ${pkg}@${tf.version_core})`);
+      }
+      return `tensorflow (${pkg})`;
+    } catch (err) {
+      errors.push(`${pkg}: ${firstLine(err)}`);
+    }
+  }
+  throw new UserError(
+    `backend 'tensorflow' needs @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node, and neither loads here ` +
+      `(${errors.join('; ')}). Install one matching tfjs-core ${tf.version_core}, e.g. ` +
+      `'npm install @tensorflow/tfjs-node-gpu@${tf.version_core}', or use --backend wasm.`,
+  );
+}
+
+function firstLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0] ?? msg;
+}
+
+/** The backend this thread runs on, once initBackend was called. */
+export function currentBackend(): BackendInfo | undefined {
+  return current;
+}
+
+export { tf };
