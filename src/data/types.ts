@@ -40,3 +40,70 @@ export interface NextWeekLabels {
   /** App ids (catalog ids, in or out of the vocabulary) the user installed in the held-out week. */
   appIds: string[];
 }
+
+// ---- Prepared dataset (written by `aetn prepare`, read by openPrepared in src/data/prepared.ts) ----
+
+/** Why a catalog app is not in the vocabulary (null: it is). */
+export type DropReason = 'universal' | 'preinstalled' | 'below-threshold' | 'excluded';
+
+/** Every app of the input catalog, kept or dropped, so evaluation can label apps outside the vocabulary. */
+export interface CatalogEntry {
+  appId: string;
+  category: string; // fine-grained category name
+  packages: string[];
+  preinstalled: boolean;
+  universal: boolean;
+  /** Row in the vocabulary, or -1 when dropped. */
+  vocabIndex: number;
+  dropReason: DropReason | null;
+  /** Valid retention entries + history install events seen for this app (the threshold's count). */
+  installCount: number;
+}
+
+export interface ShardInfo {
+  file: string; // relative to the prepared directory
+  users: number;
+  bytes: number;
+  crc32: number;
+}
+
+/** Ground truth copied from a generated world (absent for user-supplied data without a truth file). */
+export interface DatasetTruth {
+  nicheCategories: string[];
+  /** Configured (scaled) weekly install rate per million users of each niche category, same order. */
+  nicheRatesPerMillion: number[];
+  /** The paper's unscaled rates (600, 400, 25, 300 per million) and the scale applied. */
+  nicheBaseRatesPerMillion: number[];
+  nicheScale: number;
+  /** Look-alike target apps: kept out of the vocabulary, their adopters are ground truth. */
+  lookalikeTargetAppIds: string[];
+  seed?: number;
+}
+
+export interface PreparedManifest {
+  format: 'aetn-prepared';
+  version: number;
+  vocabHash: string;
+  referenceDate: string; // YYYY-MM-DD, the last day of history
+  seqLen: number; // I = 25
+  dateBuckets: number; // 52 week buckets
+  weeklyCap: number; // at most this many (un)install operations per user per week
+  minInstalls: number; // install-count threshold of the vocabulary
+  numUsers: number;
+  numApps: number;
+  numCategories: number;
+  shards: ShardInfo[];
+  hasLabels: boolean;
+  labelUsers: number;
+  /** Preprocessing counts: records read, rejected (by reason), dropped (by rule), truncated. */
+  counts: Record<string, number>;
+  source: { dir: string; files: Record<string, string> };
+  truth: DatasetTruth | null;
+  createdBy: string;
+}
+
+/** Catalog apps outside the vocabulary ('excluded' or 'below-threshold') that a user had (history install or retention). */
+export interface OutOfVocabApps {
+  userId: string;
+  appIds: string[];
+}
