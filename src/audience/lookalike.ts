@@ -1,0 +1,227 @@
+// Look-alike audience extension (DESIGN.md §5), as pure logic over three small interfaces so it can
+// be tested without a store or an index:
+//   1. cluster the seeds (spherical k-means, up to ~20 centroids, deterministic), so a multi-modal
+//      seed set is searched around each of its modes rather than around one average that may
+//      resemble no seed at all (RALM's approach);
+//   2. gather candidates from the ANN index around every centroid (budget split by cluster size)
+//      and around a spread-out subset of single seeds (catches small modes k-means merged);
+//   3. score candidates with a logistic regression fitted on seeds vs a random population sample.
+//      Features: the unit vector plus one RBF-like similarity per centroid,
+//      exp(-(1 - cos(x, c_j)) / spread_j). The linear part learns which directions of the space
+//      separate seeds from everyone else (popular-app users are near many seeds but not seed-like);
+//      the centroid features let a linear model reward closeness to any one mode, which a plain
+//      linear score cannot do for modes on opposite sides of the space. Logistic regression is
+//      fast enough to fit per request (~100 ms on thousands of rows), deterministic, and gives
+//      scores comparable across candidates;
+//   4. drop seeds and exclusions, return the top N.
+import { auc, fitLogistic } from './logistic.js';
+import { sphericalKMeans } from './kmeans.js';
+import { dot, hashStrings, normalizedMatrix, rng } from './linalg.js';
+
+export interface Neighbor {
+  userId: string;
+  /** Cosine similarity (higher is nearer). */
+  score: number;
+}
+
+export interface LookalikeDeps {
+  dim: number;
+  /** Vectors of these users in the feature; undefined for unknown users. */
+  getVectors(userIds: string[]): (Float32Array | undefined)[] | Promise<(Float32Array | undefined)[]>;
+  /** Approximate nearest neighbours of `vector` (any length; cosine). May return fewer than k. */
+  search(vector: Float32Array, k: number): Neighbor[] | Promise<Neighbor[]>;
+  /** A uniform random sample of about n users of the population, with their vectors. */
+  samplePopulation(n: number): { userIds: string[]; vectors: Float32Array[] } | Promise<{ userIds: string[]; vectors: Float32Array[] }>;
+  /** Largest k a single search may ask for (index size or a serving limit). */
+  maxSearchK?: number;
+  /** Throws when the caller has gone away; called between phases and between searches. */
+  checkCancelled?(): void;
+}
+
+export interface LookalikeOptions {
+  audienceSize: number;
+  exclude?: Iterable<string>;
+  /** Most seed clusters (default 20). */
+  maxClusters?: number;
+  /** Candidates gathered per wanted user (default 1.5). */
+  oversample?: number;
+  /** Single seeds searched around besides the centroids (default 100). */
+  seedProbes?: number;
+  /** Population users sampled as negatives: default clamp(3 x seeds, 1000, 5000). */
+  populationSample?: number;
+  /** Seeds used to cluster and train at most (a spread-out subset beyond it; default 5000). */
+  maxTrainSeeds?: number;
+}
+
+export interface LookalikeResult {
+  users: Neighbor[];
+  seedsRequested: number;
+  seedsUsed: number;
+  seedsUnknown: number;
+  candidatesScored: number;
+  clusters: number;
+  populationSampled: number;
+  trainingAuc: number;
+}
+
+export class LookalikeError extends Error {
+  constructor(
+    readonly code: 'NOT_FOUND' | 'INVALID_ARGUMENT' | 'FAILED_PRECONDITION',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LookalikeError';
+  }
+}
+
+/** Every n-th element so that at most `max` remain, in order (deterministic, spread across the list). */
+function spread<T>(xs: T[], max: number): T[] {
+  if (xs.length <= max) return xs;
+  const out: T[] = [];
+  const step = xs.length / max;
+  for (let i = 0; i < max; i++) out.push(xs[Math.floor(i * step)]!);
+  return out;
+}
+
+export async function extendLookalike(seedIdsIn: readonly string[], opts: LookalikeOptions, deps: LookalikeDeps): Promise<LookalikeResult> {
+  const check = () => deps.checkCancelled?.();
+  const d = deps.dim;
+  const N = opts.audienceSize;
+  if (!Number.isInteger(N) || N < 1) throw new LookalikeError('INVALID_ARGUMENT', 'audience size must be a positive integer');
+  const seedIds = [...new Set(seedIdsIn)];
+  if (seedIds.length === 0) throw new LookalikeError('INVALID_ARGUMENT', 'no seed users given');
+
+  // 1. Seed vectors.
+  const got = await deps.getVectors(seedIds);
+  check();
+  const knownIds: string[] = [];
+  const knownVecs: Float32Array[] = [];
+  for (let i = 0; i < seedIds.length; i++) {
+    const v = got[i];
+    if (v) {
+      knownIds.push(seedIds[i]!);
+      knownVecs.push(v);
+    }
+  }
+  if (knownIds.length === 0) {
+    throw new LookalikeError('NOT_FOUND', `none of the ${seedIds.length} seed users has a vector in this feature`);
+  }
+  const seed = hashStrings(knownIds);
+  const trainIdx = spread(knownIds.map((_, i) => i), opts.maxTrainSeeds ?? 5000);
+  const nS = trainIdx.length;
+  const S = normalizedMatrix(trainIdx.map((i) => knownVecs[i]!), d);
+
+  // 2. Clusters.
+  const maxClusters = opts.maxClusters ?? 20;
+  const km = sphericalKMeans(S, nS, d, Math.min(maxClusters, Math.ceil(nS / 3)), seed);
+  const K = km.k;
+  // Cluster spread = 1 - mean cosine of members to their centroid (floored so that a tight or
+  // single-member cluster still gives a usable similarity feature).
+  const spreadOf = new Float64Array(K);
+  for (let r = 0; r < nS; r++) spreadOf[km.assignment[r]!]! += dot(S, r * d, km.centroids, km.assignment[r]! * d, d);
+  for (let j = 0; j < K; j++) spreadOf[j] = Math.max(0.05, 1 - spreadOf[j]! / km.sizes[j]!);
+  check();
+
+  // 3. Scoring model: seeds vs population.
+  const exclude = new Set<string>(knownIds);
+  for (const s of seedIds) exclude.add(s);
+  const popWanted = opts.populationSample ?? Math.min(5000, Math.max(1000, 3 * nS));
+  const pop = await deps.samplePopulation(popWanted);
+  check();
+  const negIdx: number[] = [];
+  for (let i = 0; i < pop.userIds.length; i++) if (!exclude.has(pop.userIds[i]!)) negIdx.push(i);
+  if (negIdx.length === 0) throw new LookalikeError('FAILED_PRECONDITION', 'the population sample holds no user besides the seeds: the store is too small for a look-alike model');
+  const P = d + K;
+  const featurize = (vecs: Float32Array, rows: number, out: Float32Array) => {
+    for (let r = 0; r < rows; r++) {
+      const o = r * P;
+      out.set(vecs.subarray(r * d, r * d + d), o);
+      for (let j = 0; j < K; j++) out[o + d + j] = Math.exp(-(1 - dot(vecs, r * d, km.centroids, j * d, d)) / spreadOf[j]!);
+    }
+  };
+  const nTrain = nS + negIdx.length;
+  const Xraw = new Float32Array(nTrain * d);
+  Xraw.set(S, 0);
+  const negM = normalizedMatrix(negIdx.map((i) => pop.vectors[i]!), d);
+  Xraw.set(negM, nS * d);
+  const X = new Float32Array(nTrain * P);
+  featurize(Xraw, nTrain, X);
+  const y = new Uint8Array(nTrain);
+  y.fill(1, 0, nS);
+  const model = fitLogistic(X, y, nTrain, P);
+  const trainScores = new Float64Array(nTrain);
+  for (let i = 0; i < nTrain; i++) trainScores[i] = model.logit(X, i * P);
+  const trainingAuc = auc(trainScores, y);
+  check();
+
+  // 4. Candidates around centroids and seed probes.
+  for (const e of opts.exclude ?? []) exclude.add(e);
+  const maxK = Math.max(1, deps.maxSearchK ?? 10_000);
+  const candidates = new Set<string>();
+  const addAll = (ns: Neighbor[]) => {
+    for (const n of ns) if (!exclude.has(n.userId)) candidates.add(n.userId);
+  };
+  const oversample = opts.oversample ?? 1.5;
+  // Neighbour lists also return seeds and exclusions: budget for them.
+  let budget = Math.ceil(oversample * N) + knownIds.length + Math.min(exclude.size, 10 * N);
+  const probes = spread(trainIdx, Math.min(opts.seedProbes ?? 100, nS));
+  const probeK = Math.min(maxK, 100, Math.max(10, Math.ceil((2 * budget) / Math.max(1, knownIds.length))));
+  const probeRes = await Promise.all(probes.map((i) => deps.search(knownVecs[i]!, probeK)));
+  for (const r of probeRes) addAll(r);
+  check();
+  for (let round = 0; round < 4; round++) {
+    const ks = km.sizes.map((s) => Math.min(maxK, Math.max(20, Math.ceil((budget * s) / nS))));
+    const res = await Promise.all(ks.map((k, j) => deps.search(km.centroids.subarray(j * d, j * d + d), k)));
+    check();
+    let exhausted = true;
+    res.forEach((r, j) => {
+      addAll(r);
+      if (r.length >= ks[j]! && ks[j]! < maxK) exhausted = false;
+    });
+    if (candidates.size >= N * oversample || exhausted) break;
+    budget *= 2;
+  }
+
+  // 5. Score and rank.
+  const ids = [...candidates];
+  const scored: Neighbor[] = [];
+  const CHUNK = 4096;
+  const buf = new Float32Array(CHUNK * P);
+  for (let s = 0; s < ids.length; s += CHUNK) {
+    const part = ids.slice(s, s + CHUNK);
+    const vecs = await deps.getVectors(part);
+    const present: number[] = [];
+    vecs.forEach((v, i) => v && present.push(i));
+    const M = normalizedMatrix(present.map((i) => vecs[i]!), d);
+    featurize(M, present.length, buf);
+    for (let r = 0; r < present.length; r++) {
+      const z = model.logit(buf, r * P);
+      scored.push({ userId: part[present[r]!]!, score: 1 / (1 + Math.exp(-z)) });
+    }
+    check();
+  }
+  scored.sort((a, b) => b.score - a.score || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
+  return {
+    users: scored.slice(0, N),
+    seedsRequested: seedIds.length,
+    seedsUsed: knownIds.length,
+    seedsUnknown: seedIds.length - knownIds.length,
+    candidatesScored: scored.length,
+    clusters: K,
+    populationSampled: negIdx.length,
+    trainingAuc,
+  };
+}
+
+/** The naive baseline the method must beat: one query around the mean of the seeds. */
+export async function singleCentroidLookalike(seedIds: readonly string[], audienceSize: number, deps: LookalikeDeps): Promise<Neighbor[]> {
+  const vecs = (await deps.getVectors([...seedIds])).filter((v): v is Float32Array => !!v);
+  const M = normalizedMatrix(vecs, deps.dim);
+  const c = new Float32Array(deps.dim);
+  for (let r = 0; r < vecs.length; r++) for (let i = 0; i < deps.dim; i++) c[i]! += M[r * deps.dim + i]!;
+  const seedSet = new Set(seedIds);
+  const res = await deps.search(c, audienceSize + seedSet.size);
+  return res.filter((n) => !seedSet.has(n.userId)).slice(0, audienceSize);
+}
+
+export { rng };

@@ -1,0 +1,43 @@
+// Turns protobuf-es (v2) service descriptors into grpc-js service definitions, so the generated
+// code in src/gen is the only protobuf runtime on the serving path (as connect-es does): grpc-js
+// moves bytes, protobuf-es encodes them.
+import * as grpc from '@grpc/grpc-js';
+import { fromBinary, toBinary, create, type DescMessage, type DescMethod, type DescService, type MessageShape, type MessageInitShape } from '@bufbuild/protobuf';
+
+export function methodPath(service: DescService, method: DescMethod): string {
+  return `/${service.typeName}/${method.name}`;
+}
+
+function serializer(desc: DescMessage): (msg: unknown) => Buffer {
+  return (msg) => {
+    const bytes = toBinary(desc, msg as MessageShape<DescMessage>);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserializer(desc: DescMessage): (buf: Buffer) => unknown {
+  return (buf) => fromBinary(desc, buf);
+}
+
+/** A grpc-js ServiceDefinition keyed by the method's local (lowerCamel) name. */
+export function serviceDefinition(service: DescService): grpc.ServiceDefinition {
+  const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const m of service.methods) {
+    def[m.localName] = {
+      path: methodPath(service, m),
+      originalName: m.name,
+      requestStream: m.methodKind === 'client_streaming' || m.methodKind === 'bidi_streaming',
+      responseStream: m.methodKind === 'server_streaming' || m.methodKind === 'bidi_streaming',
+      requestSerialize: serializer(m.input),
+      requestDeserialize: deserializer(m.input),
+      responseSerialize: serializer(m.output),
+      responseDeserialize: deserializer(m.output),
+    };
+  }
+  return def as grpc.ServiceDefinition;
+}
+
+/** Message init shapes are accepted where a full message is expected; fill the defaults in. */
+export function toMessage<D extends DescMessage>(desc: D, init: MessageInitShape<D> | MessageShape<D>): MessageShape<D> {
+  return (init as { $typeName?: string }).$typeName === desc.typeName ? (init as MessageShape<D>) : create(desc, init as MessageInitShape<D>);
+}

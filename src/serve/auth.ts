@@ -1,0 +1,63 @@
+// API-key authentication with scopes. Keys arrive as `x-api-key: K` or `authorization: Bearer K`.
+// Only SHA-256 digests of the configured keys are kept in memory, so a heap dump or a stray log
+// line of this object reveals no key; keys themselves are never logged.
+import { createHash } from 'node:crypto';
+import { status, type Metadata } from '@grpc/grpc-js';
+import { RpcError } from './errors.js';
+
+export type Scope = 'vectors:read' | 'audience:write' | 'events:write';
+
+export interface Principal {
+  /** A non-secret label for logs: the first 8 hex digits of the key's digest. */
+  keyId: string;
+  scopes: ReadonlySet<string>;
+}
+
+const ANONYMOUS: Principal = { keyId: 'auth-disabled', scopes: new Set(['*']) };
+
+function digest(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex');
+}
+
+export class ApiKeyAuth {
+  private readonly byDigest = new Map<string, Principal>();
+
+  /** `keys`: API key -> scopes (from the configuration). `disabled` lets every call in: local demos only. */
+  constructor(keys: Record<string, readonly string[]>, readonly disabled = false) {
+    for (const [key, scopes] of Object.entries(keys)) {
+      const d = digest(key);
+      this.byDigest.set(d, { keyId: d.slice(0, 8), scopes: new Set(scopes) });
+    }
+  }
+
+  get keyCount(): number {
+    return this.byDigest.size;
+  }
+
+  /** The caller's principal, or UNAUTHENTICATED / PERMISSION_DENIED. */
+  check(metadata: Metadata, scope: Scope): Principal {
+    if (this.disabled) return ANONYMOUS;
+    const key = extractKey(metadata);
+    if (key === undefined) {
+      throw new RpcError(status.UNAUTHENTICATED, 'missing API key: send metadata "x-api-key: <key>" or "authorization: Bearer <key>"');
+    }
+    // A map lookup by digest: the caller cannot steer the digest, so lookup timing tells nothing.
+    const p = this.byDigest.get(digest(key));
+    if (!p) throw new RpcError(status.UNAUTHENTICATED, 'invalid API key');
+    if (!p.scopes.has(scope)) {
+      throw new RpcError(status.PERMISSION_DENIED, `API key ${p.keyId} lacks scope "${scope}" needed for this method`);
+    }
+    return p;
+  }
+}
+
+function extractKey(md: Metadata): string | undefined {
+  const x = md.get('x-api-key')[0];
+  if (typeof x === 'string' && x.length > 0) return x;
+  const a = md.get('authorization')[0];
+  if (typeof a === 'string') {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(a);
+    if (m) return m[1];
+  }
+  return undefined;
+}

@@ -1,0 +1,29 @@
+// Prometheus metrics per RPC on a registry the process can mount anywhere (services/serve.ts
+// exposes it over HTTP; tests read it directly).
+import { Counter, Histogram, Registry } from 'prom-client';
+
+export class RpcMetrics {
+  readonly requests: Counter<'method' | 'code'>;
+  readonly latency: Histogram<'method'>;
+
+  constructor(readonly registry: Registry = new Registry()) {
+    this.requests = new Counter({
+      name: 'aetn_grpc_requests_total',
+      help: 'gRPC calls handled, by method and status code',
+      labelNames: ['method', 'code'],
+      registers: [registry],
+    });
+    this.latency = new Histogram({
+      name: 'aetn_grpc_request_duration_seconds',
+      help: 'gRPC call latency from request decode to the last message written',
+      labelNames: ['method'],
+      buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: [registry],
+    });
+  }
+
+  observe(method: string, code: string, seconds: number): void {
+    this.requests.inc({ method, code });
+    this.latency.observe({ method }, seconds);
+  }
+}
