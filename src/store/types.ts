@@ -14,6 +14,10 @@ export interface FeatureInfo {
   /** For short-term features: the long-term feature whose app matrix the head uses. */
   baseFeatureId?: string;
   meta?: Record<string, unknown>;
+  /** Set when the feature was retired (its vectors stay readable by `purge` only). */
+  retiredAtMs?: number;
+  /** Set when the vectors of a retired feature were deleted; the id is never reused. */
+  purgedAtMs?: number;
 }
 
 export interface StoredVector {
@@ -21,3 +25,25 @@ export interface StoredVector {
   vector: Float32Array;
   updatedAtMs: number;
 }
+
+/** What `registerFeature` needs; the store fills in the rest. */
+export interface NewFeature {
+  featureId: string;
+  namespace: Namespace;
+  dim: number;
+  variant: string;
+  createdAtMs?: number;
+  baseFeatureId?: string;
+  meta?: Record<string, unknown>;
+}
+
+export interface VectorEntry {
+  userId: string;
+  vector: Float32Array;
+}
+
+/** Error codes chosen to map 1:1 onto gRPC status codes. */
+export type StoreErrorCode = 'NOT_FOUND' | 'INVALID_ARGUMENT' | 'FAILED_PRECONDITION';
+
+/** Progress of a resumable job (e.g. an embed run): any JSON-like value the job chooses. */
+export type RunState = Record<string, unknown>;
