@@ -1,0 +1,85 @@
+// The embedding engine of the batch embed job (and of evaluation): loads a checkpoint once, then
+// turns users into their long-term vectors u. Inference only: no dropout, no [MASK], no output
+// heads. Large calls are cut into chunks and spread over worker threads (both cores); for the same
+// inputs, backend and worker count the vectors are bit-identical.
+import { availableParallelism } from 'node:os';
+import type { UserExample } from '../data/types.js';
+import { UserError } from '../util/errors.js';
+import { child } from '../util/log.js';
+import { initBackend, type BackendInfo } from './backend.js';
+import { checkLayout, configFromJson, loadCheckpoint, type CheckpointManifest } from './checkpoint.js';
+import { defaultFactoryUrl } from './train-engine.js';
+import { startEngine } from './train.js';
+
+const logger = child('embed');
+
+export interface EmbedderOptions {
+  backend?: string;
+  /** Worker threads (default: the number of cores). 1 runs on the calling thread. */
+  workers?: number;
+  /** Refuse the model unless it was trained on this vocabulary (hash from the prepared data). */
+  vocabHash?: string;
+  /** Users per model call on each worker (bounds memory; default 500). */
+  chunk?: number;
+  /** Model factory module for non-AETN checkpoints (tests). */
+  factoryUrl?: string;
+}
+
+export interface Embedder {
+  manifest: CheckpointManifest;
+  dim: number;
+  backend: BackendInfo;
+  workers: number;
+  /** FLOPs of one user's embedding (for throughput reports). */
+  flopsPerUser: number;
+  embed(examples: UserExample[]): Promise<Float32Array[]>;
+  close(): Promise<void>;
+}
+
+export async function createEmbedder(modelDir: string, opts: EmbedderOptions = {}): Promise<Embedder> {
+  const { manifest, weights, layout } = await loadCheckpoint(modelDir, { vocabHash: opts.vocabHash });
+  const backend = await initBackend(opts.backend);
+  const workers = opts.workers ?? Math.max(1, availableParallelism());
+  if (!Number.isInteger(workers) || workers < 1) throw new UserError(`workers must be a positive integer (got ${workers})`);
+  const factoryUrl = opts.factoryUrl ?? (manifest.modelKind === 'aetn' ? defaultFactoryUrl() : undefined);
+  if (!factoryUrl) throw new UserError(`model kind '${manifest.modelKind}' of ${modelDir} has no model factory in this build`);
+  const cfg = configFromJson(manifest.config);
+  // The seed only sets initial weights, which the checkpoint replaces.
+  const { engine, local } = await startEngine({ factoryUrl, cfg, seed: manifest.seed, backend: backend.name, workers });
+  try {
+    checkLayout(layout, local.layout, modelDir);
+    await engine.setWeights(weights);
+  } catch (err) {
+    await engine.close();
+    if (engine !== local) await local.close();
+    throw err;
+  }
+  const dim = manifest.dim;
+  const chunk = Math.max(1, opts.chunk ?? 500) * workers;
+  logger.debug({ featureId: manifest.featureId, backend: backend.name, workers, dim }, 'embedder ready');
+  let closed = false;
+  return {
+    manifest,
+    dim,
+    backend,
+    workers,
+    flopsPerUser: engine.flopsPerUser.inference,
+    async embed(examples: UserExample[]): Promise<Float32Array[]> {
+      if (closed) throw new Error('embedder is closed');
+      const out: Float32Array[] = [];
+      for (let i = 0; i < examples.length; i += chunk) {
+        const part = examples.slice(i, i + chunk);
+        const flat = await engine.embed(part);
+        if (flat.length !== part.length * dim) throw new Error(`model returned ${flat.length} values for ${part.length} users x ${dim}`);
+        for (let k = 0; k < part.length; k++) out.push(flat.slice(k * dim, (k + 1) * dim));
+      }
+      return out;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await engine.close();
+      if (engine !== local) await local.close();
+    },
+  };
+}

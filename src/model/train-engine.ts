@@ -1,0 +1,255 @@
+// One model replica on one thread: the gradient of a (part of a) batch, evaluation losses and user
+// vectors, all through flat Float32Arrays so that replicas in worker threads exchange plain memory.
+// The trainer and the embedder talk to an `Engine`; LocalEngine runs on the calling thread and
+// WorkerPool (worker-pool.ts) splits each call over several LocalEngines in worker threads.
+import * as tf from '@tensorflow/tfjs-core';
+import type { UserExample, Vocabulary } from '../data/types.js';
+
+export interface LossTensors {
+  total: tf.Scalar;
+  main: tf.Scalar;
+  aux: tf.Scalar;
+  mask: tf.Scalar;
+  reg: tf.Scalar;
+}
+
+export interface LossValues {
+  total: number;
+  main: number;
+  aux: number;
+  mask: number;
+  reg: number;
+}
+
+export const LOSS_KEYS = ['total', 'main', 'aux', 'mask', 'reg'] as const;
+
+/** What the trainer needs from a model (AetnModel satisfies it). */
+export interface ModelLike {
+  readonly variables: tf.Variable[];
+  /** Stable names for checkpoints when v.name carries a per-instance prefix (AetnModel.names). */
+  readonly names?: string[];
+  dispose?(): void;
+  /** Per-user mean losses of the batch (the value must not depend on the batch size). */
+  losses(batch: BatchLike, training: boolean): LossTensors;
+  embed(batch: BatchLike): tf.Tensor2D;
+  flopsPerUser(training: boolean): number;
+}
+
+export interface BatchLike {
+  dispose(): void;
+}
+
+/**
+ * A module that builds models. It is named by URL (not passed as an object) because worker threads
+ * import it themselves. train-model.ts is the AETN factory; tests may use a small stand-in.
+ */
+export interface ModelFactory<C = unknown> {
+  /** Short name written to the manifest, e.g. 'aetn'. */
+  readonly kind: string;
+  /** The full config for a vocabulary and the user's overrides (sizes, variant, ...). */
+  makeConfig(vocab: Vocabulary, overrides: Record<string, unknown>, data?: { seqLen?: number; dateBuckets?: number }): C;
+  createModel(cfg: C, seed: number): ModelLike;
+  makeBatch(examples: UserExample[], cfg: C, opts: { training: boolean; seed: number }): BatchLike;
+  /** The user-vector dimension of a config. */
+  embeddingDim(cfg: C): number;
+  /** The variant name of a config (manifest and feature id). */
+  variantOf(cfg: C): string;
+}
+
+export async function loadFactory(url: string): Promise<ModelFactory> {
+  const mod = (await import(url)) as { factory?: ModelFactory; default?: ModelFactory };
+  const f = mod.factory ?? mod.default;
+  if (!f || typeof f.createModel !== 'function') throw new Error(`${url} exports no model factory`);
+  return f;
+}
+
+/** The AETN factory module next to this file (compiled .js or, under tsx/vitest, the .ts source). */
+export function defaultFactoryUrl(): string {
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  return new URL(`./train-model${ext}`, import.meta.url).href;
+}
+
+export interface VariableLayout {
+  name: string;
+  shape: number[];
+  offset: number; // in floats
+  size: number;
+}
+
+export function layoutOf(variables: readonly tf.Variable[], names?: readonly string[]): { vars: VariableLayout[]; total: number } {
+  let offset = 0;
+  const vars = variables.map((v, i) => {
+    const size = v.size;
+    const l = { name: names?.[i] ?? v.name, shape: [...v.shape], offset, size };
+    offset += size;
+    return l;
+  });
+  return { vars, total: offset };
+}
+
+export interface GradResult {
+  losses: LossValues;
+  n: number;
+}
+
+/** The part of an engine the training loop and the embedder use. */
+export interface Engine {
+  readonly numParams: number;
+  readonly layout: VariableLayout[];
+  readonly flopsPerUser: { training: number; inference: number };
+  /** Loads weights (flat, in layout order) into every replica. */
+  setWeights(flat: Float32Array): Promise<void>;
+  /** Mean gradient of the batch written into `out` (length numParams); returns its mean losses. */
+  gradient(examples: UserExample[], seed: number, out: Float32Array): Promise<GradResult>;
+  /** Mean losses without dropout or masking (validation). */
+  evaluate(examples: UserExample[]): Promise<GradResult>;
+  /** Row-major [n, dim] user vectors. */
+  embed(examples: UserExample[]): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+/** A deterministic 31-bit seed from several integers (dropout and mask seeds per step and shard). */
+export function mixSeed(...parts: number[]): number {
+  let h = 0x811c9dc5;
+  for (const p of parts) {
+    h = Math.imul(h ^ (p | 0), 0x01000193);
+    h ^= h >>> 15;
+    h = Math.imul(h, 0x2c1b3c6d);
+    h ^= h >>> 12;
+  }
+  return (h >>> 1) % 2147483647;
+}
+
+export class LocalEngine implements Engine {
+  readonly layout: VariableLayout[];
+  readonly numParams: number;
+  readonly flopsPerUser: { training: number; inference: number };
+
+  constructor(
+    private readonly factory: ModelFactory,
+    private readonly cfg: unknown,
+    readonly model: ModelLike,
+  ) {
+    const { vars, total } = layoutOf(model.variables, model.names);
+    this.layout = vars;
+    this.numParams = total;
+    this.flopsPerUser = { training: model.flopsPerUser(true), inference: model.flopsPerUser(false) };
+  }
+
+  static create(factory: ModelFactory, cfg: unknown, seed: number): LocalEngine {
+    return new LocalEngine(factory, cfg, factory.createModel(cfg, seed));
+  }
+
+  getWeights(): Float32Array {
+    const out = new Float32Array(this.numParams);
+    this.model.variables.forEach((v, i) => out.set(v.dataSync() as Float32Array, this.layout[i]!.offset));
+    return out;
+  }
+
+  setWeightsSync(flat: Float32Array): void {
+    if (flat.length !== this.numParams) throw new Error(`weights have ${flat.length} values, the model ${this.numParams}`);
+    this.model.variables.forEach((v, i) => {
+      const l = this.layout[i]!;
+      tf.tidy(() => v.assign(tf.tensor(flat.subarray(l.offset, l.offset + l.size), l.shape, 'float32')));
+    });
+  }
+
+  async setWeights(flat: Float32Array): Promise<void> {
+    this.setWeightsSync(flat);
+  }
+
+  gradientSync(examples: UserExample[], seed: number, out: Float32Array): GradResult {
+    const batch = this.factory.makeBatch(examples, this.cfg, { training: true, seed });
+    try {
+      let parts: tf.Scalar[] = [];
+      const { value, grads } = tf.variableGrads(() => {
+        const l = this.model.losses(batch, true);
+        parts = [l.main, l.aux, l.mask, l.reg].map((t) => tf.keep(t));
+        return l.total;
+      }, this.model.variables);
+      const vals = [value, ...parts].map((t) => t.dataSync()[0]!);
+      tf.dispose([value, ...parts]);
+      this.model.variables.forEach((v, i) => {
+        const l = this.layout[i]!;
+        const g = grads[v.name];
+        if (g) {
+          out.set(g.dataSync() as Float32Array, l.offset);
+          g.dispose();
+        } else {
+          // A variable the loss does not reach (e.g. the [MASK] row in the no-mask variant).
+          out.fill(0, l.offset, l.offset + l.size);
+        }
+      });
+      return { losses: toLosses(vals), n: examples.length };
+    } finally {
+      batch.dispose();
+    }
+  }
+
+  async gradient(examples: UserExample[], seed: number, out: Float32Array): Promise<GradResult> {
+    return this.gradientSync(examples, seed, out);
+  }
+
+  evaluateSync(examples: UserExample[]): GradResult {
+    const batch = this.factory.makeBatch(examples, this.cfg, { training: false, seed: 0 });
+    try {
+      const vals = tf.tidy(() => {
+        const l = this.model.losses(batch, false);
+        return [l.total, l.main, l.aux, l.mask, l.reg].map((t) => t.dataSync()[0]!);
+      });
+      return { losses: toLosses(vals), n: examples.length };
+    } finally {
+      batch.dispose();
+    }
+  }
+
+  async evaluate(examples: UserExample[]): Promise<GradResult> {
+    return this.evaluateSync(examples);
+  }
+
+  embedSync(examples: UserExample[]): Float32Array {
+    if (examples.length === 0) return new Float32Array(0);
+    const batch = this.factory.makeBatch(examples, this.cfg, { training: false, seed: 0 });
+    try {
+      return tf.tidy(() => this.model.embed(batch).dataSync() as Float32Array).slice();
+    } finally {
+      batch.dispose();
+    }
+  }
+
+  async embed(examples: UserExample[]): Promise<Float32Array> {
+    return this.embedSync(examples);
+  }
+
+  async close(): Promise<void> {
+    if (this.model.dispose) this.model.dispose();
+    else tf.dispose(this.model.variables);
+  }
+}
+
+function toLosses(v: number[]): LossValues {
+  return { total: v[0]!, main: v[1]!, aux: v[2]!, mask: v[3]!, reg: v[4]! };
+}
+
+/** Weighted mean of per-part losses (each part's losses are per-user means over its n users). */
+export function combineLosses(parts: GradResult[]): GradResult {
+  const n = parts.reduce((a, p) => a + p.n, 0);
+  const out: LossValues = { total: 0, main: 0, aux: 0, mask: 0, reg: 0 };
+  for (const p of parts) for (const k of LOSS_KEYS) out[k] += (p.losses[k] * p.n) / Math.max(1, n);
+  return { losses: out, n };
+}
+
+/** Splits `n` items into `k` contiguous near-equal ranges (deterministic), skipping empty ones. */
+export function splitRanges(n: number, k: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  const base = Math.floor(n / k);
+  let rem = n % k;
+  let start = 0;
+  for (let i = 0; i < k; i++) {
+    const len = base + (rem > 0 ? 1 : 0);
+    if (rem > 0) rem--;
+    if (len > 0) out.push([start, start + len]);
+    start += len;
+  }
+  return out;
+}

@@ -1,0 +1,175 @@
+// Data parallelism over worker threads: every call splits its users into contiguous near-equal
+// parts, one per worker, and combines the answers (gradients weighted by each part's user count, so
+// the result equals the full-batch mean gradient up to float rounding).
+import { Worker } from 'node:worker_threads';
+import type { UserExample } from '../data/types.js';
+import {
+  combineLosses,
+  splitRanges,
+  type Engine,
+  type GradResult,
+  type VariableLayout,
+} from './train-engine.js';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
+
+interface Pending {
+  resolve: (r: WorkerReply) => void;
+  reject: (e: Error) => void;
+}
+
+type Dist<T> = T extends unknown ? Omit<T, 'id' | 'version'> : never;
+
+class WorkerHandle {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private failure: Error | undefined;
+  readonly grad: Float32Array;
+  readonly ready: Promise<void>;
+
+  constructor(readonly worker: Worker, gradSab: SharedArrayBuffer) {
+    this.grad = new Float32Array(gradSab);
+    this.ready = new Promise((resolve, reject) => {
+      const onFirst = (msg: { ready?: boolean; fatal?: string }) => {
+        if (msg.fatal) reject(new Error(`model worker failed to start: ${msg.fatal}`));
+        else if (msg.ready) resolve();
+      };
+      worker.once('message', onFirst);
+      worker.once('error', reject);
+    });
+    worker.on('message', (msg: WorkerReply & { fatal?: string }) => {
+      if (msg.fatal) return this.fail(new Error(`model worker: ${msg.fatal}`));
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      p.resolve(msg);
+    });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => this.fail(new Error(`model worker exited with code ${code}`)));
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  call(req: Dist<WorkerRequest>, version: number): Promise<WorkerReply> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise<WorkerReply>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...req, id, version } as WorkerRequest);
+    }).then((r) => {
+      if (!r.ok) throw new Error(`model worker: ${r.error}`);
+      return r;
+    });
+  }
+
+  async terminate(): Promise<void> {
+    this.worker.removeAllListeners('exit');
+    this.failure ??= new Error('model worker pool closed');
+    await this.worker.terminate();
+  }
+}
+
+export interface WorkerPoolOptions {
+  factoryUrl: string;
+  cfg: unknown;
+  seed: number;
+  backend: string;
+  workers: number;
+  numParams: number;
+  layout: VariableLayout[];
+  flopsPerUser: { training: number; inference: number };
+}
+
+export class WorkerPool implements Engine {
+  readonly numParams: number;
+  readonly layout: VariableLayout[];
+  readonly flopsPerUser: { training: number; inference: number };
+  private readonly weights: Float32Array;
+  private readonly handles: WorkerHandle[];
+  private version = 0;
+
+  private constructor(opts: WorkerPoolOptions) {
+    this.numParams = opts.numParams;
+    this.layout = opts.layout;
+    this.flopsPerUser = opts.flopsPerUser;
+    const weightsSab = new SharedArrayBuffer(opts.numParams * 4);
+    this.weights = new Float32Array(weightsSab);
+    const here = import.meta.url;
+    const fromSource = here.endsWith('.ts');
+    const url = new URL(fromSource ? './worker.ts' : './worker.js', here);
+    this.handles = [];
+    for (let i = 0; i < opts.workers; i++) {
+      const gradSab = new SharedArrayBuffer(opts.numParams * 4);
+      const init: WorkerInit = { factoryUrl: opts.factoryUrl, cfg: opts.cfg, seed: opts.seed, backend: opts.backend, weights: weightsSab, grad: gradSab };
+      // Under vitest/tsx the sources are TypeScript: the worker needs the tsx loader too.
+      const worker = new Worker(url, { workerData: init, execArgv: fromSource ? ['--import', 'tsx'] : [] });
+      this.handles.push(new WorkerHandle(worker, gradSab));
+    }
+  }
+
+  static async start(opts: WorkerPoolOptions): Promise<WorkerPool> {
+    const pool = new WorkerPool(opts);
+    try {
+      await Promise.all(pool.handles.map((h) => h.ready));
+    } catch (err) {
+      await pool.close();
+      throw err;
+    }
+    return pool;
+  }
+
+  get size(): number {
+    return this.handles.length;
+  }
+
+  async setWeights(flat: Float32Array): Promise<void> {
+    if (flat.length !== this.numParams) throw new Error(`weights have ${flat.length} values, the model ${this.numParams}`);
+    this.weights.set(flat);
+    // Workers reload lazily when a request carries a newer version.
+    this.version++;
+  }
+
+  // Every part gets the same step seed: the model draws dropout and [MASK] per user from (seed, user
+  // id), so a user's randomness does not depend on which worker computes it.
+  async gradient(examples: UserExample[], seed: number, out: Float32Array): Promise<GradResult> {
+    const ranges = splitRanges(examples.length, this.handles.length);
+    const replies = await Promise.all(
+      ranges.map(([a, b], k) => this.handles[k]!.call({ op: 'gradient', examples: examples.slice(a, b), seed }, this.version)),
+    );
+    const parts = replies.map((r) => r.result!);
+    const n = examples.length;
+    out.fill(0);
+    parts.forEach((p, k) => {
+      const w = p.n / n;
+      const g = this.handles[k]!.grad;
+      for (let i = 0; i < out.length; i++) out[i] += w * g[i]!;
+    });
+    return combineLosses(parts);
+  }
+
+  async evaluate(examples: UserExample[]): Promise<GradResult> {
+    const ranges = splitRanges(examples.length, this.handles.length);
+    const replies = await Promise.all(ranges.map(([a, b], k) => this.handles[k]!.call({ op: 'evaluate', examples: examples.slice(a, b) }, this.version)));
+    return combineLosses(replies.map((r) => r.result!));
+  }
+
+  async embed(examples: UserExample[]): Promise<Float32Array> {
+    const ranges = splitRanges(examples.length, this.handles.length);
+    const replies = await Promise.all(ranges.map(([a, b], k) => this.handles[k]!.call({ op: 'embed', examples: examples.slice(a, b) }, this.version)));
+    const parts = replies.map((r) => r.vectors!);
+    const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.handles.map((h) => h.terminate()));
+  }
+}
