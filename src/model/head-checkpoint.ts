@@ -321,3 +321,46 @@ export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Pr
     dispose: () => head.dispose(),
   };
 }
+
+export interface AetnAppMatrix {
+  /** W_a = W_app + C[category(app)], row-major [numApps, appDim]. */
+  appMatrix: Float32Array;
+  numApps: number;
+  appDim: number;
+  featureId: string;
+  vocabHash: string;
+  /** sha256 of the float32 bytes of appMatrix (what a head checkpoint records as baseAppMatrixSha256). */
+  sha256: string;
+}
+
+function findVar(layout: { name: string; shape: number[]; offset: number; size: number }[], stable: string, dir: string) {
+  const hit = layout.find((l) => l.name === stable || l.name.endsWith(`/${stable}`));
+  if (!hit) throw new UserError(`AETN checkpoint ${dir} has no ${stable} variable: cannot build its tied app matrix`);
+  return hit;
+}
+
+/**
+ * The frozen app matrix of a trained AETN checkpoint, computed once on the host:
+ * W_a[i] = W_app[i] + C[category(i)] (the same sum AetnModel.appMatrix() forms on every pass).
+ */
+export async function appMatrixFromAetnCheckpoint(modelDir: string, opts: { vocabHash?: string } = {}): Promise<AetnAppMatrix> {
+  const { loadCheckpoint, configFromJson } = await import('./checkpoint.js');
+  const { manifest, weights, layout } = await loadCheckpoint(modelDir, opts);
+  const cfg = configFromJson<{ appCategory?: Int32Array; numApps?: number }>(manifest.config);
+  const wApp = findVar(layout, 'W_app', modelDir);
+  const c = findVar(layout, 'C', modelDir);
+  const [M, d] = wApp.shape as [number, number];
+  const cat = cfg.appCategory;
+  if (!cat || cat.length !== M) throw new UserError(`AETN checkpoint ${modelDir}: config.appCategory has ${cat?.length ?? 0} entries for ${M} apps`);
+  if (c.shape[1] !== d) throw new UserError(`AETN checkpoint ${modelDir}: C is ${c.shape.join('x')}, W_app is ${M}x${d}`);
+  const numCat = c.shape[0]!;
+  const out = new Float32Array(M * d);
+  for (let i = 0; i < M; i++) {
+    const k = cat[i]!;
+    if (k < 0 || k >= numCat) throw new UserError(`AETN checkpoint ${modelDir}: app ${i} has category ${k} outside [0, ${numCat})`);
+    const a = wApp.offset + i * d;
+    const b = c.offset + k * d;
+    for (let j = 0; j < d; j++) out[i * d + j] = weights[a + j]! + weights[b + j]!;
+  }
+  return { appMatrix: out, numApps: M, appDim: d, featureId: manifest.featureId, vocabHash: manifest.vocab.hash, sha256: sha256(f32Bytes(out)) };
+}

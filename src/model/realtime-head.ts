@@ -263,7 +263,7 @@ export class RealtimeHead {
       : tf.matMul(tf.gather(this.appMatrix, apps), this.w('in/W'));
     const typeOh = tf.oneHot(tf.tensor1d(batch.types, 'int32'), 3) as tf.Tensor2D; // [B*N, 3]
     const gapOh = tf.oneHot(tf.tensor1d(batch.gaps, 'int32'), G) as tf.Tensor2D; // [B*N, G]
-    let x: tf.Tensor = tf.addN([appTok, this.w('in/b'), tf.matMul(tf.cast(typeOh, 'float32'), this.w('type_emb')), tf.matMul(tf.cast(gapOh, 'float32'), this.w('gap_emb'))]);
+    let x: tf.Tensor = tf.add(tf.addN([appTok, tf.matMul(tf.cast(typeOh, 'float32'), this.w('type_emb')), tf.matMul(tf.cast(gapOh, 'float32'), this.w('gap_emb'))]), this.w('in/b'));
     x = tf.mul(drop(x), valid); // padding tokens are exactly zero                [B*N, d]
 
     // additive key mask: 0 at events, -1e9 at padding                         [B, 1, 1, N]
