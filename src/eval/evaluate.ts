@@ -1,7 +1,6 @@
 // The evaluation core: given users (their app sets), the tasks' ground truth and one vector set per
 // model, run the paper's tests and return every number. It knows nothing about files or models: the
 // CLI loads a prepared dataset and embeds users (load.ts), tests hand in a tiny world and fake vectors.
-import type * as tfType from '@tensorflow/tfjs-core';
 import { child } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import {
@@ -17,7 +16,7 @@ import {
 import type { GbdtOptions } from './gbdt.js';
 import { meanStd, nanMean, overlapRate, type Spread } from './metrics.js';
 import type { MlpOptions } from './mlp.js';
-import { nearestOther, normalizeRows } from './neighbors.js';
+import { nearestOther, normalizeRows, type MatMulT } from './neighbors.js';
 import { crossValidatedAuc, gbdtTrainer, holdoutMlpAuc, mlpTrainer } from './protocols.js';
 import { deriveSeed, Rng } from './rng.js';
 
@@ -76,8 +75,8 @@ export interface EvalOptions {
   audienceMultiples?: number[];
   /** Vector-based look-alike methods besides the built-in baselines (e.g. the serving algorithm). */
   audienceMethods?: AudienceMethod[];
-  /** tfjs with a backend ready, for the big neighbour scan (optional: plain JS otherwise). */
-  tf?: typeof tfType;
+  /** A fast matrix product for the big neighbour scan (optional: plain JS otherwise). */
+  matmulT?: MatMulT;
 }
 
 export interface Test1Row {
@@ -282,7 +281,7 @@ export async function evaluate(users: EvalUsers, tasks: EvalTasks, sets: VectorS
     for (const s of ovSets) {
       const ts = performance.now();
       const U = normalizeRows(s.vectors, s.dim);
-      const nn = await nearestOther(U, s.dim, sample, opts.tf);
+      const nn = await nearestOther(U, s.dim, sample, opts.matmulT);
       rows.push({ model: s.name, ...overlapOf((k) => nn.index[k]), meanNeighborCosine: nanMean(Array.from(nn.score)), seconds: (performance.now() - ts) / 1000 });
       bar.tick(1, s.name);
     }

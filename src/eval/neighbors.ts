@@ -1,8 +1,9 @@
 // Exact cosine neighbour search over the evaluation's in-memory vectors. Evaluation wants the true
 // nearest neighbour (an approximate index would blur the comparison between models), so it scans.
-// For many queries (§5.5: 10k users against all) the scan is a blocked matrix product: through tfjs
-// when a backend is handed in (wasm SIMD is ~30x plain JS here), else in plain JS.
-import type * as tfType from '@tensorflow/tfjs-core';
+// For many queries (§5.5: 10k users against all) the scan is a blocked matrix product: through a
+// handed-in matrix product (tfjs matMul on wasm SIMD is far faster than plain JS), else in plain JS.
+/** Q [qn, d] times DB [bn, d]^T -> [qn, bn], e.g. a tfjs matMul on the wasm backend. */
+export type MatMulT = (Q: Float32Array, qn: number, DB: Float32Array, bn: number, d: number) => Float32Array;
 
 /** Rows scaled to unit L2 norm (zero rows stay zero), as a new matrix. */
 export function normalizeRows(V: Float32Array, d: number): Float32Array {
@@ -51,13 +52,13 @@ export async function nearestOther(
   U: Float32Array,
   d: number,
   queries: Int32Array,
-  tf?: typeof tfType,
+  matmulT?: MatMulT,
 ): Promise<{ index: Int32Array; score: Float32Array }> {
   const n = U.length / d;
   const index = new Int32Array(queries.length).fill(-1);
   const score = new Float32Array(queries.length).fill(-Infinity);
   const qBlock = 512;
-  const dbBlock = tf ? 16384 : 4096;
+  const dbBlock = matmulT ? 16384 : 4096;
   for (let q0 = 0; q0 < queries.length; q0 += qBlock) {
     const qn = Math.min(qBlock, queries.length - q0);
     const Q = new Float32Array(qn * d);
@@ -65,14 +66,8 @@ export async function nearestOther(
     for (let b0 = 0; b0 < n; b0 += dbBlock) {
       const bn = Math.min(dbBlock, n - b0);
       let S: Float32Array;
-      if (tf) {
-        const t = tf.tidy(() => {
-          const q = tf.tensor2d(Q, [qn, d]);
-          const db = tf.tensor2d(U.subarray(b0 * d, (b0 + bn) * d), [bn, d]);
-          return tf.matMul(q, db, false, true);
-        });
-        S = t.dataSync() as Float32Array;
-        t.dispose();
+      if (matmulT) {
+        S = matmulT(Q, qn, U.subarray(b0 * d, (b0 + bn) * d), bn, d);
       } else {
         S = new Float32Array(qn * bn);
         for (let i = 0; i < qn; i++) {

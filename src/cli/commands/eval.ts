@@ -1,0 +1,95 @@
+// `aetn eval`: the paper's offline tests on a prepared dataset, for one or more trained models.
+import type { Command } from 'commander';
+import { UserError } from '../../util/errors.js';
+
+const TESTS = ['test1', 'test2', 'audience', 'overlap'] as const;
+
+function int(name: string, min: number) {
+  return (v: string): number => {
+    const x = Number(v);
+    if (!Number.isInteger(x) || x < min) throw new UserError(`--${name} must be an integer >= ${min}, got '${v}'`);
+    return x;
+  };
+}
+
+function list(v: string): string[] {
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+export function register(program: Command): void {
+  program
+    .command('eval')
+    .description(
+      'Offline evaluation as in the paper: Test #1 next-week installation of niche categories (MLP, 3:1:1, AUC over runs), ' +
+        'Test #2 look-alike of an out-of-vocabulary app (10-fold CV AUC), audience extension with hidden adopters ' +
+        '(recall/precision vs random, most-active and single-centroid baselines), and §5.5 nearest-neighbour app overlap. ' +
+        'Writes a Markdown report, an SVG chart and a JSON file with every number.',
+    )
+    .requiredOption('--data <dir>', 'prepared dataset (aetn prepare) with a held-out week')
+    .requiredOption('--models <dirs>', 'comma-separated model checkpoint directories (aetn train)', list)
+    .requiredOption('--out <report.md>', 'Markdown report path; .svg and .json are written next to it')
+    .option('--seed <n>', 'seed of every split, initialisation and sample', int('seed', 0), 1)
+    .option('--runs <n>', 'Test #1 runs (new split and initialisation each)', int('runs', 1), 5)
+    .option('--folds <n>', 'Test #2 cross-validation folds', int('folds', 2), 10)
+    .option('--head <dir>', 'realtime head checkpoint: also compare AETN + head (long ‖ short) on Test #1')
+    .option('--max-users <n>', 'evaluate only the first N users (shard order, i.e. a hash sample)', int('max-users', 20))
+    .option('--backend <name>', 'tfjs backend for embedding: wasm | cpu | tensorflow (default: AETN_BACKEND or wasm)')
+    .option('--workers <n>', 'embedding worker threads', int('workers', 1))
+    .option('--batch-size <n>', 'users per embedding batch', int('batch-size', 1), 1000)
+    .option('--overlap-sample <n>', 'users sampled for the §5.5 overlap', int('overlap-sample', 1), 10000)
+    .option('--test2-classifier <kind>', 'gbdt | mlp', 'gbdt')
+    .option('--gbdt-trees <n>', 'trees of the Test #2 GBDT', int('gbdt-trees', 1), 100)
+    .option('--mlp-hidden <n>', 'hidden units of the MLP', int('mlp-hidden', 1), 32)
+    .option('--baseline-dim <n>', 'dimension of the random-projection floor (0 = none)', int('baseline-dim', 0), 128)
+    .option('--niche <names>', 'niche category names for Test #1 (default: the dataset ground truth)', list)
+    .option('--target <appId>', 'look-alike target app id for Test #2 (default: the dataset ground truth)')
+    .option('--skip <tests>', `tests to skip: ${TESTS.join(',')}`, list, [])
+    .option('--no-serving', 'leave out the serving look-alike algorithm (ExtendLookalike) in the audience test')
+    .option('--notes <file.md>', 'Markdown inserted as the Notes section of the report')
+    .addHelpText(
+      'after',
+      '\nExample:\n  aetn eval --data data/prepared --models models/dae,models/aetn --head models/rt --out docs/eval-report.md --seed 1\n',
+    )
+    .action(async (opts: Record<string, unknown>) => {
+      const skip = opts.skip as string[];
+      for (const s of skip) if (!(TESTS as readonly string[]).includes(s)) throw new UserError(`--skip: unknown test '${s}' (choose from ${TESTS.join(', ')})`);
+      const clf = opts.test2Classifier as string;
+      if (clf !== 'gbdt' && clf !== 'mlp') throw new UserError(`--test2-classifier must be gbdt or mlp, got '${clf}'`);
+      const models = opts.models as string[];
+      if (models.length === 0) throw new UserError('--models needs at least one model directory');
+      const out = opts.out as string;
+      if (!out.toLowerCase().endsWith('.md')) throw new UserError(`--out must name a Markdown file (.md), got '${out}'`);
+      const { existsSync } = await import('node:fs');
+      for (const p of [opts.data as string, ...models, ...(opts.head ? [opts.head as string] : [])]) if (!existsSync(p)) throw new UserError(`no such directory: ${p}`);
+      const { runEval } = await import('../../eval/run.js');
+      const res = await runEval({
+        data: opts.data as string,
+        models,
+        out,
+        seed: opts.seed as number,
+        runs: opts.runs as number,
+        folds: opts.folds as number,
+        head: opts.head as string | undefined,
+        maxUsers: opts.maxUsers as number | undefined,
+        backend: opts.backend as string | undefined,
+        workers: opts.workers as number | undefined,
+        batchSize: opts.batchSize as number,
+        overlapSample: opts.overlapSample as number,
+        test2Classifier: clf,
+        gbdtTrees: opts.gbdtTrees as number,
+        mlpHidden: opts.mlpHidden as number,
+        baselineDim: opts.baselineDim as number,
+        niche: opts.niche as string[] | undefined,
+        target: opts.target as string | undefined,
+        skip: skip as (typeof TESTS)[number][],
+        serving: opts.serving as boolean,
+        notes: opts.notes as string | undefined,
+        command: `aetn ${process.argv.slice(2).join(' ')}`,
+      });
+      // The tables on stdout (the report file holds the same plus the chart link).
+      process.stdout.write(res.report);
+    });
+}

@@ -1,0 +1,226 @@
+// The evaluation report: Markdown laid out like the paper's Table 1, an SVG bar chart of Test #1
+// (dependency-free), and a JSON file with every number next to the Markdown.
+import type { EvalResults, Test1Row } from './evaluate.js';
+import type { Spread } from './metrics.js';
+
+export interface DatasetStats {
+  path: string;
+  users: number;
+  usersTotal?: number;
+  apps: number;
+  categories: number;
+  referenceDate?: string;
+  catalogApps?: number;
+  meanRetention: number;
+  meanInstalls: number;
+  meanUninstalls: number;
+}
+
+export interface ReportInput {
+  command: string;
+  startedAt: string;
+  machine: string;
+  dataset: DatasetStats;
+  results: EvalResults;
+  notes?: string;
+  /** Relative path of the SVG as linked from the Markdown. */
+  chartHref?: string;
+  timings?: Record<string, number>;
+}
+
+/** Test #1 averages the paper reports (Tencent data; DESIGN.md §3), by variant, for orientation only. */
+export const PAPER_TABLE1: Record<string, number> = { dae: 0.7392, 'no-mask': 0.7908, vanilla: 0.7954, 'no-aux': 0.8, aetn: 0.8024 };
+const VARIANT_LABEL: Record<string, string> = { dae: 'DAE', 'no-mask': 'AETN w/o L_mask', 'no-aux': 'AETN w/o L_aux', vanilla: 'V-AETN', aetn: 'AETN' };
+/** The paper's expected order, weakest first. */
+export const PAPER_ORDER = ['dae', 'no-mask', 'vanilla', 'no-aux', 'aetn'];
+
+export function variantLabel(v: string): string {
+  return VARIANT_LABEL[v] ?? v;
+}
+
+function f4(x: number | undefined): string {
+  return x === undefined || Number.isNaN(x) ? '–' : x.toFixed(4);
+}
+function ms(s: Spread | undefined): string {
+  if (!s || Number.isNaN(s.mean)) return '–';
+  return s.n > 1 ? `${s.mean.toFixed(4)} ± ${s.std.toFixed(4)}` : s.mean.toFixed(4);
+}
+function pct(x: number): string {
+  return Number.isNaN(x) ? '–' : `${(100 * x).toFixed(1)}%`;
+}
+function esc(s: string): string {
+  return s.replace(/\|/g, '\\|');
+}
+
+/** Does Test #1 follow the paper's ordering? One line per adjacent pair present in the results. */
+export function orderingFindings(res: EvalResults): string[] {
+  const rows = res.test1?.rows ?? [];
+  const byVariant = new Map<string, Test1Row>();
+  for (const m of res.models) {
+    const r = rows.find((x) => x.model === m.name);
+    if (r && PAPER_ORDER.includes(m.variant) && !byVariant.has(m.variant)) byVariant.set(m.variant, r);
+  }
+  const present = PAPER_ORDER.filter((v) => byVariant.has(v));
+  const out: string[] = [];
+  if (present.length < 2) return ['Fewer than two of the paper\'s variants were evaluated: no ordering to check.'];
+  const line = present.map((v) => `${variantLabel(v)} ${f4(byVariant.get(v)!.average.mean)}`).join(' < ');
+  out.push(`Paper order (Test #1 average AUC, weakest first): ${line.replace(/ < /g, ' → ')}.`);
+  const dae = byVariant.get('dae');
+  const aetn = byVariant.get('aetn');
+  if (dae && aetn) {
+    const diff = aetn.average.mean - dae.average.mean;
+    const noise = Math.hypot(dae.average.std, aetn.average.std);
+    out.push(
+      `AETN − DAE = ${diff >= 0 ? '+' : ''}${diff.toFixed(4)} (paper: +${(PAPER_TABLE1.aetn - PAPER_TABLE1.dae).toFixed(4)}); ` +
+        `run-to-run spread of the difference ≈ ${noise.toFixed(4)}: ` +
+        (diff > 2 * noise ? 'AETN is clearly better.' : diff > 0 ? 'AETN is ahead, but within about two spreads.' : 'the paper\'s gain does NOT reproduce here.'),
+    );
+  }
+  const inversions: string[] = [];
+  for (let i = 0; i < present.length; i++)
+    for (let j = i + 1; j < present.length; j++) {
+      const a = byVariant.get(present[i])!.average;
+      const b = byVariant.get(present[j])!.average;
+      if (a.mean > b.mean) inversions.push(`${variantLabel(present[i])} (${f4(a.mean)}) > ${variantLabel(present[j])} (${f4(b.mean)})${a.mean - b.mean < Math.hypot(a.std, b.std) ? ' (within spread)' : ''}`);
+    }
+  out.push(inversions.length === 0 ? 'The full ordering holds.' : `Out of the paper's order: ${inversions.join('; ')}.`);
+  return out;
+}
+
+export function renderMarkdown(input: ReportInput): string {
+  const { results: r, dataset: ds } = input;
+  const L: string[] = [];
+  L.push('# Offline evaluation: the paper\'s tests on our synthetic world', '');
+  L.push('Produced by:', '', '```sh', input.command, '```', '');
+  L.push(`Started ${input.startedAt} on ${input.machine}; evaluation ${r.seconds.toFixed(0)} s${input.timings ? ` (${Object.entries(input.timings).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')})` : ''}; seed ${r.seed}.`, '');
+
+  L.push('## Dataset', '');
+  L.push('| | |', '|---|---|');
+  L.push(`| prepared data | \`${esc(ds.path)}\` |`);
+  L.push(`| users evaluated | ${ds.users.toLocaleString('en-US')}${ds.usersTotal && ds.usersTotal !== ds.users ? ` of ${ds.usersTotal.toLocaleString('en-US')}` : ''} |`);
+  if (ds.referenceDate) L.push(`| reference date (held-out week follows) | ${ds.referenceDate} |`);
+  L.push(`| apps in the vocabulary / categories | ${ds.apps.toLocaleString('en-US')} / ${ds.categories}${ds.catalogApps ? ` (catalog: ${ds.catalogApps.toLocaleString('en-US')} apps)` : ''} |`);
+  L.push(`| mean retention / installs / uninstalls per user | ${ds.meanRetention.toFixed(1)} / ${ds.meanInstalls.toFixed(1)} / ${ds.meanUninstalls.toFixed(1)} |`);
+  if (r.test1) for (const c of r.test1.categories) L.push(`| niche category \`${esc(c.name)}\`: next-week adopters | ${c.positives} (${c.perMillion.toFixed(0)} per million) |`);
+  if (r.test2) L.push(`| look-alike target \`${esc(r.test2.target)}\` (out of vocabulary): adopters | ${r.test2.adopters} (${pct(r.test2.rate)}) |`);
+  L.push('');
+
+  L.push('## Models', '');
+  L.push('| model | variant | feature id | dim | details |', '|---|---|---|---:|---|');
+  for (const m of r.models) {
+    const info = m.info ? Object.entries(m.info).map(([k, v]) => `${k}: ${typeof v === 'number' ? (Number.isInteger(v) ? v.toLocaleString('en-US') : v.toFixed(2)) : String(v)}`).join('; ') : '';
+    L.push(`| ${esc(m.name)} | ${esc(variantLabel(m.variant))} | ${m.featureId ? `\`${m.featureId}\`` : '–'} | ${m.dim} | ${esc(info)} |`);
+  }
+  L.push('');
+
+  if (r.test1 || r.test2) {
+    L.push('## Table 1: next-week installation (Test #1) and look-alike (Test #2), AUC', '');
+    const cats = r.test1?.categories ?? [];
+    const head = ['Model', ...cats.map((c) => `#1 ${c.name}`), '#1 Average', '#2 Look-alike', 'paper #1 avg'];
+    L.push(`| ${head.map(esc).join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+    const names = r.models.map((m) => m.name).filter((nm) => r.test1?.rows.some((x) => x.model === nm) || r.test2?.rows.some((x) => x.model === nm));
+    for (const nm of names) {
+      const t1 = r.test1?.rows.find((x) => x.model === nm);
+      const t2 = r.test2?.rows.find((x) => x.model === nm);
+      const variant = r.models.find((m) => m.name === nm)?.variant ?? '';
+      L.push(`| ${esc(nm)} | ${cats.map((_, i) => ms(t1?.perCategory[i])).join(' | ')}${cats.length ? ' | ' : ''}${ms(t1?.average)} | ${ms(t2?.auc)} | ${f4(PAPER_TABLE1[variant])} |`);
+    }
+    L.push('');
+    if (r.test1) L.push(`Test #1: ${r.test1.classifier}; ${r.test1.split}; mean ± sample std over ${r.test1.runs} runs (each run a new split and initialisation, the same splits for every model). Average = mean over categories per run.`);
+    if (r.test2) L.push(`Test #2: ${r.test2.classifier}; ${r.test2.folds}-fold stratified cross-validation, mean ± std over folds.`);
+    L.push('The paper column is the Tencent result for the same variant (average of its 4 niche categories), for orientation: different data, not a target.', '');
+    if (input.chartHref) L.push(`![Test #1 AUC per model](${input.chartHref})`, '');
+    L.push('### Ordering', '');
+    for (const f of orderingFindings(r)) L.push(`- ${f}`);
+    L.push('');
+  }
+
+  if (r.audience) {
+    const a = r.audience;
+    L.push('## Look-alike audience extension with hidden adopters', '');
+    L.push(
+      `Target \`${esc(a.target)}\`: ${a.seeds} adopters are the seeds, ${a.hidden} are hidden; each method returns an audience of N users (seeds excluded) and we count the hidden adopters in it. N = ${a.multiples.map((m, i) => `${m}x (${a.sizes[i]})`).join(', ')} the hidden set.`,
+      '',
+    );
+    const head = ['method', 'vectors', ...a.multiples.map((m) => `recall@${m}x`), ...a.multiples.map((m) => `precision@${m}x`), 'seconds'];
+    L.push(`| ${head.join(' | ')} |`, `|---|---|${head.slice(2).map(() => '---:').join('|')}|`);
+    for (const b of a.baselines) L.push(`| ${esc(b.method)} | – | ${b.recall.map(pct).join(' | ')} | ${b.precision.map(pct).join(' | ')} | ${b.seconds.toFixed(1)} |`);
+    for (const x of a.rows) L.push(`| ${esc(x.method)} | ${esc(x.model)} | ${x.recall.map(pct).join(' | ')} | ${x.precision.map(pct).join(' | ')} | ${x.seconds.toFixed(1)} |`);
+    L.push('');
+  }
+
+  if (r.overlap) {
+    L.push('## App overlap with the nearest neighbour (paper §5.5)', '');
+    L.push(`${r.overlap.sampled.toLocaleString('en-US')} sampled users, each paired with its nearest other user by cosine of the vectors (exact scan). Overlap = ${r.overlap.metric}.`, '');
+    L.push('| pairing | retention | installs | uninstalls | mean neighbour cosine |', '|---|---:|---:|---:|---:|');
+    for (const o of r.overlap.rows) L.push(`| ${esc(o.model)} | ${f4(o.retention)} | ${f4(o.installs)} | ${f4(o.uninstalls)} | ${f4(o.meanNeighborCosine)} |`);
+    L.push('');
+  }
+
+  if (input.notes) L.push('## Notes', '', input.notes.trim(), '');
+  L.push('Every number of this report is also in the JSON file next to it.', '');
+  return L.join('\n');
+}
+
+/** Grouped bar chart of Test #1 AUC: one group per model, one bar per category plus the average. */
+export function renderChart(res: EvalResults): string {
+  const t1 = res.test1;
+  if (!t1 || t1.rows.length === 0) return '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="60"><text x="10" y="35" font-family="sans-serif" font-size="14">No Test #1 results</text></svg>\n';
+  const series = [...t1.categories.map((c) => c.name), 'average'];
+  const colors = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07aa1', '#76b7b2', '#edc948'];
+  const values = t1.rows.map((r) => [...r.perCategory, r.average]);
+  let lo = 1;
+  for (const v of values) for (const s of v) if (!Number.isNaN(s.mean)) lo = Math.min(lo, s.mean - s.std);
+  const yMin = Math.max(0, Math.floor(Math.min(0.5, lo) * 10) / 10);
+  const yMax = 1;
+  const W = Math.max(520, 90 + t1.rows.length * (series.length * 16 + 30));
+  const H = 360;
+  const left = 56;
+  const top = 30;
+  const plotH = 230;
+  const plotW = W - left - 20;
+  const groupW = plotW / t1.rows.length;
+  const barW = Math.min(18, (groupW - 16) / series.length);
+  const y = (v: number) => top + plotH - ((Math.min(yMax, Math.max(yMin, v)) - yMin) / (yMax - yMin)) * plotH;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`);
+  out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  out.push(`<text x="${left}" y="18" font-size="13" font-weight="bold">Test #1: next-week installation AUC (mean ± std over ${t1.runs} runs)</text>`);
+  for (let k = 0; k <= 5; k++) {
+    const v = yMin + ((yMax - yMin) * k) / 5;
+    out.push(`<line x1="${left}" x2="${left + plotW}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#ddd"/>`);
+    out.push(`<text x="${left - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${v.toFixed(2)}</text>`);
+  }
+  t1.rows.forEach((row, g) => {
+    const gx = left + g * groupW + (groupW - barW * series.length) / 2;
+    values[g].forEach((s, k) => {
+      if (Number.isNaN(s.mean)) return;
+      const x = gx + k * barW;
+      out.push(`<rect x="${x.toFixed(1)}" y="${y(s.mean).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(top + plotH - y(s.mean)).toFixed(1)}" fill="${colors[k % colors.length]}"${k === series.length - 1 ? ' stroke="#000"' : ''}><title>${xml(row.model)} ${xml(series[k])}: ${s.mean.toFixed(4)} ± ${s.std.toFixed(4)}</title></rect>`);
+      if (s.std > 0) {
+        const cx = x + (barW - 2) / 2;
+        out.push(`<line x1="${cx.toFixed(1)}" x2="${cx.toFixed(1)}" y1="${y(s.mean + s.std).toFixed(1)}" y2="${y(s.mean - s.std).toFixed(1)}" stroke="#222"/>`);
+      }
+    });
+    out.push(`<text x="${(left + g * groupW + groupW / 2).toFixed(1)}" y="${top + plotH + 16}" text-anchor="middle">${xml(row.model)}</text>`);
+    out.push(`<text x="${(left + g * groupW + groupW / 2).toFixed(1)}" y="${top + plotH + 30}" text-anchor="middle" fill="#555">avg ${row.average.mean.toFixed(4)}</text>`);
+  });
+  out.push(`<line x1="${left}" x2="${left}" y1="${top}" y2="${top + plotH}" stroke="#000"/>`);
+  out.push(`<line x1="${left}" x2="${left + plotW}" y1="${top + plotH}" y2="${top + plotH}" stroke="#000"/>`);
+  series.forEach((s, k) => {
+    const lx = left + k * 130;
+    out.push(`<rect x="${lx}" y="${H - 34}" width="10" height="10" fill="${colors[k % colors.length]}"/><text x="${lx + 14}" y="${H - 25}">${xml(s)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
+function xml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+/** Every number, NaN written as null (JSON has no NaN). */
+export function renderJson(input: ReportInput): string {
+  const { notes: _notes, ...rest } = input;
+  return JSON.stringify(rest, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n';
+}

@@ -1,0 +1,418 @@
+// `aetn eval` end to end: read a prepared dataset, embed its users with every model (streaming,
+// batches of 1000), add the non-learned floor and the realtime head's combination, run the tests
+// (evaluate.ts) and write the report (report.ts). Heavy model code is imported lazily.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { basename, dirname, resolve } from 'node:path';
+import type { PreparedDataset } from '../data/prepared.js';
+import type { UserExample } from '../data/types.js';
+import { UserError } from '../util/errors.js';
+import { child } from '../util/log.js';
+import { Progress } from '../util/progress.js';
+import type { AudienceMethod } from './audience.js';
+import { evaluate, randomProjection, type EvalTasks, type EvalUsers, type TestName, type VectorSet } from './evaluate.js';
+import { cosineScores, type MatMulT } from './neighbors.js';
+import { renderChart, renderJson, renderMarkdown, type DatasetStats } from './report.js';
+import { deriveSeed, Rng } from './rng.js';
+
+const logger = child('eval');
+
+export interface RunEvalOptions {
+  data: string;
+  models: string[];
+  out: string;
+  seed: number;
+  runs: number;
+  folds: number;
+  head?: string;
+  maxUsers?: number;
+  backend?: string;
+  workers?: number;
+  batchSize: number;
+  overlapSample: number;
+  test2Classifier: 'gbdt' | 'mlp';
+  gbdtTrees: number;
+  mlpHidden: number;
+  baselineDim: number;
+  /** Override the niche categories / look-alike target of the dataset's ground truth. */
+  niche?: string[];
+  target?: string;
+  skip: TestName[];
+  /** Also run the serving look-alike algorithm (src/audience/lookalike.ts). */
+  serving: boolean;
+  notes?: string;
+  command: string;
+}
+
+/** The embedding engine's surface as eval uses it (src/model/infer.ts createEmbedder). */
+export interface Embedder {
+  manifest: { featureId: string; variant: string; dim?: number; weights?: { numParams?: number; bytes?: number }; config?: Record<string, unknown> } & Record<string, unknown>;
+  dim: number;
+  embed(examples: UserExample[]): Promise<Float32Array[]>;
+  close(): Promise<void>;
+}
+export type EmbedderFactory = (modelDir: string, opts: { backend?: string; workers?: number }) => Promise<Embedder>;
+
+async function defaultEmbedderFactory(): Promise<EmbedderFactory> {
+  // A variable specifier: the inference engine is built in parallel and may not exist in this checkout.
+  const spec: string = '../model/infer.js';
+  try {
+    const mod = (await import(spec)) as { createEmbedder?: EmbedderFactory };
+    if (typeof mod.createEmbedder !== 'function') throw new Error('src/model/infer.ts exports no createEmbedder');
+    return mod.createEmbedder;
+  } catch (err) {
+    throw new UserError(`cannot load the embedding engine (src/model/infer.ts): ${(err as Error).message}`);
+  }
+}
+
+export interface LoadedUsers {
+  users: EvalUsers;
+  rowOf: Map<string, number>;
+  /** Recent events per user for the realtime head (only when asked for). */
+  events?: { app: number; type: 1 | 2; timestampMs: number }[][];
+  total: number;
+}
+
+/** Users of the dataset (the first maxUsers in shard order: shards are by user-id hash, so a fair sample). */
+export async function loadUsers(ds: PreparedDataset, maxUsers: number | undefined, keepEvents: boolean): Promise<LoadedUsers> {
+  const users: EvalUsers = { ids: [], retention: [], installs: [], uninstalls: [] };
+  const rowOf = new Map<string, number>();
+  const events: LoadedUsers['events'] = keepEvents ? [] : undefined;
+  const limit = maxUsers ?? Infinity;
+  const bar = new Progress({ label: 'eval read users', total: Math.min(limit, ds.manifest.numUsers), unit: 'users' });
+  for await (const ex of ds.examples()) {
+    if (users.ids.length >= limit) break;
+    if (rowOf.has(ex.userId)) throw new UserError(`user ${ex.userId} appears twice in ${ds.dir}`);
+    rowOf.set(ex.userId, users.ids.length);
+    users.ids.push(ex.userId);
+    users.retention.push(ex.retention.slice());
+    users.installs.push(ex.installs.slice());
+    users.uninstalls.push(ex.uninstalls.slice());
+    if (events) {
+      const ev: { app: number; type: 1 | 2; timestampMs: number }[] = [];
+      for (let i = 0; i < ex.installs.length; i++) ev.push({ app: ex.installs[i], type: 1, timestampMs: ex.installTimes[i] });
+      for (let i = 0; i < ex.uninstalls.length; i++) ev.push({ app: ex.uninstalls[i], type: 2, timestampMs: ex.uninstallTimes[i] });
+      ev.sort((a, b) => a.timestampMs - b.timestampMs);
+      events.push(ev);
+    }
+    bar.tick();
+  }
+  bar.finish();
+  return { users, rowOf, events, total: ds.manifest.numUsers };
+}
+
+/** Ground truth of the tests from the held-out week and the out-of-vocabulary installs. */
+export async function loadTasks(ds: PreparedDataset, rowOf: Map<string, number>, niche: string[], target: string | undefined): Promise<EvalTasks> {
+  const n = rowOf.size;
+  const nicheIdx = new Map(niche.map((c, i) => [c, i]));
+  const nicheLabels = niche.map(() => new Uint8Array(n));
+  if (niche.length > 0) {
+    if (!ds.manifest.hasLabels) throw new UserError(`${ds.dir} has no held-out week (labels.ndjson): Test #1 needs one (or pass --skip test1)`);
+    for await (const l of ds.labels()) {
+      const row = rowOf.get(l.userId);
+      if (row === undefined) continue;
+      for (const a of l.appIds) {
+        const c = ds.catalog.categoryOf(a);
+        const j = c === undefined ? undefined : nicheIdx.get(c);
+        if (j !== undefined) nicheLabels[j][row] = 1;
+      }
+    }
+  }
+  const tasks: EvalTasks = { niche: niche.map((name, j) => ({ name, labels: nicheLabels[j] })) };
+  if (target) {
+    const entry = ds.catalog.byId.get(target);
+    if (!entry) throw new UserError(`look-alike target app '${target}' is not in the catalog of ${ds.dir}`);
+    if (entry.vocabIndex >= 0) logger.warn({ target }, 'the look-alike target app is IN the vocabulary: the vectors saw its installs, so Test #2 is optimistic');
+    const y = new Uint8Array(n);
+    const { installersOf } = await import('../data/prepared.js');
+    const who = (await installersOf(ds, [target])).get(target) ?? [];
+    for (const u of who) {
+      const row = rowOf.get(u);
+      if (row !== undefined) y[row] = 1;
+    }
+    tasks.lookalike = { name: target, labels: y };
+  }
+  return tasks;
+}
+
+/** Embed every loaded user with one model, streaming the shards again in batches. */
+async function embedAll(ds: PreparedDataset, emb: Embedder, rowOf: Map<string, number>, batchSize: number, label: string): Promise<{ vectors: Float32Array; seconds: number }> {
+  const n = rowOf.size;
+  const dim = emb.dim;
+  const V = new Float32Array(n * dim);
+  const seen = new Uint8Array(n);
+  const bar = new Progress({ label: `embed ${label}`, total: n, unit: 'users' });
+  const t0 = performance.now();
+  let batch: UserExample[] = [];
+  let done = 0;
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const out = await emb.embed(batch);
+    if (out.length !== batch.length) throw new Error(`embedder returned ${out.length} vectors for ${batch.length} users`);
+    for (let i = 0; i < batch.length; i++) {
+      const row = rowOf.get(batch[i].userId)!;
+      if (out[i].length !== dim) throw new Error(`embedder returned a ${out[i].length}-d vector, its manifest says ${dim}`);
+      V.set(out[i], row * dim);
+      seen[row] = 1;
+    }
+    done += batch.length;
+    bar.tick(batch.length);
+    batch = [];
+  };
+  for await (const ex of ds.examples()) {
+    if (done + batch.length >= n) break;
+    if (!rowOf.has(ex.userId)) continue;
+    batch.push(ex);
+    if (batch.length >= batchSize) await flush();
+  }
+  await flush();
+  bar.finish();
+  const missing = seen.reduce((s, x) => s + (x ? 0 : 1), 0);
+  if (missing > 0) throw new Error(`${missing} users were not embedded by ${label}`);
+  return { vectors: V, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** k largest scores (excluding rows where skip is set), best first. */
+function topK(scores: Float32Array, k: number): number[] {
+  const n = scores.length;
+  if (k >= n) return Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
+  // Threshold by selection on a copy, then sort only the survivors.
+  const copy = scores.slice();
+  let lo = 0;
+  let hi = n - 1;
+  const kth = n - k; // index of the k-th largest in ascending order
+  while (lo < hi) {
+    const pivot = copy[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (copy[i] < pivot) i++;
+      while (copy[j] > pivot) j--;
+      if (i <= j) {
+        const t = copy[i];
+        copy[i] = copy[j];
+        copy[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (kth <= j) hi = j;
+    else if (kth >= i) lo = i;
+    else break;
+  }
+  const thr = copy[kth];
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) if (scores[i] > thr) out.push(i);
+  for (let i = 0; i < n && out.length < k; i++) if (scores[i] === thr) out.push(i);
+  return out.sort((a, b) => scores[b] - scores[a] || a - b);
+}
+
+/**
+ * The serving look-alike algorithm (src/audience/lookalike.ts) run over the in-memory vectors with an
+ * exact neighbour search, so the evaluation measures the method rather than the index's recall.
+ */
+export async function servingLookalikeMethod(ids: string[]): Promise<AudienceMethod> {
+  const { extendLookalike } = await import('../audience/lookalike.js');
+  return {
+    name: 'ExtendLookalike (serving method, exact search)',
+    needsVectors: true,
+    prefixConsistent: false,
+    async audience(ctx, size) {
+      const { U, d, n } = ctx;
+      if (!U) throw new Error('serving look-alike needs vectors');
+      const rowOf = new Map(ids.map((id, i) => [id, i]));
+      const vec = (r: number) => U.subarray(r * d, r * d + d);
+      const rng = new Rng(deriveSeed(ctx.seed, 'population', size));
+      const res = await extendLookalike(
+        Array.from(ctx.seeds, (r) => ids[r]),
+        { audienceSize: size },
+        {
+          dim: d,
+          getVectors: (userIds) => userIds.map((u) => {
+            const r = rowOf.get(u);
+            return r === undefined ? undefined : vec(r);
+          }),
+          search: (q, k) => topK(cosineScores(U, d, q), Math.min(k, n)).map((r) => ({ userId: ids[r], score: 0 })),
+          samplePopulation: (m) => {
+            const rows = rng.sample(n, Math.min(m, n));
+            return { userIds: Array.from(rows, (r) => ids[r]), vectors: Array.from(rows, (r) => vec(r)) };
+          },
+          maxSearchK: n,
+        },
+      );
+      return Int32Array.from(res.users.map((u) => rowOf.get(u.userId)!));
+    },
+  };
+}
+
+export interface RunEvalResult {
+  report: string;
+  json: string;
+  chart: string;
+}
+
+export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Promise<RunEvalResult> {
+  const startedAt = new Date().toISOString();
+  const t0 = performance.now();
+  const timings: Record<string, number> = {};
+  const { openPrepared } = await import('../data/prepared.js');
+  const ds = await openPrepared(o.data);
+  const niche = o.niche ?? ds.nicheCategories;
+  const target = o.target ?? ds.lookalikeTargets[0];
+  const skip = new Set(o.skip);
+  if (niche.length === 0 && !skip.has('test1')) logger.warn('no niche categories (the dataset has no ground truth and --niche was not given): Test #1 skipped');
+  if (!target && !(skip.has('test2') && skip.has('audience'))) logger.warn('no look-alike target (no ground truth and no --target): Test #2 and the audience test skipped');
+  for (const c of niche) if (!ds.catalog.apps.some((a) => a.category === c)) throw new UserError(`niche category '${c}' has no app in the catalog of ${o.data}`);
+
+  const loaded = await loadUsers(ds, o.maxUsers, Boolean(o.head));
+  const n = loaded.users.ids.length;
+  if (n < 20) throw new UserError(`${o.data} holds only ${n} users: too few to evaluate`);
+  const tasks = await loadTasks(ds, loaded.rowOf, skip.has('test1') ? [] : niche, target);
+  timings['read data'] = (performance.now() - t0) / 1000;
+
+  const allTests: TestName[] = ['test1', 'test2', 'audience', 'overlap'];
+  const tests = allTests.filter((t) => !skip.has(t));
+  const sets: VectorSet[] = [];
+  const tEmbed = performance.now();
+  const make = factory ?? (await defaultEmbedderFactory());
+  for (const dir of o.models) {
+    const emb = await make(dir, { backend: o.backend, workers: o.workers });
+    try {
+      const m = emb.manifest;
+      if (m.vocab && typeof m.vocab === 'object' && (m.vocab as { hash?: string }).hash !== ds.vocab.hash) {
+        throw new UserError(`model ${dir} was trained on vocabulary ${(m.vocab as { hash?: string }).hash}, ${o.data} has ${ds.vocab.hash}`);
+      }
+      const name = sets.some((s) => s.name === (m.variant ?? basename(dir))) ? `${m.variant} (${basename(dir)})` : (m.variant ?? basename(dir));
+      const { vectors, seconds } = await embedAll(ds, emb, loaded.rowOf, o.batchSize, name);
+      const cfg = (m.config ?? {}) as Record<string, unknown>;
+      const size = ['dModel', 'dFf', 'heads', 'encLayers', 'decLayers'].filter((k) => typeof cfg[k] === 'number').map((k) => `${k} ${cfg[k] as number}`).join(', ');
+      sets.push({
+        name,
+        variant: m.variant,
+        featureId: m.featureId,
+        dim: emb.dim,
+        vectors,
+        tests,
+        info: {
+          ...(m.weights?.numParams ? { params: m.weights.numParams } : {}),
+          ...(m.weights?.bytes ? { 'weights MB': m.weights.bytes / 1e6 } : {}),
+          ...(size ? { size } : {}),
+          'embed users/s': n / seconds,
+        },
+      });
+    } finally {
+      await emb.close();
+    }
+  }
+  timings.embed = (performance.now() - tEmbed) / 1000;
+
+  if (o.head) {
+    const tHead = performance.now();
+    const { loadHead } = await import('../model/head-checkpoint.js');
+    const head = await loadHead(o.head, { backend: o.backend, expectVocabHash: ds.vocab.hash });
+    try {
+      // "Now" = the end of the reference day: the held-out week starts there.
+      const nowMs = Date.parse(`${ds.manifest.referenceDate}T00:00:00Z`) + 86_400_000;
+      const S = new Float32Array(n * head.dim);
+      const bar = new Progress({ label: 'embed realtime head', total: n, unit: 'users' });
+      for (let s = 0; s < n; s += 1000) {
+        const states = loaded.events!.slice(s, s + 1000).map((ev) => ({ events: ev.slice(-head.maxEvents) }));
+        const out = head.embed(states, nowMs);
+        for (let i = 0; i < out.length; i++) S.set(out[i], (s + i) * head.dim);
+        bar.tick(out.length);
+      }
+      bar.finish();
+      const base = sets.find((x) => x.featureId === head.baseFeatureId) ?? sets.find((x) => x.variant === 'aetn');
+      sets.push({ name: 'realtime head alone', variant: 'realtime', featureId: head.featureId, dim: head.dim, vectors: S, tests: ['test1'], info: { 'base feature': head.baseFeatureId } });
+      if (base) {
+        const d = base.dim + head.dim;
+        const C = new Float32Array(n * d);
+        for (let i = 0; i < n; i++) {
+          C.set(base.vectors.subarray(i * base.dim, (i + 1) * base.dim), i * d);
+          C.set(S.subarray(i * head.dim, (i + 1) * head.dim), i * d + base.dim);
+        }
+        sets.push({ name: `${base.name} + realtime (long ‖ short)`, variant: 'aetn+realtime', featureId: `${base.featureId}+${head.featureId}`, dim: d, vectors: C, tests: ['test1'] });
+        if (base.featureId !== head.baseFeatureId) logger.warn({ head: head.baseFeatureId, base: base.featureId }, 'the realtime head was trained on another AETN checkpoint than the one it is combined with');
+      } else logger.warn('no AETN model among --models: the long ‖ short combination is skipped');
+    } finally {
+      head.dispose();
+    }
+    timings['realtime head'] = (performance.now() - tHead) / 1000;
+  }
+
+  if (o.baselineDim > 0) {
+    const seed = deriveSeed(o.seed, 'projection');
+    sets.unshift({
+      name: 'random projection (floor)',
+      variant: 'projection',
+      dim: o.baselineDim,
+      vectors: randomProjection(loaded.users, ds.vocab.apps.length, o.baselineDim, seed),
+      tests,
+      info: { what: `retention multi-hot x Gaussian [M, ${o.baselineDim}]` },
+    });
+  }
+
+  let matmulT: MatMulT | undefined;
+  if (!skip.has('overlap')) {
+    const b = await import('../model/backend.js');
+    await b.initBackend(o.backend);
+    const tf = b.tf;
+    matmulT = (Q, qn, DB, bn, d) => {
+      const t = tf.tidy(() => tf.matMul(tf.tensor2d(Q, [qn, d]), tf.tensor2d(DB, [bn, d]), false, true));
+      const out = t.dataSync() as Float32Array;
+      t.dispose();
+      return out;
+    };
+  }
+  const audienceMethods = o.serving && !skip.has('audience') ? [await servingLookalikeMethod(loaded.users.ids)] : [];
+  const tEval = performance.now();
+  const results = await evaluate(loaded.users, tasks, sets, {
+    seed: o.seed,
+    runs: o.runs,
+    folds: o.folds,
+    test2Classifier: o.test2Classifier,
+    gbdt: { trees: o.gbdtTrees },
+    mlp: { hidden: o.mlpHidden },
+    overlapSample: o.overlapSample,
+    audienceMethods,
+    matmulT,
+  });
+  timings.tests = (performance.now() - tEval) / 1000;
+  timings.total = (performance.now() - t0) / 1000;
+
+  const nApps = (k: 'retention' | 'installs' | 'uninstalls') => loaded.users[k].reduce((s, a) => s + a.length, 0) / n;
+  const dataset: DatasetStats = {
+    path: o.data,
+    users: n,
+    usersTotal: loaded.total,
+    apps: ds.vocab.apps.length,
+    categories: ds.vocab.categories.length,
+    referenceDate: ds.manifest.referenceDate,
+    catalogApps: ds.catalog.apps.length,
+    meanRetention: nApps('retention'),
+    meanInstalls: nApps('installs'),
+    meanUninstalls: nApps('uninstalls'),
+  };
+  const chartPath = o.out.replace(/\.md$/i, '') + '.svg';
+  const jsonPath = o.out.replace(/\.md$/i, '') + '.json';
+  const notes = o.notes ? readFileSync(o.notes, 'utf8') : undefined;
+  const input = {
+    command: o.command,
+    startedAt,
+    machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`,
+    dataset,
+    results,
+    notes,
+    chartHref: basename(chartPath),
+    timings,
+  };
+  const report = renderMarkdown(input);
+  const chart = renderChart(results);
+  const json = renderJson(input);
+  mkdirSync(dirname(resolve(o.out)), { recursive: true });
+  writeFileSync(o.out, report);
+  writeFileSync(chartPath, chart);
+  writeFileSync(jsonPath, json);
+  logger.info({ out: o.out, chart: chartPath, json: jsonPath, seconds: timings.total }, 'evaluation report written');
+  return { report, json, chart };
+}
