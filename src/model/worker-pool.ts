@@ -104,8 +104,11 @@ export class WorkerPool implements Engine {
     for (let i = 0; i < opts.workers; i++) {
       const gradSab = new SharedArrayBuffer(opts.numParams * 4);
       const init: WorkerInit = { factoryUrl: opts.factoryUrl, cfg: opts.cfg, seed: opts.seed, backend: opts.backend, weights: weightsSab, grad: gradSab };
-      // Under vitest/tsx the sources are TypeScript: the worker needs the tsx loader too.
-      const worker = new Worker(url, { workerData: init, execArgv: fromSource ? ['--import', 'tsx'] : [] });
+      // Under vitest/tsx the sources are TypeScript: the worker registers the tsx loader itself
+      // (loader hooks of the parent thread do not reach worker threads on Node 20).
+      const worker = fromSource
+        ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`, { eval: true, workerData: init })
+        : new Worker(url, { workerData: init });
       this.handles.push(new WorkerHandle(worker, gradSab));
     }
   }
