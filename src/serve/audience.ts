@@ -1,0 +1,122 @@
+// AudienceService: neighbour search and look-alike audiences for ad systems. The look-alike
+// method itself lives in src/audience (pure logic); this file validates, wires it to the store
+// and the index, streams the answer and stops when the caller goes away.
+import { AudienceService } from '../gen/aetn/v1/audience_pb.js';
+import { extendLookalike, type LookalikeDeps } from '../audience/lookalike.js';
+import type { ServingBackend, AnnSearcher } from './backend.js';
+import { invalid, notFound } from './errors.js';
+import type { ServiceImpl } from './rpc.js';
+import { checkRange, checkUserId, checkUserIds, checkVector, LIMITS } from './validate.js';
+
+export interface AudienceOptions {
+  /** Users per streamed chunk. */
+  chunkSize?: number;
+  /** Largest k one index search may use inside a look-alike call. */
+  maxSearchK?: number;
+}
+
+const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
+
+async function search(idx: AnnSearcher, v: Float32Array, k: number, ef?: number) {
+  const kk = Math.min(k, idx.size);
+  if (kk <= 0) return [];
+  return idx.search(v, kk, ef !== undefined ? Math.max(ef, kk) : undefined);
+}
+
+export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions = {}): ServiceImpl<typeof AudienceService> {
+  const chunkSize = opts.chunkSize ?? 1000;
+  return {
+    async searchNeighbors(req) {
+      if (req.k === 0) throw invalid(`k is 0; ask for 1 to ${LIMITS.k} neighbours`);
+      checkRange(req.k, 'k', 1, LIMITS.k);
+      checkRange(req.ef, 'ef', 0, LIMITS.ef, ' (0 = the index default)');
+      const f = backend.require('long', req.featureId, 'feature_id');
+      let q: Float32Array;
+      let self: string | undefined;
+      switch (req.query.case) {
+        case 'userId': {
+          checkUserId(req.query.value, 'user_id');
+          const sv = backend.getMany(f.featureId, [req.query.value])[0];
+          if (!sv) throw notFound(`user "${req.query.value}" has no vector in feature ${f.featureId}`);
+          q = sv.vector;
+          self = req.query.value;
+          break;
+        }
+        case 'vector':
+          q = checkVector(req.query.value.values, f.dim, f.featureId);
+          break;
+        default:
+          throw invalid('query is missing: set user_id or vector');
+      }
+      const idx = await backend.index(f);
+      const want = req.k + (self !== undefined ? 1 : 0);
+      const ef = req.ef > 0 ? Math.max(req.ef, want) : undefined;
+      const res = await search(idx, q, want, ef);
+      const neighbors = res
+        .filter((n) => n.userId !== self)
+        .slice(0, req.k)
+        .map((n) => ({ userId: n.userId, score: n.score }));
+      return { featureId: f.featureId, neighbors };
+    },
+
+    async extendLookalike(req, ctx, send) {
+      const started = performance.now();
+      if (req.audienceSize === 0) throw invalid(`audience_size is 0; ask for 1 to ${LIMITS.audienceSize} users`);
+      checkRange(req.audienceSize, 'audience_size', 1, LIMITS.audienceSize);
+      checkRange(req.maxClusters, 'max_clusters', 0, LIMITS.maxClusters, ' (0 = 20)');
+      checkUserIds(req.excludeUserIds, 'exclude_user_ids', LIMITS.excludeUsers, true);
+      const f = backend.require('long', req.featureId, 'feature_id');
+      let seeds: string[];
+      switch (req.seeds.case) {
+        case 'seedUsers':
+          checkUserIds(req.seeds.value.userIds, 'seed_users.user_ids', LIMITS.seedUsers);
+          seeds = req.seeds.value.userIds;
+          break;
+        case 'seedAppId': {
+          const app = req.seeds.value;
+          if (!app) throw invalid('seed_app_id is empty: give a catalog app id');
+          if (Buffer.byteLength(app) > LIMITS.appIdBytes) throw invalid(`seed_app_id is longer than ${LIMITS.appIdBytes} bytes`);
+          const inst = backend.installersOf(app);
+          if (!inst || inst.length === 0) throw notFound(`no installers of app "${app}" are recorded in the store`);
+          seeds = inst.length > LIMITS.seedUsers ? inst.slice(0, LIMITS.seedUsers) : inst;
+          break;
+        }
+        default:
+          throw invalid('seeds are missing: set seed_users or seed_app_id');
+      }
+      const idx = await backend.index(f);
+      ctx.throwIfCancelled();
+      const deps: LookalikeDeps = {
+        dim: f.dim,
+        getVectors: (ids) => backend.getMany(f.featureId, ids).map((v) => v?.vector),
+        search: (v, k) => search(idx, v, k, k),
+        samplePopulation: (n) => backend.population(f.featureId, n, ctx.requestId),
+        maxSearchK: Math.min(idx.size, opts.maxSearchK ?? 10_000),
+        checkCancelled: () => ctx.throwIfCancelled(),
+      };
+      const res = await extendLookalike(seeds, { audienceSize: req.audienceSize, exclude: req.excludeUserIds, maxClusters: req.maxClusters || LIMITS.defaultClusters }, deps);
+      for (let i = 0; i < res.users.length; i += chunkSize) {
+        await send({ message: { case: 'chunk', value: { users: res.users.slice(i, i + chunkSize) } } });
+        if ((i / chunkSize) % 8 === 7) await yieldToLoop();
+      }
+      await send({
+        message: {
+          case: 'summary',
+          value: {
+            featureId: f.featureId,
+            seedsRequested: res.seedsRequested,
+            seedsUsed: res.seedsUsed,
+            seedsUnknown: res.seedsUnknown,
+            candidatesScored: res.candidatesScored,
+            clusters: res.clusters,
+            populationSampled: res.populationSampled,
+            audienceSize: res.users.length,
+            trainingAuc: res.trainingAuc,
+            elapsedMs: Math.round(performance.now() - started),
+          },
+        },
+      });
+    },
+  };
+}
+

@@ -1,0 +1,192 @@
+// What the handlers read: the embedding store (vectors, features, installers) and one ANN index
+// per long-term feature. Feature lookups are served from a cache refreshed by polling, so the hot
+// path does not scan the feature registry; indexes are polled for swaps (a rebuilt index is picked
+// up while calls are in flight: a call keeps the searcher it started with).
+import type { Logger } from 'pino';
+import type { EmbeddingStore } from '../store/store.js';
+import type { FeatureInfo, Namespace, StoredVector } from '../store/types.js';
+import { RpcError, notFound, invalid } from './errors.js';
+import { status } from '@grpc/grpc-js';
+import { rng, hashStrings } from '../audience/linalg.js';
+
+export interface Neighbour {
+  userId: string;
+  /** Cosine similarity (higher is nearer). */
+  score: number;
+}
+
+export interface AnnSearcher {
+  /** Points in the index. */
+  readonly size: number;
+  search(vector: Float32Array, k: number, ef?: number): Neighbour[] | Promise<Neighbour[]>;
+}
+
+export interface IndexSource {
+  /** The current index of a feature, or undefined when none is built. */
+  get(featureId: string): AnnSearcher | undefined | Promise<AnnSearcher | undefined>;
+  /** Picks up rebuilt/swapped indexes; called by the poller. */
+  refresh?(): void | Promise<void>;
+  close?(): void | Promise<void>;
+}
+
+export interface BackendOptions {
+  /** How often to re-read the feature registry and look for new indexes. */
+  pollMs?: number;
+  log: Logger;
+  /** Population sample kept per feature for look-alike negatives. */
+  populationCache?: number;
+}
+
+interface Population {
+  count: number;
+  atMs: number;
+  userIds: string[];
+}
+
+export class ServingBackend {
+  private byId = new Map<string, FeatureInfo>();
+  private defaults: Partial<Record<Namespace, FeatureInfo>> = {};
+  private timer: NodeJS.Timeout | undefined;
+  private readonly populations = new Map<string, Population>();
+  private polling = false;
+
+  constructor(
+    readonly store: EmbeddingStore,
+    readonly indexes: IndexSource,
+    private readonly opts: BackendOptions,
+  ) {
+    this.refreshFeatures();
+  }
+
+  start(): void {
+    const ms = this.opts.pollMs ?? 2000;
+    this.timer = setInterval(() => void this.poll(), ms);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.indexes.close?.();
+  }
+
+  async poll(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      this.refreshFeatures();
+      await this.indexes.refresh?.();
+    } catch (err) {
+      this.opts.log.warn({ err }, 'refresh of features/indexes failed; serving the previous ones');
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  refreshFeatures(): void {
+    const list = this.store.features();
+    const before = this.defaults;
+    this.byId = new Map(list.map((f) => [f.featureId, f]));
+    this.defaults = {};
+    for (const ns of ['long', 'short'] as const) {
+      const d = this.store.defaultFeature(ns);
+      if (d) this.defaults[ns] = d;
+      if (d?.featureId !== before[ns]?.featureId && d) this.opts.log.info({ namespace: ns, featureId: d.featureId }, 'default feature changed');
+    }
+  }
+
+  features(): FeatureInfo[] {
+    return [...this.byId.values()];
+  }
+
+  /**
+   * The feature to read for a namespace: the requested id, or the newest active one. Returns
+   * undefined when nothing was requested and the namespace has no feature at all.
+   */
+  resolve(ns: Namespace, requested: string, field: string): FeatureInfo | undefined {
+    if (!requested) return this.defaults[ns];
+    let f = this.byId.get(requested);
+    if (!f) {
+      // Maybe registered since the last poll.
+      this.refreshFeatures();
+      f = this.byId.get(requested);
+    }
+    const active = () =>
+      [...this.byId.values()]
+        .filter((x) => x.namespace === ns && !x.retired)
+        .map((x) => x.featureId)
+        .join(', ') || 'none';
+    if (!f) throw notFound(`${field} "${requested}" is not a known feature id; active ${ns}-term features: ${active()}`);
+    if (f.namespace !== ns) throw invalid(`${field} "${requested}" is a ${f.namespace}-term feature; give a ${ns}-term one (active: ${active()})`);
+    if (f.retired) throw notFound(`${field} "${requested}" is retired; active ${ns}-term features: ${active()}`);
+    return f;
+  }
+
+  /** Like `resolve`, but a namespace without any feature is an error. */
+  require(ns: Namespace, requested: string, field: string): FeatureInfo {
+    const f = this.resolve(ns, requested, field);
+    if (!f) throw new RpcError(status.FAILED_PRECONDITION, `the store has no active ${ns}-term feature yet: embed users first`);
+    return f;
+  }
+
+  getMany(featureId: string, userIds: readonly string[]): (StoredVector | undefined)[] {
+    return this.store.getMany(featureId, userIds);
+  }
+
+  installersOf(appId: string): string[] | undefined {
+    return this.store.installersOf(appId);
+  }
+
+  async index(feature: FeatureInfo): Promise<AnnSearcher> {
+    const idx = await this.indexes.get(feature.featureId);
+    if (!idx) {
+      throw new RpcError(status.FAILED_PRECONDITION, `no index is built for feature ${feature.featureId}: run \`aetn index --store <dir> --feature ${feature.featureId}\``);
+    }
+    return idx;
+  }
+
+  /**
+   * About n users drawn uniformly from the feature, with their vectors. The id sample is a
+   * reservoir over the whole feature, kept (up to `populationCache` ids) until the feature's size
+   * changes by 5% or 10 minutes pass; each call takes a different deterministic slice of it.
+   */
+  population(featureId: string, n: number, salt: string): { userIds: string[]; vectors: Float32Array[] } {
+    const keep = this.opts.populationCache ?? 20_000;
+    const count = this.store.count(featureId);
+    let pop = this.populations.get(featureId);
+    if (!pop || Math.abs(pop.count - count) > 0.05 * pop.count || Date.now() - pop.atMs > 600_000) {
+      const r = rng(hashStrings([featureId, String(count)]));
+      const res: string[] = [];
+      let i = 0;
+      for (const id of this.store.userIds(featureId)) {
+        if (res.length < keep) res.push(id);
+        else {
+          const j = Math.floor(r() * (i + 1));
+          if (j < keep) res[j] = id;
+        }
+        i++;
+      }
+      // Shuffle: below `keep` users the reservoir is in key order, and slices of it must not be.
+      for (let k = res.length - 1; k > 0; k--) {
+        const j = Math.floor(r() * (k + 1));
+        [res[k], res[j]] = [res[j]!, res[k]!];
+      }
+      pop = { count, atMs: Date.now(), userIds: res };
+      this.populations.set(featureId, pop);
+    }
+    const ids = pop.userIds;
+    const m = Math.min(n, ids.length);
+    const start = ids.length > 0 ? hashStrings([salt]) % ids.length : 0;
+    const pick: string[] = new Array(m);
+    for (let i = 0; i < m; i++) pick[i] = ids[(start + i) % ids.length]!;
+    const vecs = this.store.getMany(featureId, pick);
+    const userIds: string[] = [];
+    const vectors: Float32Array[] = [];
+    vecs.forEach((v, i) => {
+      if (v) {
+        userIds.push(pick[i]!);
+        vectors.push(v.vector);
+      }
+    });
+    return { userIds, vectors };
+  }
+}

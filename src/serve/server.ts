@@ -1,0 +1,93 @@
+// The gRPC server: both services, health, reflection, auth, metrics, TLS and graceful shutdown.
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { UserVectorService } from '../gen/aetn/v1/user_vector_pb.js';
+import { AudienceService } from '../gen/aetn/v1/audience_pb.js';
+import { child } from '../util/log.js';
+import { audienceHandlers, type AudienceOptions } from './audience.js';
+import type { ApiKeyAuth } from './auth.js';
+import type { ServingBackend } from './backend.js';
+import { Health } from './health.js';
+import { RpcMetrics } from './metrics.js';
+import { addReflection } from './reflection.js';
+import { bindService, InflightCounter } from './rpc.js';
+import { userVectorHandlers } from './user-vectors.js';
+
+export interface ServerOptions {
+  backend: ServingBackend;
+  auth: ApiKeyAuth;
+  host?: string;
+  /** 0 picks a free port. */
+  port: number;
+  tls?: { cert: Buffer; key: Buffer };
+  metrics?: RpcMetrics;
+  log?: Logger;
+  audience?: AudienceOptions;
+}
+
+export interface RunningServer {
+  readonly port: number;
+  readonly address: string;
+  readonly health: Health;
+  readonly metrics: RpcMetrics;
+  readonly inflight: InflightCounter;
+  /**
+   * Graceful stop: health turns NOT_SERVING, new calls are refused, calls in flight may finish
+   * within `timeoutMs`; then whatever is left (e.g. health Watch streams) is cut.
+   */
+  shutdown(timeoutMs?: number): Promise<{ drained: boolean; cutCalls: number }>;
+}
+
+export const SERVICE_NAMES = [UserVectorService.typeName, AudienceService.typeName];
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const log = opts.log ?? child('serve');
+  const metrics = opts.metrics ?? new RpcMetrics();
+  const inflight = new InflightCounter();
+  const server = new grpc.Server({
+    // Look-alike requests may carry up to a million exclusions.
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+  });
+  const common = { auth: opts.auth, log, metrics, inflight };
+  bindService(server, UserVectorService, userVectorHandlers(opts.backend), { ...common, scope: 'vectors:read' });
+  bindService(server, AudienceService, audienceHandlers(opts.backend, opts.audience), { ...common, scope: 'audience:write' });
+  const health = new Health(SERVICE_NAMES);
+  health.addToServer(server);
+  addReflection(server, [UserVectorService, AudienceService]);
+
+  const creds = opts.tls
+    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], false)
+    : grpc.ServerCredentials.createInsecure();
+  const host = opts.host ?? '127.0.0.1';
+  const bindHost = host.includes(':') ? `[${host}]` : host;
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${bindHost}:${opts.port}`, creds, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  opts.backend.start();
+  health.setAll('SERVING');
+  log.info({ host, port, tls: Boolean(opts.tls), authDisabled: opts.auth.disabled, apiKeys: opts.auth.keyCount }, 'gRPC server listening');
+
+  let stopping: Promise<{ drained: boolean; cutCalls: number }> | undefined;
+  const shutdown = (timeoutMs = 10_000) => {
+    stopping ??= (async () => {
+      health.setAll('NOT_SERVING');
+      log.info({ inflight: inflight.count, timeoutMs }, 'draining');
+      const closed = new Promise<void>((r) => server.tryShutdown(() => r()));
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
+      // Our own calls are what must drain; health Watch streams never end by themselves.
+      const result = await Promise.race([inflight.idle().then(() => 'idle' as const), timeout]);
+      clearTimeout(timer);
+      const cutCalls = inflight.count;
+      server.forceShutdown();
+      await closed;
+      await opts.backend.stop();
+      log.info({ drained: result === 'idle', cutCalls }, 'gRPC server stopped');
+      return { drained: result === 'idle', cutCalls };
+    })();
+    return stopping;
+  };
+
+  return { port, address: `${host.includes(':') ? `[${host}]` : host}:${port}`, health, metrics, inflight, shutdown };
+}

@@ -1,0 +1,51 @@
+// Request validation at the edge: every message that gets past here is within the limits the
+// proto comments promise, and every refusal says what to change.
+import { invalid } from './errors.js';
+
+export const LIMITS = {
+  userIdBytes: 256,
+  batchUsers: 1000,
+  k: 1000,
+  ef: 4096,
+  audienceSize: 100_000,
+  seedUsers: 100_000,
+  excludeUsers: 1_000_000,
+  maxClusters: 50,
+  defaultClusters: 20,
+  appIdBytes: 256,
+} as const;
+
+function bytes(s: string): number {
+  // Fast path: a UTF-16 code unit never takes more than 3 UTF-8 bytes.
+  return s.length * 3 <= LIMITS.userIdBytes ? s.length : Buffer.byteLength(s, 'utf8');
+}
+
+export function checkUserId(id: string, field: string): void {
+  if (id.length === 0) throw invalid(`${field} is empty: give a user id`);
+  if (bytes(id) > LIMITS.userIdBytes) throw invalid(`${field} is longer than ${LIMITS.userIdBytes} bytes`);
+}
+
+export function checkUserIds(ids: readonly string[], field: string, max: number, allowEmpty = false): void {
+  if (ids.length === 0 && !allowEmpty) throw invalid(`${field} is empty: give 1 to ${max} user ids`);
+  if (ids.length > max) throw invalid(`${field} has ${ids.length} user ids; the limit is ${max} per call: split the request`);
+  for (let i = 0; i < ids.length; i++) checkUserId(ids[i]!, `${field}[${i}]`);
+}
+
+export function checkRange(value: number, field: string, min: number, max: number, hint = ''): void {
+  if (value < min || value > max) throw invalid(`${field} is ${value}; it must be between ${min} and ${max}${hint}`);
+}
+
+/** A raw query vector: the feature's dimension, finite, not all zero (cosine is undefined at 0). */
+export function checkVector(values: readonly number[], dim: number, featureId: string): Float32Array {
+  if (values.length !== dim) throw invalid(`vector has ${values.length} values but feature ${featureId} has dimension ${dim}`);
+  const v = new Float32Array(dim);
+  let nonzero = false;
+  for (let i = 0; i < dim; i++) {
+    const x = values[i]!;
+    if (!Number.isFinite(x)) throw invalid(`vector value at index ${i} is ${x}: values must be finite numbers`);
+    if (x !== 0) nonzero = true;
+    v[i] = x;
+  }
+  if (!nonzero) throw invalid('vector is all zeros: cosine similarity is undefined for it');
+  return v;
+}
