@@ -164,7 +164,8 @@ export interface HeadEpochStats {
 export interface HeadTrainResult {
   head: RealtimeHead;
   history: HeadEpochStats[];
-  metrics: { recallAt10: number; popularityRecallAt10: number; valLoss: number; valSamples: number; trainSamplesPerEpoch: number };
+  /** initialLoss: the first batch's loss before any update (about log M for an untrained head). */
+  metrics: { recallAt10: number; popularityRecallAt10: number; valLoss: number; initialLoss: number; valSamples: number; trainSamplesPerEpoch: number };
 }
 
 export interface ExampleSource {
@@ -226,6 +227,7 @@ export async function trainHead(source: ExampleSource, appMatrix: Float32Array, 
   const targetCounts = new Float64Array(cfg.numApps);
   let step = 0;
   let trainSamplesPerEpoch = 0;
+  let initialLoss = NaN;
 
   const runBatch = (samples: HeadSample[], rng: Rng): number => {
     const batch = encodeSamples(samples, cfg);
@@ -240,6 +242,7 @@ export async function trainHead(source: ExampleSource, appMatrix: Float32Array, 
     });
     const v = loss.dataSync()[0]!;
     loss.dispose();
+    if (step === 1) initialLoss = v;
     return v;
   };
 
@@ -324,7 +327,7 @@ export async function trainHead(source: ExampleSource, appMatrix: Float32Array, 
   return {
     head,
     history,
-    metrics: { recallAt10: last.recallAt10, popularityRecallAt10: last.popularityRecallAt10, valLoss: last.valLoss, valSamples: valSamples.length, trainSamplesPerEpoch },
+    metrics: { recallAt10: last.recallAt10, popularityRecallAt10: last.popularityRecallAt10, valLoss: last.valLoss, initialLoss, valSamples: valSamples.length, trainSamplesPerEpoch },
   };
 }
 
