@@ -334,14 +334,18 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
         } else counts.add('dropped.events.weekly-cap');
       }
       keepEv.reverse();
+      // out-of-vocabulary apps are ground truth (e.g. look-alike adopters), not features: the weekly cap does not apply
       const oov = new Set<string>();
+      for (const e of hist) {
+        const c = catalog[e.app];
+        if (e.type === INSTALL && (c.dropReason === 'excluded' || c.dropReason === 'below-threshold')) oov.add(c.appId);
+      }
       const ins: Ev[] = [];
       const uns: Ev[] = [];
       for (const e of keepEv) {
         const c = catalog[e.app];
         if (c.vocabIndex < 0) {
           counts.add(`dropped.events.${c.dropReason}`);
-          if (e.type === INSTALL && (c.dropReason === 'excluded' || c.dropReason === 'below-threshold')) oov.add(c.appId);
           continue;
         }
         (e.type === INSTALL ? ins : uns).push(e);
