@@ -23,6 +23,12 @@
 //   otherwise average padding).
 // - Modified attention: K = [x_t ; r] W_K with W_K = [W_K_tok ; W_K_ret] (2d -> d), computed as
 //   x_t W_K_tok + r W_K_ret so the concatenation is never materialised. Vanilla: K = x_t W_K_tok.
+//   A property of the paper's design (and of the reference code): the r half of the KEY projection
+//   adds the same vector to every key of a user, hence the same number q·(r W_K_ret) to every score
+//   of a query, and softmax is shift-invariant, so it has no effect (zero gradient; a test shows it).
+//   It is kept to stay literal. The VALUE half adds Σ_t p_t · r W_V_ret = r W_V_ret to every
+//   attention output (probabilities sum to 1): that conditioning on r is what separates AETN from
+//   V-AETN.
 // - Losses are normalised per user (mean over users), so their value does not depend on the batch
 //   size and a batch split across workers gives exactly the mean of the halves' gradients.
 import * as tf from '@tensorflow/tfjs-core';
@@ -210,7 +216,8 @@ export class AetnModel {
       // Encoder tokens. App table = [W_a ; zero padding row ; [MASK] row]: [M + 2, d].
       const tableRows = [Wa, tf.zeros([1, d]), this.e_mask ?? tf.zeros([1, d])];
       const appTable = tf.concat(tableRows, 0);
-      const appEmb = tf.gather(appTable, batch.seqIds); // [B, 2I, d]
+      const masking = training && batch.host.masked;
+      const appEmb = tf.gather(appTable, masking ? batch.seqIdsMasked : batch.seqIds); // [B, 2I, d]
       const typeEmb = tf.concat([tf.tile(this.e_install!, [I, 1]), tf.tile(this.e_uninstall!, [I, 1])], 0); // [2I, d]
       // date + behaviour type, zero at padding; the decoder queries reuse it.
       const ctx = tf.mul(tf.add(tf.gather(this.e_date!, batch.seqDates), typeEmb), batch.seqValid); // [B, 2I, d]
@@ -224,7 +231,7 @@ export class AetnModel {
 
       if (heads) {
         // Masked-app prediction from the encoder output at [MASK] positions.
-        if (batch.host.maskFlat.length > 0 && training) {
+        if (masking && batch.host.maskFlat.length > 0) {
           res.maskHidden = tf.gather(tf.reshape(X, [B * T, d]), batch.maskFlat) as tf.Tensor2D; // [Nm, d]
           res.maskLogits = out(res.maskHidden); // [Nm, M]
         }

@@ -84,8 +84,11 @@ export interface HostBatch {
   retWeights: Float32Array; // [B*R] l2-normalised multi-hot weight 1/sqrt(|retention|), 0 at padding
   /** b*M + app for every retained app: positives of the sigmoid retention losses. */
   retPosFlat: Int32Array; // [Nr]
-  /** Token app ids: app index, M = padding (zero row), M+1 = [MASK] (learned row). */
+  /** Token app ids: app index, M = padding (zero row). Never contains [MASK]: see seqIdsMasked. */
   seqIds: Int32Array; // [B*2I]
+  /** seqIds with M+1 ([MASK], learned row) at the drawn positions; equals seqIds when !masked. The
+   *  model reads it only when training, so an inference pass over a training batch sees every app. */
+  seqIdsMasked: Int32Array; // [B*2I]
   seqDates: Int32Array; // [B*2I] week bucket, 0 at padding
   seqValid: Float32Array; // [B*2I] 1 valid, 0 padding
   /** Flat index b*T + position of every valid install/uninstall token (reconstruction targets). */
@@ -103,6 +106,7 @@ export interface Batch {
   retWeights: tf.Tensor2D; // [B, R]
   retPosFlat: tf.Tensor1D; // int32 [Nr]
   seqIds: tf.Tensor2D; // int32 [B, 2I]
+  seqIdsMasked: tf.Tensor2D; // int32 [B, 2I]
   seqDates: tf.Tensor2D; // int32 [B, 2I]
   seqValid: tf.Tensor3D; // [B, 2I, 1]
   /** Additive attention mask over keys: 0 valid, -1e9 padding; position 0 is always valid. */
@@ -143,6 +147,7 @@ export function makeHostBatch(examples: UserExample[], cfg: AetnConfig, opts: Ba
   const retWeights = new Float32Array(B * R);
   const retPosFlat = new Int32Array(Nr);
   const seqIds = new Int32Array(B * 2 * I).fill(M);
+  const seqIdsMasked = new Int32Array(B * 2 * I).fill(M);
   const seqDates = new Int32Array(B * 2 * I);
   const seqValid = new Float32Array(B * 2 * I);
   const targetFlat: number[] = [];
@@ -183,6 +188,7 @@ export function makeHostBatch(examples: UserExample[], cfg: AetnConfig, opts: Ba
         }
         const d = dates[start + k];
         seqIds[base + k] = app;
+        seqIdsMasked[base + k] = app;
         seqDates[base + k] = Math.min(cfg.dateBuckets - 1, Math.max(0, d | 0));
         seqValid[base + k] = 1;
         targetFlat.push(b * T + 1 + h * I + k);
@@ -193,7 +199,7 @@ export function makeHostBatch(examples: UserExample[], cfg: AetnConfig, opts: Ba
         for (const k of choose(Math.min(cfg.maskCount, n), n, rng)) {
           maskFlat.push(b * T + 1 + h * I + k);
           maskApps.push(seqIds[base + k]);
-          seqIds[base + k] = M + 1; // date and type stay: the model must infer the app from context
+          seqIdsMasked[base + k] = M + 1; // date and type stay: the model must infer the app from context
         }
       }
     }
@@ -210,6 +216,7 @@ export function makeHostBatch(examples: UserExample[], cfg: AetnConfig, opts: Ba
     retWeights,
     retPosFlat,
     seqIds,
+    seqIdsMasked,
     seqDates,
     seqValid,
     targetFlat: Int32Array.from(targetFlat),
@@ -233,6 +240,7 @@ export function batchToTensors(h: HostBatch): Batch {
     retWeights: tf.tensor2d(h.retWeights, [B, h.retWidth]),
     retPosFlat: tf.tensor1d(h.retPosFlat, 'int32'),
     seqIds: tf.tensor2d(h.seqIds, [B, 2 * I], 'int32'),
+    seqIdsMasked: tf.tensor2d(h.seqIdsMasked, [B, 2 * I], 'int32'),
     seqDates: tf.tensor2d(h.seqDates, [B, 2 * I], 'int32'),
     seqValid: tf.tensor3d(h.seqValid, [B, 2 * I, 1]),
     keyBias: tf.tensor4d(keyBias, [B, 1, 1, T]),
