@@ -1,0 +1,127 @@
+// `aetn store`: inspect and manage the embedding store (features = model versions).
+import type { Command } from 'commander';
+
+interface StoreOpt {
+  store: string;
+  json?: boolean;
+}
+
+function fmtTime(ms: number | undefined): string {
+  return ms ? new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z') : '-';
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) => r.map((x, c) => x.padEnd(widths[c])).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('store')
+    .description('Inspect and manage the embedding store: list features (model versions), retire or purge one, show statistics.');
+
+  cmd
+    .command('list')
+    .description('List features: id, namespace (long/short), variant, dim, users, created, status, base feature, live index generation.')
+    .requiredOption('--store <dir>', 'embedding store directory')
+    .option('--json', 'print JSON')
+    .action(async (opts: StoreOpt) => {
+      const { EmbeddingStore } = await import('../../store/store.js');
+      const { featureIndexDir, readCurrent } = await import('../../index/layout.js');
+      const store = EmbeddingStore.open(opts.store, { create: false });
+      try {
+        const feats = store.features();
+        const defaults = new Set([store.defaultFeature('long')?.featureId, store.defaultFeature('short')?.featureId]);
+        const indexOf = (f: string) => {
+          try {
+            return readCurrent(featureIndexDir(opts.store, f))?.gen;
+          } catch {
+            return -1; // damaged pointer
+          }
+        };
+        if (opts.json) {
+          process.stdout.write(JSON.stringify(feats.map((f) => ({ ...f, default: defaults.has(f.featureId), indexGeneration: indexOf(f.featureId) ?? null })), null, 2) + '\n');
+          return;
+        }
+        if (feats.length === 0) {
+          process.stdout.write(`no features in ${opts.store}\n`);
+          return;
+        }
+        const rows = [['FEATURE', 'NS', 'VARIANT', 'DIM', 'USERS', 'CREATED', 'STATUS', 'BASE', 'INDEX']];
+        for (const f of feats) {
+          const status = f.purgedAtMs ? 'purged' : f.retired ? 'retired' : defaults.has(f.featureId) ? 'active*' : 'active';
+          const gen = indexOf(f.featureId);
+          rows.push([f.featureId, f.namespace, f.variant, String(f.dim), String(f.count), fmtTime(f.createdAtMs), status, f.baseFeatureId ?? '-', gen === undefined ? '-' : gen < 0 ? 'damaged' : `gen ${gen}`]);
+        }
+        process.stdout.write(table(rows) + '* = default for its namespace (newest active)\n');
+      } finally {
+        await store.close();
+      }
+    });
+
+  cmd
+    .command('retire')
+    .description('Retire a feature: it stops being served and accepts no writes; its vectors stay until `aetn store purge`.')
+    .argument('<feature>', 'feature id')
+    .requiredOption('--store <dir>', 'embedding store directory')
+    .action(async (feature: string, opts: StoreOpt) => {
+      const { EmbeddingStore } = await import('../../store/store.js');
+      const store = EmbeddingStore.open(opts.store, { create: false });
+      try {
+        const f = await store.retire(feature);
+        const next = store.defaultFeature(f.namespace);
+        process.stdout.write(`retired ${f.featureId} (${f.count} users kept until purge); default ${f.namespace} feature is now ${next?.featureId ?? '(none)'}\n`);
+      } finally {
+        await store.close();
+      }
+    });
+
+  cmd
+    .command('purge')
+    .description('Delete the vectors and index of a retired feature (the id stays registered so it is never reused).')
+    .argument('<feature>', 'feature id')
+    .requiredOption('--store <dir>', 'embedding store directory')
+    .action(async (feature: string, opts: StoreOpt) => {
+      const { EmbeddingStore } = await import('../../store/store.js');
+      const { removeIndex } = await import('../../index/build.js');
+      const store = EmbeddingStore.open(opts.store, { create: false });
+      try {
+        const before = store.count(feature);
+        await store.purge(feature);
+        removeIndex(opts.store, feature);
+        process.stdout.write(`purged ${feature}: ${before} vectors and its index deleted\n`);
+      } finally {
+        await store.close();
+      }
+    });
+
+  cmd
+    .command('stats')
+    .description('Store statistics: file size, LMDB map size and pages, readers, features, vectors, run markers, app installer lists.')
+    .requiredOption('--store <dir>', 'embedding store directory')
+    .option('--json', 'print JSON')
+    .action(async (opts: StoreOpt) => {
+      const { EmbeddingStore } = await import('../../store/store.js');
+      const store = EmbeddingStore.open(opts.store, { create: false });
+      try {
+        const s = store.stats();
+        if (opts.json) {
+          process.stdout.write(JSON.stringify(s, null, 2) + '\n');
+          return;
+        }
+        process.stdout.write(
+          table([
+            ['store', s.dir],
+            ['file', `${(s.fileBytes / 1e6).toFixed(1)} MB (map ${(s.mapBytes / 1e6).toFixed(1)} MB, ${s.usedPages} pages of ${s.pageSize} B)`],
+            ['readers', String(s.readers)],
+            ['features', String(s.features)],
+            ['vectors', String(s.vectors)],
+            ['run markers', String(s.runs)],
+            ['installer lists', String(s.appKeys)],
+          ]),
+        );
+      } finally {
+        await store.close();
+      }
+    });
+}
