@@ -1,0 +1,78 @@
+// End to end through the compiled CLI, as a user runs it (`npm test` builds dist/ first).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { openPrepared } from '../../src/data/prepared.js';
+import { tmp } from './helpers.js';
+
+const root = join(import.meta.dirname, '..', '..');
+const bin = join(root, 'bin', 'aetn.js');
+
+function aetn(args: string[], cwd: string) {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...process.env, AETN_PROGRESS: '0', AETN_LOG_LEVEL: 'warn' } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('aetn generate / prepare / stats', () => {
+  beforeAll(() => {
+    const built = join(root, 'dist', 'src', 'cli', 'commands', 'prepare.js');
+    const src = join(root, 'src', 'data', 'prepare.ts');
+    if (!existsSync(built) || statSync(built).mtimeMs < statSync(src).mtimeMs) {
+      // other parts may not compile at this moment; tsc still emits ours
+      try {
+        execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'ignore' });
+      } catch {
+        /* emitted with errors elsewhere */
+      }
+    }
+  }, 300_000);
+
+  it('runs the documented example end to end', async () => {
+    const cwd = tmp('aetn-cli-');
+    const g = aetn(['generate', '--users', '2000', '--seed', '1', '--out', 'd'], cwd);
+    expect(g.err).toBe('');
+    expect(g.code).toBe(0);
+    expect(g.out).toMatch(/generated 2000 users/);
+    const p = aetn(['prepare', '--in', 'd', '--out', 'p'], cwd);
+    expect(p.code).toBe(0);
+    expect(p.out).toMatch(/prepared 2000 users into 16 shards/);
+    expect(p.out).toMatch(/rejected records: 0/);
+    const ds = await openPrepared(join(cwd, 'p'));
+    expect(ds.manifest.numUsers).toBe(2000);
+    expect(ds.manifest.seqLen).toBe(25);
+    expect(ds.manifest.dateBuckets).toBe(52);
+    expect(ds.nicheCategories.length).toBe(4);
+    expect(ds.lookalikeTargets.length).toBe(1);
+    expect(ds.catalog.byId.get(ds.lookalikeTargets[0])!.dropReason).toBe('excluded');
+    const s = aetn(['stats', '--in', 'p'], cwd);
+    expect(s.code).toBe(0);
+    for (const want of ['users                 2000', 'popularity Zipf fit', 'niche categories', 'look-alike target', 'dropped.retention.universal']) expect(s.out).toContain(want);
+    const sj = aetn(['stats', '--in', 'd', '--json'], cwd);
+    expect(JSON.parse(sj.out).users).toBe(2000);
+  }, 180_000);
+
+  it('exits non-zero with a clear message on unreadable input, and --strict fails on rejects', () => {
+    const cwd = tmp('aetn-cli-');
+    const r = aetn(['prepare', '--in', 'nowhere', '--out', 'p'], cwd);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^aetn: input directory not found: nowhere/);
+    expect(aetn(['stats', '--in', '.'], cwd).code).toBe(2);
+    const g = aetn(['generate', '--users', 'many', '--out', 'd'], cwd);
+    expect(g.code).not.toBe(0);
+    expect(g.err).toMatch(/--users must be an integer/);
+    expect(aetn(['generate', '--help'], cwd).out).toMatch(/--niche-scale/);
+    // a world with one bad line appended: prepare succeeds, reports it; --strict turns it into exit 3
+    expect(aetn(['generate', '--users', '50', '--seed', '2', '--apps', '400', '--out', 'd'], cwd).code).toBe(0);
+    const ev = join(cwd, 'd', 'events.csv');
+    const text = readFileSync(ev, 'utf8');
+    const lines = text.trim().split('\n').length;
+    appendFileSync(ev, 'x1,u01,com.no.such.app,install,1700000000000\n');
+    const p = aetn(['prepare', '--in', 'd', '--out', 'p', '--min-installs', '1'], cwd);
+    expect(p.code).toBe(0);
+    expect(p.out).toMatch(/rejected records: 1 /);
+    const rej = JSON.parse(readFileSync(join(cwd, 'p', 'rejects.ndjson'), 'utf8').trim());
+    expect(rej).toMatchObject({ file: 'events.csv', line: lines + 1, reason: 'unknown package com.no.such.app' });
+    expect(aetn(['prepare', '--in', 'd', '--out', 'p', '--strict'], cwd).code).toBe(3);
+  }, 120_000);
+});
