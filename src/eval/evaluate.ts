@@ -17,7 +17,8 @@ import type { GbdtOptions } from './gbdt.js';
 import { meanStd, nanMean, overlapRate, type Spread } from './metrics.js';
 import type { MlpOptions } from './mlp.js';
 import { nearestOther, normalizeRows, type MatMulT } from './neighbors.js';
-import { crossValidatedAuc, gbdtTrainer, holdoutMlpAuc, mlpTrainer } from './protocols.js';
+import { FitPool } from './fit-pool.js';
+import { combineFolds, type FoldResult, type HoldoutResult } from './protocols.js';
 import { deriveSeed, Rng } from './rng.js';
 
 const logger = child('eval');
@@ -75,6 +76,8 @@ export interface EvalOptions {
   audienceMultiples?: number[];
   /** Vector-based look-alike methods besides the built-in baselines (e.g. the serving algorithm). */
   audienceMethods?: AudienceMethod[];
+  /** Worker threads for the classifier fits (default 1: inline). Results do not depend on it. */
+  workers?: number;
   /** A fast matrix product for the big neighbour scan (optional: plain JS otherwise). */
   matmulT?: MatMulT;
 }
@@ -150,16 +153,26 @@ export async function evaluate(users: EvalUsers, tasks: EvalTasks, sets: VectorS
     if (s.vectors.length !== n * s.dim) throw new Error(`vector set '${s.name}' has ${s.vectors.length} values, expected ${n} users x ${s.dim}`);
     for (let i = 0; i < s.vectors.length; i++) if (!Number.isFinite(s.vectors[i])) throw new Error(`vector set '${s.name}' has a non-finite value at user row ${Math.floor(i / s.dim)}`);
   }
-  const runs = opts.runs ?? 5;
-  const folds = opts.folds ?? 10;
-  const seed = opts.seed;
   const results: EvalResults = {
-    seed,
+    seed: opts.seed,
     users: n,
     models: sets.map((s) => ({ name: s.name, variant: s.variant, featureId: s.featureId, dim: s.dim, info: s.info })),
     seconds: 0,
   };
 
+  const pool = new FitPool(opts.workers ?? 1);
+  try {
+    return await runTests(users, tasks, sets, opts, results, pool, t0);
+  } finally {
+    await pool.close();
+  }
+}
+
+async function runTests(users: EvalUsers, tasks: EvalTasks, sets: VectorSet[], opts: EvalOptions, results: EvalResults, pool: FitPool, t0: number): Promise<EvalResults> {
+  const n = users.ids.length;
+  const runs = opts.runs ?? 5;
+  const folds = opts.folds ?? 10;
+  const seed = opts.seed;
   // Test #1: next-week installation prediction per niche category (MLP, 3:1:1, several runs).
   const niche = tasks.niche.filter((t) => positives(t.labels) >= 5);
   for (const t of tasks.niche) if (!niche.includes(t)) logger.warn({ category: t.name, positives: positives(t.labels) }, 'too few next-week adopters: category skipped in Test #1');
@@ -169,15 +182,23 @@ export async function evaluate(users: EvalUsers, tasks: EvalTasks, sets: VectorS
     const rows: Test1Row[] = [];
     for (const s of t1sets) {
       const ts = performance.now();
-      const runsOut: Test1Row['runs'] = [];
+      const id = pool.share(s.vectors);
+      const jobs: Promise<Test1Row['runs'][number]>[] = [];
       for (const task of niche) {
         for (let r = 0; r < runs; r++) {
           // The same split seed for every model: they are compared on identical users.
-          const h = holdoutMlpAuc(s.vectors, task.labels, s.dim, deriveSeed(seed, 'test1', task.name, r), opts.mlp);
-          runsOut.push({ category: task.name, run: r, auc: h.auc, validAuc: h.validAuc, epochs: h.epochs });
-          bar.tick(1, `${s.name} ${task.name} auc ${h.auc.toFixed(4)}`);
+          const job = { kind: 'holdout' as const, d: s.dim, labels: task.labels, seed: deriveSeed(seed, 'test1', task.name, r), mlp: opts.mlp };
+          jobs.push(
+            pool.run(id, job).then((res) => {
+              const h = res as HoldoutResult;
+              bar.tick(1, `${s.name} ${task.name} auc ${h.auc.toFixed(4)}`);
+              return { category: task.name, run: r, auc: h.auc, validAuc: h.validAuc, epochs: h.epochs };
+            }),
+          );
         }
       }
+      const runsOut = await Promise.all(jobs);
+      pool.release(id);
       const perCategory = niche.map((task) => meanStd(runsOut.filter((x) => x.category === task.name).map((x) => x.auc)));
       const perRunAvg: number[] = [];
       for (let r = 0; r < runs; r++) perRunAvg.push(nanMean(runsOut.filter((x) => x.run === r).map((x) => x.auc)));
@@ -201,10 +222,17 @@ export async function evaluate(users: EvalUsers, tasks: EvalTasks, sets: VectorS
   if (target && positives(target.labels) >= folds && t2sets.length > 0) {
     const bar = new Progress({ label: 'eval test#2', total: t2sets.length * folds, unit: 'folds' });
     const rows: Test2Row[] = [];
-    const trainer = clf === 'gbdt' ? gbdtTrainer(opts.gbdt) : mlpTrainer(opts.mlp);
     for (const s of t2sets) {
       const ts = performance.now();
-      const cv = crossValidatedAuc(s.vectors, target.labels, s.dim, folds, deriveSeed(seed, 'test2'), trainer, () => bar.tick(1, s.name));
+      const id = pool.share(s.vectors);
+      const cvSeed = deriveSeed(seed, 'test2');
+      const foldJobs: Promise<FoldResult>[] = [];
+      for (let f = 0; f < folds; f++) {
+        const job = { kind: 'cvfold' as const, d: s.dim, labels: target.labels, k: folds, seed: cvSeed, fold: f, classifier: clf, gbdt: opts.gbdt, mlp: opts.mlp };
+        foldJobs.push(pool.run(id, job).then((r) => (bar.tick(1, s.name), r as FoldResult)));
+      }
+      const cv = combineFolds(await Promise.all(foldJobs), target.labels);
+      pool.release(id);
       rows.push({ model: s.name, classifier: clf, auc: cv.auc, pooledAuc: cv.pooledAuc, folds: cv.folds, seconds: (performance.now() - ts) / 1000 });
       logger.info({ model: s.name, auc: cv.auc.mean }, 'test #2 done');
     }

@@ -60,20 +60,54 @@ export interface CvResult {
   pooledAuc: number;
 }
 
-/** Stratified k-fold cross-validated AUC. */
-export function crossValidatedAuc(X: Float32Array, y: Uint8Array, d: number, k: number, seed: number, train: Trainer, onFold?: (fold: number) => void): CvResult {
-  const fold = stratifiedKFold(y, k, deriveSeed(seed, 'folds'));
+export interface FoldResult {
+  fold: number;
+  /** Rows of the held-out fold and their scores. */
+  test: Int32Array;
+  scores: Float32Array;
+  auc: number;
+}
+
+/** One fold of stratified k-fold CV: the fold assignment depends only on (labels, k, seed). */
+export function crossValidationFold(X: Float32Array, y: Uint8Array, d: number, k: number, seed: number, f: number, train: Trainer, fold?: Int32Array): FoldResult {
+  const assignment = fold ?? stratifiedKFold(y, k, deriveSeed(seed, 'folds'));
+  const tr: number[] = [];
+  const te: number[] = [];
+  for (let i = 0; i < y.length; i++) (assignment[i] === f ? te : tr).push(i);
+  const model = train(takeRows(X, d, tr), takeLabels(y, tr), d, deriveSeed(seed, 'fold', f));
+  const scores = model.predict(takeRows(X, d, te));
+  return { fold: f, test: Int32Array.from(te), scores, auc: rocAuc(scores, takeLabels(y, te)) };
+}
+
+/** Per-fold AUCs, their spread, and the AUC of all out-of-fold scores pooled. */
+export function combineFolds(folds: FoldResult[], y: Uint8Array): CvResult {
   const oof = new Float32Array(y.length);
-  const aucs: number[] = [];
+  const sorted = [...folds].sort((a, b) => a.fold - b.fold);
+  for (const f of sorted) for (let i = 0; i < f.test.length; i++) oof[f.test[i]] = f.scores[i];
+  const aucs = sorted.map((f) => f.auc);
+  return { folds: aucs, auc: meanStd(aucs), pooledAuc: rocAuc(oof, y) };
+}
+
+/** Stratified k-fold cross-validated AUC (in this thread; FitPool runs the folds in parallel). */
+export function crossValidatedAuc(X: Float32Array, y: Uint8Array, d: number, k: number, seed: number, train: Trainer, onFold?: (fold: number) => void): CvResult {
+  const assignment = stratifiedKFold(y, k, deriveSeed(seed, 'folds'));
+  const out: FoldResult[] = [];
   for (let f = 0; f < k; f++) {
-    const tr: number[] = [];
-    const te: number[] = [];
-    for (let i = 0; i < y.length; i++) (fold[i] === f ? te : tr).push(i);
-    const model = train(takeRows(X, d, tr), takeLabels(y, tr), d, deriveSeed(seed, 'fold', f));
-    const s = model.predict(takeRows(X, d, te));
-    for (let i = 0; i < te.length; i++) oof[te[i]] = s[i];
-    aucs.push(rocAuc(s, takeLabels(y, te)));
+    out.push(crossValidationFold(X, y, d, k, seed, f, train, assignment));
     onFold?.(f);
   }
-  return { folds: aucs, auc: meanStd(aucs), pooledAuc: rocAuc(oof, y) };
+  return combineFolds(out, y);
+}
+
+/** A unit of classifier work that a worker thread can run given the shared matrix. */
+export type FitJob =
+  | { kind: 'holdout'; d: number; labels: Uint8Array; seed: number; mlp?: Partial<MlpOptions> }
+  | { kind: 'cvfold'; d: number; labels: Uint8Array; k: number; seed: number; fold: number; classifier: 'gbdt' | 'mlp'; gbdt?: Partial<GbdtOptions>; mlp?: Partial<MlpOptions> };
+
+export type FitResult = HoldoutResult | FoldResult;
+
+export function runFitJob(X: Float32Array, job: FitJob): FitResult {
+  if (job.kind === 'holdout') return holdoutMlpAuc(X, job.labels, job.d, job.seed, job.mlp);
+  const trainer = job.classifier === 'gbdt' ? gbdtTrainer(job.gbdt) : mlpTrainer(job.mlp);
+  return crossValidationFold(X, job.labels, job.d, job.k, job.seed, job.fold, trainer);
 }

@@ -28,6 +28,8 @@ export interface RunEvalOptions {
   maxUsers?: number;
   backend?: string;
   workers?: number;
+  /** Worker threads for classifier fits. */
+  fitWorkers?: number;
   batchSize: number;
   overlapSample: number;
   test2Classifier: 'gbdt' | 'mlp';
@@ -376,6 +378,7 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
     overlapSample: o.overlapSample,
     audienceMethods,
     matmulT,
+    workers: o.fitWorkers ?? 1,
   });
   timings.tests = (performance.now() - tEval) / 1000;
   timings.total = (performance.now() - t0) / 1000;

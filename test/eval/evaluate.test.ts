@@ -69,8 +69,9 @@ describe('evaluate() on a planted world', () => {
     expect(ov.projection.retention).toBeGreaterThan(ov.good.retention);
   });
 
-  it('is deterministic with a seed', async () => {
-    const again = await evaluate(w.users, w.tasks, sets.slice(0, 2), { seed: 1, runs: 2, folds: 5, gbdt: { trees: 30 }, overlapSample: 500 });
+  it('is deterministic with a seed, whether fits run inline or on worker threads', async () => {
+    const again = await evaluate(w.users, w.tasks, sets.slice(0, 2), { seed: 1, runs: 2, folds: 5, gbdt: { trees: 30 }, overlapSample: 500, workers: 2 });
+    expect(again.test1!.rows[1].runs).toEqual(res.test1!.rows[1].runs);
     expect(again.test1!.rows[1].average).toEqual(res.test1!.rows[1].average);
     expect(again.test2!.rows[1].folds).toEqual(res.test2!.rows[1].folds);
     expect(again.overlap!.rows[2]).toMatchObject({ retention: res.overlap!.rows[2].retention });

@@ -38,6 +38,7 @@ export function register(program: Command): void {
     .option('--max-users <n>', 'evaluate only the first N users (shard order, i.e. a hash sample)', int('max-users', 20))
     .option('--backend <name>', 'tfjs backend for embedding: wasm | cpu | tensorflow (default: AETN_BACKEND or wasm)')
     .option('--workers <n>', 'embedding worker threads', int('workers', 1))
+    .option('--fit-workers <n>', 'worker threads for the classifier fits (default: number of CPUs, at most 4)', int('fit-workers', 1))
     .option('--batch-size <n>', 'users per embedding batch', int('batch-size', 1), 1000)
     .option('--overlap-sample <n>', 'users sampled for the §5.5 overlap', int('overlap-sample', 1), 10000)
     .option('--test2-classifier <kind>', 'gbdt | mlp', 'gbdt')
@@ -65,6 +66,7 @@ export function register(program: Command): void {
       const { existsSync } = await import('node:fs');
       for (const p of [opts.data as string, ...models, ...(opts.head ? [opts.head as string] : [])]) if (!existsSync(p)) throw new UserError(`no such directory: ${p}`);
       const { runEval } = await import('../../eval/run.js');
+      const { cpus } = await import('node:os');
       const res = await runEval({
         data: opts.data as string,
         models,
@@ -76,6 +78,7 @@ export function register(program: Command): void {
         maxUsers: opts.maxUsers as number | undefined,
         backend: opts.backend as string | undefined,
         workers: opts.workers as number | undefined,
+        fitWorkers: (opts.fitWorkers as number | undefined) ?? Math.min(4, cpus().length),
         batchSize: opts.batchSize as number,
         overlapSample: opts.overlapSample as number,
         test2Classifier: clf,
