@@ -216,8 +216,9 @@ export class RealtimeHead {
     add('lnf/b', tf.zeros([d]));
     add('out/W', normal([(1 + k) * d, outDim], 1 / Math.sqrt((1 + k) * d)));
     add('out/b', tf.zeros([outDim]));
-    // Item side of the training softmax only: W_a W_item scores apps against s.
-    add('item/W', normal([dA, outDim], 1 / Math.sqrt(dA)));
+    // Item side of the training softmax only: W_a W_item scores apps against s. Small at init so the
+    // untrained head scores by the (log-popularity initialised) bias, not by noise.
+    add('item/W', normal([dA, outDim], 0.1 / Math.sqrt(dA)));
     add('item/b', tf.zeros([M]));
   }
 

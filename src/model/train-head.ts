@@ -11,7 +11,7 @@
 // Adam; the tfjs backend decides where it runs; deterministic for a seed on one backend.
 //
 // Quality: recall@10 of the next installs on validation users (5% by user-id hash) next to a
-// popularity baseline (the 10 most frequent training targets), so a run shows whether it learns.
+// popularity baseline (the 10 apps most installed by training users), so a run shows whether it learns.
 import * as tf from '@tensorflow/tfjs-core';
 import type { UserExample, Vocabulary } from '../data/types.js';
 import { Rng } from '../data/rng.js';
@@ -224,7 +224,25 @@ export async function trainHead(source: ExampleSource, appMatrix: Float32Array, 
   const optimizer = tf.train.adam(o.lr);
   const history: HeadEpochStats[] = [];
   const valSamples: HeadSample[] = [];
-  const targetCounts = new Float64Array(cfg.numApps);
+  // One counting pass over the training users before any step: install counts give the popularity
+  // baseline and initialise the output bias to log-popularity, so the head starts as the baseline
+  // and spends its steps on what the recent events add (the bias alone would need hundreds of steps).
+  const installCounts = new Float64Array(cfg.numApps);
+  {
+    let users = 0;
+    for await (const ex of source.examples()) {
+      if (o.maxUsers !== undefined && users >= o.maxUsers) break;
+      users++;
+      if (isValidation(ex.userId, o.valPercent)) continue;
+      for (const a of ex.installs) if (a >= 0 && a < cfg.numApps) installCounts[a]! += 1;
+    }
+    let total = 0;
+    for (const c of installCounts) total += c;
+    const logPrior = Float32Array.from(installCounts, (c) => Math.log((c + 1) / (total + cfg.numApps)));
+    const b = head.namedVariables.find((p) => p.name === 'item/b')!.v;
+    b.assign(tf.tensor1d(logPrior));
+  }
+  const popular = topIndices(installCounts, 10);
   let step = 0;
   let trainSamplesPerEpoch = 0;
   let initialLoss = NaN;
@@ -283,7 +301,6 @@ export async function trainHead(source: ExampleSource, appMatrix: Float32Array, 
         const s = cutSample(tl, rng, o, cfg.maxEvents, true);
         if (!s) continue;
         samples++;
-        if (epoch === 1) for (const t of s.targets) targetCounts[t]! += 1;
         // Reservoir-style shuffle buffer: a full buffer emits a random element for each new one.
         if (buffer.length < o.shuffleBuffer) buffer.push(s);
         else {
@@ -304,7 +321,6 @@ export async function trainHead(source: ExampleSource, appMatrix: Float32Array, 
     flush(true);
     if (samples === 0) throw new UserError('realtime head training: no training samples (users need an install with at least one earlier event)');
     trainSamplesPerEpoch = samples;
-    const popular = topIndices(targetCounts, 10);
     const ev = evaluateHead(head, valSamples, popular);
     const seconds = (performance.now() - t0) / 1000;
     const stats: HeadEpochStats = {
@@ -341,7 +357,9 @@ export interface TrainHeadCommandOptions {
   /** Prepared dataset directory (`aetn prepare` output). */
   data: string;
   /** Trained AETN checkpoint directory whose tied app matrix the head uses (frozen). */
-  aetn: string;
+  aetn?: string;
+  /** Same as `aetn` (the train command's --base-model flag). */
+  baseModel?: string;
   /** Output directory for the head checkpoint. */
   out: string;
   backend?: string;
@@ -361,7 +379,12 @@ export interface TrainHeadCommandOptions {
   recentK?: number;
   maskWindowMin?: number;
   horizonDays?: number;
+  /** Share of users held out for validation (the train command's --val-fraction), e.g. 0.05. */
+  valFraction?: number;
   progress?: boolean;
+  /** Print the manifest as JSON on stdout instead of a summary; `quiet` prints nothing. */
+  json?: boolean;
+  quiet?: boolean;
 }
 
 /**
@@ -372,10 +395,13 @@ export async function trainHeadCommand(opts: TrainHeadCommandOptions): Promise<{
   const { initBackend } = await import('./backend.js');
   const { openPrepared } = await import('../data/prepared.js');
   const { appMatrixFromAetnCheckpoint, saveHead } = await import('./head-checkpoint.js');
+  const aetnDir = opts.aetn ?? opts.baseModel;
+  if (!aetnDir) throw new UserError('the realtime head needs the AETN model whose app matrix it uses: pass --base-model <dir>');
+  if (!opts.data || !opts.out) throw new UserError('the realtime head needs --data <prepared dir> and --out <dir>');
   const backend = await initBackend(opts.backend);
   const ds = await openPrepared(opts.data);
-  const base = await appMatrixFromAetnCheckpoint(opts.aetn, { vocabHash: ds.vocab.hash });
-  if (base.numApps !== ds.vocab.apps.length) throw new UserError(`AETN checkpoint ${opts.aetn} has ${base.numApps} apps, the data's vocabulary ${ds.vocab.apps.length}`);
+  const base = await appMatrixFromAetnCheckpoint(aetnDir, { vocabHash: ds.vocab.hash });
+  if (base.numApps !== ds.vocab.apps.length) throw new UserError(`AETN checkpoint ${aetnDir} has ${base.numApps} apps, the data's vocabulary ${ds.vocab.apps.length}`);
   const cfg = defaultHeadConfig({
     numApps: base.numApps,
     appDim: base.appDim,
@@ -398,16 +424,27 @@ export async function trainHeadCommand(opts: TrainHeadCommandOptions): Promise<{
     ...(opts.maskWindowMin !== undefined && { maskWindowMs: opts.maskWindowMin * 60_000 }),
     ...(opts.horizonDays !== undefined && { horizonMs: opts.horizonDays * 86_400_000 }),
     ...(opts.progress !== undefined && { progress: opts.progress }),
+    ...(opts.valFraction !== undefined && { valPercent: opts.valFraction * 100 }),
   };
   logger.info({ data: opts.data, aetn: base.featureId, backend: backend.detail, cfg }, 'training realtime head');
   const result = await trainHead({ examples: () => ds.examples() }, base.appMatrix, cfg, train);
   const manifest = await saveHead(opts.out, result.head, {
     baseFeatureId: base.featureId,
     vocab: ds.vocab as Vocabulary,
-    training: { data: opts.data, aetn: opts.aetn, ...DEFAULT_HEAD_TRAIN, ...train, history: result.history },
+    training: { data: opts.data, aetn: aetnDir, ...DEFAULT_HEAD_TRAIN, ...train, history: result.history },
     metrics: result.metrics,
     backend: backend.detail,
   });
   result.head.dispose();
+  if (opts.json) process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
+  else if (!opts.quiet) {
+    const m = result.metrics;
+    process.stdout.write(
+      `realtime head ${manifest.featureId} (base ${manifest.baseFeatureId}) written to ${opts.out}\n` +
+        `  ${result.history.length} epochs, ${m.trainSamplesPerEpoch} samples/epoch, loss ${m.initialLoss.toFixed(4)} -> ${result.history[result.history.length - 1]!.trainLoss.toFixed(4)}, ` +
+        `validation loss ${m.valLoss.toFixed(4)}\n` +
+        `  recall@10 of the next ${train.nextK ?? DEFAULT_HEAD_TRAIN.nextK} installs: ${m.recallAt10.toFixed(4)} (popularity baseline ${m.popularityRecallAt10.toFixed(4)}, ${m.valSamples} validation samples)\n`,
+    );
+  }
   return { featureId: manifest.featureId, baseFeatureId: manifest.baseFeatureId, out: opts.out, metrics: result.metrics, history: result.history };
 }
