@@ -138,8 +138,10 @@ export class RealtimePipeline {
       allowAutoTopicCreation: false,
       // Short fetch waits keep freshness low when traffic is light; full batches come anyway under load.
       maxWaitTimeInMs: 100,
-      sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
-      heartbeatInterval: Math.min(3000, Math.floor((opts.sessionTimeoutMs ?? 30_000) / 4)),
+      // 10 s (kafkajs default 30 s): after a crash the restarted consumer waits this long for the
+      // dead member to expire before it gets the partitions back.
+      sessionTimeout: opts.sessionTimeoutMs ?? 10_000,
+      heartbeatInterval: Math.min(3000, Math.floor((opts.sessionTimeoutMs ?? 10_000) / 4)),
       retry: {
         ...retry,
         // Broker trouble (any KafkaJS error) restarts the consumer with backoff; our own failures
