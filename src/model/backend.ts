@@ -58,6 +58,8 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
   } else {
     detail = await loadTensorflow();
   }
+  // Production mode: no debug checks, and no console banner from the cpu backend.
+  tf.enableProdMode();
   const ok = await tf.setBackend(name);
   if (!ok) throw new UserError(`backend '${name}' failed to initialise`);
   await tf.ready();

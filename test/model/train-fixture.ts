@@ -133,7 +133,7 @@ export function tinyWorld(numUsers: number, numApps = 40, seed = 7): { vocab: Vo
   const examples: UserExample[] = [];
   for (let u = 0; u < numUsers; u++) {
     const g = Math.floor(rnd() * groups);
-    const pick = () => g + groups * Math.floor(rnd() * (numApps / groups));
+    const pick = () => g + groups * Math.floor(rnd() * Math.floor((numApps - 1 - g) / groups + 1));
     const ret = new Set<number>();
     const nr = 1 + Math.floor(rnd() * 6);
     for (let j = 0; j < nr; j++) ret.add(pick());
