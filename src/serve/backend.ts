@@ -8,6 +8,7 @@ import type { FeatureInfo, Namespace, StoredVector } from '../store/types.js';
 import { RpcError, notFound, invalid } from './errors.js';
 import { status } from '@grpc/grpc-js';
 import { rng, hashStrings } from '../audience/linalg.js';
+import { featureIndexDir, readCurrent } from '../index/layout.js';
 
 export interface Neighbour {
   userId: string;
@@ -88,9 +89,30 @@ export class ServingBackend {
     this.byId = new Map(list.map((f) => [f.featureId, f]));
     this.defaults = {};
     for (const ns of ['long', 'short'] as const) {
-      const d = this.store.defaultFeature(ns);
+      const d = this.pickDefault(ns, list);
       if (d) this.defaults[ns] = d;
       if (d?.featureId !== before[ns]?.featureId && d) this.opts.log.info({ namespace: ns, featureId: d.featureId }, 'default feature changed');
+    }
+  }
+
+  /**
+   * The newest active feature of a namespace that is ready to serve. A feature is registered before
+   * its vectors are written, so "newest registered" would switch callers to an empty feature in
+   * the middle of an embed run. Ready means: for long-term features, an index has been published
+   * (built after the embed finished); for short-term ones, at least one vector. Without any ready
+   * feature, the newest active one.
+   */
+  private pickDefault(ns: Namespace, list: FeatureInfo[]): FeatureInfo | undefined {
+    const active = list.filter((f) => f.namespace === ns && !f.retired).sort((a, b) => b.createdAtMs - a.createdAtMs || (a.featureId < b.featureId ? 1 : -1));
+    const ready = active.find((f) => (ns === 'long' ? this.hasIndex(f.featureId) : f.count > 0));
+    return ready ?? active[0];
+  }
+
+  private hasIndex(featureId: string): boolean {
+    try {
+      return readCurrent(featureIndexDir(this.store.dir, featureId)) !== undefined;
+    } catch {
+      return false;
     }
   }
 

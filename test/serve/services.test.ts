@@ -1,0 +1,230 @@
+// UserVectorService and AudienceService over loopback against a real store and index, with our own
+// typed client: results, and every bad-input case with its status code and message.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { status } from '@grpc/grpc-js';
+import { createClient, type TypedClient } from '../../src/serve/client.js';
+import { UserVectorService, VectorView } from '../../src/gen/aetn/v1/user_vector_pb.js';
+import { AudienceService } from '../../src/gen/aetn/v1/audience_pb.js';
+import type { ServeProcess } from '../../services/serve.js';
+import { buildFixture, startServe, KEYS, type Fixture } from './fixture.js';
+
+let fx: Fixture;
+let srv: ServeProcess;
+let uv: TypedClient<typeof UserVectorService>;
+let au: TypedClient<typeof AudienceService>;
+
+beforeAll(async () => {
+  fx = await buildFixture();
+  srv = await startServe(fx.storeDir);
+  uv = createClient(UserVectorService, srv.server.address, { apiKey: KEYS.both });
+  au = createClient(AudienceService, srv.server.address, { apiKey: KEYS.both });
+});
+
+afterAll(async () => {
+  uv?.close();
+  au?.close();
+  await srv?.stop();
+  fx?.cleanup();
+});
+
+async function code(p: Promise<unknown>): Promise<{ code: number; details: string }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as { code: number; details: string };
+    return { code: e.code, details: e.details };
+  }
+  throw new Error('expected the call to fail');
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const m of it) out.push(m);
+  return out;
+}
+
+const close = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  expect(a.length).toBe(b.length);
+  for (let i = 0; i < a.length; i++) expect(a[i]).toBeCloseTo(b[i]!, 5);
+};
+
+describe('UserVectorService', () => {
+  it('returns long, short and combined [long ‖ short] with feature ids and ages', async () => {
+    const u = fx.users[0]!; // even index: has a short-term vector
+    const res = await uv.getUserVector({ userId: u, view: VectorView.ALL });
+    const v = res.user!;
+    expect(v.found).toBe(true);
+    expect(v.longTerm?.featureId).toBe(fx.longId);
+    expect(v.shortTerm?.featureId).toBe(fx.shortId);
+    expect(v.longTerm?.present && v.shortTerm?.present).toBe(true);
+    close(v.longTerm!.values, fx.long.get(u)!);
+    close(v.shortTerm!.values, fx.short.get(u)!);
+    close(v.combined, [...fx.long.get(u)!, ...fx.short.get(u)!]);
+    // The long-term vectors were written a minute before the test.
+    expect(Number(v.longTerm!.ageMs)).toBeGreaterThanOrEqual(59_000);
+    expect(Number(v.longTerm!.updatedAtMs)).toBeGreaterThan(Date.now() - 3_600_000);
+  });
+
+  it('fills a missing short-term part with zeros and says so', async () => {
+    const u = fx.users[1]!; // odd index: no short-term vector
+    const v = (await uv.getUserVector({ userId: u })).user!;
+    expect(v.shortTerm?.present).toBe(false);
+    expect(v.shortTerm?.dim).toBe(fx.shortDim);
+    expect(v.combined).toHaveLength(fx.longDim + fx.shortDim);
+    close(v.combined.slice(0, fx.longDim), fx.long.get(u)!);
+    expect(v.combined.slice(fx.longDim).every((x) => x === 0)).toBe(true);
+    // Default view = combined only.
+    expect(v.longTerm?.values).toHaveLength(0);
+  });
+
+  it('views return only what is asked for', async () => {
+    const u = fx.users[2]!;
+    const l = (await uv.getUserVector({ userId: u, view: VectorView.LONG_TERM })).user!;
+    expect(l.longTerm!.values).toHaveLength(fx.longDim);
+    expect(l.shortTerm!.values).toHaveLength(0);
+    expect(l.combined).toHaveLength(0);
+    const s = (await uv.getUserVector({ userId: u, view: VectorView.SHORT_TERM })).user!;
+    expect(s.shortTerm!.values).toHaveLength(fx.shortDim);
+    expect(s.longTerm!.values).toHaveLength(0);
+    const m = (await uv.getUserVector({ userId: u, view: VectorView.METADATA })).user!;
+    expect(m.longTerm!.present).toBe(true);
+    expect(m.longTerm!.values.length + m.shortTerm!.values.length + m.combined.length).toBe(0);
+  });
+
+  it('reads an explicit feature id', async () => {
+    const v = (await uv.getUserVector({ userId: fx.users[3]!, longTermFeatureId: fx.longId, shortTermFeatureId: fx.shortId })).user!;
+    expect(v.longTerm!.featureId).toBe(fx.longId);
+  });
+
+  it('batch: unknown users reported per user, in request order', async () => {
+    const ids = [fx.users[5]!, 'nobody', fx.users[6]!, fx.users[5]!];
+    const res = await uv.batchGetUserVectors({ userIds: ids, view: VectorView.ALL });
+    expect(res.users.map((u) => u.userId)).toEqual(ids);
+    expect(res.users.map((u) => u.found)).toEqual([true, false, true, true]);
+    expect(res.foundCount).toBe(3);
+    expect(res.users[1]!.combined).toHaveLength(0);
+    close(res.users[2]!.longTerm!.values, fx.long.get(fx.users[6]!)!);
+    const big = await uv.batchGetUserVectors({ userIds: fx.users.slice(0, 1000) });
+    expect(big.foundCount).toBe(1000);
+  });
+
+  it('refuses bad input with a status and a message that says what to fix', async () => {
+    expect(await code(uv.getUserVector({ userId: 'nobody' }))).toMatchObject({ code: status.NOT_FOUND, details: expect.stringContaining('nobody') });
+    expect(await code(uv.getUserVector({ userId: '' }))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('user_id is empty') });
+    expect(await code(uv.getUserVector({ userId: 'x'.repeat(257) }))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('256 bytes') });
+    expect(await code(uv.getUserVector({ userId: fx.users[0]!, longTermFeatureId: 'nope' }))).toMatchObject({
+      code: status.NOT_FOUND,
+      details: expect.stringContaining(`active long-term features: ${fx.longId}`),
+    });
+    expect(await code(uv.getUserVector({ userId: fx.users[0]!, longTermFeatureId: fx.shortId }))).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringContaining('is a short-term feature'),
+    });
+    expect(await code(uv.getUserVector({ userId: fx.users[0]!, view: 42 as VectorView }))).toMatchObject({ code: status.INVALID_ARGUMENT });
+    expect(await code(uv.batchGetUserVectors({ userIds: [] }))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('empty') });
+    expect(await code(uv.batchGetUserVectors({ userIds: fx.users.slice(0, 1001) }))).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringContaining('limit is 1000'),
+    });
+    expect(await code(uv.batchGetUserVectors({ userIds: ['a', ''] }))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('user_ids[1]') });
+  });
+});
+
+describe('AudienceService.SearchNeighbors', () => {
+  it('by user: k neighbours, the user left out, nearest first, mostly from its own cluster', async () => {
+    const u = fx.users[7]!;
+    const res = await au.searchNeighbors({ query: { case: 'userId', value: u }, k: 20 });
+    expect(res.featureId).toBe(fx.longId);
+    expect(res.neighbors).toHaveLength(20);
+    expect(res.neighbors.some((n) => n.userId === u)).toBe(false);
+    for (let i = 1; i < 20; i++) expect(res.neighbors[i - 1]!.score).toBeGreaterThanOrEqual(res.neighbors[i]!.score);
+    const same = res.neighbors.filter((n) => fx.cluster.get(n.userId) === fx.cluster.get(u)).length;
+    expect(same).toBeGreaterThanOrEqual(18);
+  });
+
+  it('by raw vector: the user owning that vector comes first with similarity ~1', async () => {
+    const u = fx.users[8]!;
+    const res = await au.searchNeighbors({ query: { case: 'vector', value: { values: Array.from(fx.long.get(u)!) } }, k: 5, ef: 100 });
+    expect(res.neighbors[0]!.userId).toBe(u);
+    expect(res.neighbors[0]!.score).toBeCloseTo(1, 4);
+  });
+
+  it('refuses bad input', async () => {
+    const v = Array.from(fx.long.get(fx.users[0]!)!);
+    const q = (values: number[]) => ({ query: { case: 'vector' as const, value: { values } }, k: 5 });
+    expect(await code(au.searchNeighbors({ k: 5 }))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('set user_id or vector') });
+    expect(await code(au.searchNeighbors(q(v.slice(1))))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining(`dimension ${fx.longDim}`) });
+    expect(await code(au.searchNeighbors(q([NaN, ...v.slice(1)])))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('index 0 is NaN') });
+    expect(await code(au.searchNeighbors(q([...v.slice(1), Infinity])))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('finite') });
+    expect(await code(au.searchNeighbors(q(v.map(() => 0))))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('all zeros') });
+    expect(await code(au.searchNeighbors({ ...q(v), k: 0 }))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('k is 0') });
+    expect(await code(au.searchNeighbors({ ...q(v), k: 1001 }))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('between 1 and 1000') });
+    expect(await code(au.searchNeighbors({ ...q(v), ef: 5000 }))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('ef') });
+    expect(await code(au.searchNeighbors({ query: { case: 'userId', value: 'nobody' }, k: 5 }))).toMatchObject({ code: status.NOT_FOUND });
+    expect(await code(au.searchNeighbors({ ...q(v), featureId: 'gone' }))).toMatchObject({ code: status.NOT_FOUND });
+  });
+});
+
+describe('AudienceService.ExtendLookalike', () => {
+  const seeds = () => fx.users.filter((u) => fx.cluster.get(u) === 3).slice(0, 50);
+
+  it('streams scored users in descending order, then one summary; seeds and exclusions never returned', async () => {
+    const s = seeds();
+    const exclude = fx.users.filter((u) => fx.cluster.get(u) === 3).slice(50, 80);
+    const msgs = await collect(au.extendLookalike({ seeds: { case: 'seedUsers', value: { userIds: [...s, 'ghost'] } }, audienceSize: 150, excludeUserIds: exclude }));
+    const last = msgs.at(-1)!;
+    expect(last.message.case).toBe('summary');
+    expect(msgs.slice(0, -1).every((m) => m.message.case === 'chunk')).toBe(true);
+    const users = msgs.flatMap((m) => (m.message.case === 'chunk' ? m.message.value.users : []));
+    expect(users).toHaveLength(150);
+    const bad = new Set([...s, ...exclude]);
+    expect(users.some((u) => bad.has(u.userId))).toBe(false);
+    for (let i = 1; i < users.length; i++) expect(users[i - 1]!.score).toBeGreaterThanOrEqual(users[i]!.score);
+    // The seeds' cluster holds 250 users: 50 seeds + 30 excluded leave 170 look-alikes to find.
+    const inCluster = users.filter((u) => fx.cluster.get(u.userId) === 3).length;
+    expect(inCluster / users.length).toBeGreaterThan(0.9);
+    const sum = last.message.case === 'summary' ? last.message.value : undefined;
+    expect(sum).toMatchObject({ featureId: fx.longId, seedsRequested: 51, seedsUsed: 50, seedsUnknown: 1, audienceSize: 150 });
+    expect(sum!.candidatesScored).toBeGreaterThanOrEqual(150);
+    expect(sum!.clusters).toBeGreaterThanOrEqual(1);
+    expect(sum!.populationSampled).toBeGreaterThan(0);
+  });
+
+  it('seeds from "installers of app X"', async () => {
+    const msgs = await collect(au.extendLookalike({ seeds: { case: 'seedAppId', value: fx.appId }, audienceSize: 100 }));
+    const users = msgs.flatMap((m) => (m.message.case === 'chunk' ? m.message.value.users : []));
+    expect(users).toHaveLength(100);
+    const inst = new Set(fx.installers);
+    expect(users.some((u) => inst.has(u.userId))).toBe(false);
+    expect(users.filter((u) => fx.cluster.get(u.userId) === 0).length).toBeGreaterThan(90);
+    const sum = msgs.at(-1)!.message;
+    expect(sum.case === 'summary' && sum.value.seedsUsed).toBe(fx.installers.length);
+  });
+
+  it('refuses bad input', async () => {
+    const ok = { seeds: { case: 'seedUsers' as const, value: { userIds: seeds() } }, audienceSize: 10 };
+    const fail = (req: Parameters<typeof au.extendLookalike>[0]) => code(collect(au.extendLookalike(req)));
+    expect(await fail({ audienceSize: 10 })).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('seeds are missing') });
+    expect(await fail({ ...ok, audienceSize: 0 })).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('audience_size is 0') });
+    expect(await fail({ ...ok, audienceSize: 100_001 })).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('100000') });
+    expect(await fail({ ...ok, seeds: { case: 'seedUsers', value: { userIds: [] } } })).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('empty') });
+    expect(await fail({ ...ok, seeds: { case: 'seedUsers', value: { userIds: ['ghost-1', 'ghost-2'] } } })).toMatchObject({
+      code: status.NOT_FOUND,
+      details: expect.stringContaining('none of the 2 seed users'),
+    });
+    expect(await fail({ ...ok, seeds: { case: 'seedAppId', value: 'com.unknown.app' } })).toMatchObject({ code: status.NOT_FOUND, details: expect.stringContaining('com.unknown.app') });
+    expect(await fail({ ...ok, seeds: { case: 'seedAppId', value: '' } })).toMatchObject({ code: status.INVALID_ARGUMENT });
+    expect(await fail({ ...ok, maxClusters: 51 })).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('max_clusters') });
+    expect(await fail({ ...ok, featureId: fx.shortId })).toMatchObject({ code: status.INVALID_ARGUMENT });
+    expect(await fail({ ...ok, excludeUserIds: [''] })).toMatchObject({ code: status.INVALID_ARGUMENT });
+  });
+});
+
+describe('metrics', () => {
+  it('counts calls by method and code, with latency', async () => {
+    const text = await srv.server.metrics.registry.metrics();
+    expect(text).toMatch(/aetn_grpc_requests_total\{method="UserVectorService\/GetUserVector",code="OK"\} \d+/);
+    expect(text).toMatch(/aetn_grpc_requests_total\{method="UserVectorService\/GetUserVector",code="NOT_FOUND"\} \d+/);
+    expect(text).toMatch(/aetn_grpc_request_duration_seconds_count\{method="AudienceService\/ExtendLookalike"\} \d+/);
+  });
+});
