@@ -7,7 +7,9 @@
 // paper's rates (600, 400, 25, 300 per million, times --niche-scale); and a look-alike target app
 // (~10% of users, interest-driven) that prepare keeps out of the vocabulary.
 // Every user has its own PRNG stream seeded by (seed, user index): same seed -> identical bytes.
-import { mkdirSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, existsSync, openSync, readdirSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
@@ -51,6 +53,7 @@ export interface GenerateOptions {
   format?: 'csv' | 'ndjson';
   zipf?: number; // popularity exponent (default 1.0)
   targetPrevalence?: number; // look-alike target adopters (default 0.10)
+  workers?: number; // worker threads (default: the cores; 1 below 10k users)
   progress?: boolean;
 }
 
@@ -124,7 +127,7 @@ export class World {
   readonly targetS: number;
   readonly refEnd: number;
 
-  constructor(readonly o: Required<Omit<GenerateOptions, 'out' | 'progress' | 'format'>>) {
+  constructor(readonly o: WorldConfig) {
     const rng = new Rng(o.seed, 'world');
     for (const [g, subs] of Object.entries(TAXONOMY)) for (const s of subs) this.categories.push(`${g}.${s}`);
     const C = this.categories.length;
@@ -262,65 +265,28 @@ interface Ev {
   app: number;
 }
 
-export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
-  const o = {
-    users: opts.users,
-    seed: opts.seed,
-    apps: opts.apps ?? 5000,
-    topics: opts.topics ?? 40,
-    nicheScale: opts.nicheScale ?? 100,
-    referenceDate: opts.referenceDate ?? '2025-06-29',
-    zipf: opts.zipf ?? 1.0,
-    targetPrevalence: opts.targetPrevalence ?? 0.1,
-  };
-  const fmt = opts.format ?? 'csv';
-  if (!Number.isInteger(o.users) || o.users < 1 || o.users > 100_000_000) throw new UserError(`--users must be a positive integer (got ${opts.users})`);
-  if (!Number.isInteger(o.seed)) throw new UserError(`--seed must be an integer (got ${opts.seed})`);
-  if (!Number.isInteger(o.apps) || o.apps < 400) throw new UserError(`--apps must be an integer >= 400 (got ${o.apps})`);
-  if (!Number.isInteger(o.topics) || o.topics < 4) throw new UserError(`--topics must be an integer >= 4 (got ${o.topics})`);
-  if (!(o.nicheScale > 0) || Math.max(...PAPER_NICHE_RATES) * o.nicheScale > 0.5e6) throw new UserError(`--niche-scale must be > 0 and keep every weekly rate under 50% (got ${o.nicheScale})`);
-  if (!(o.targetPrevalence > 0 && o.targetPrevalence < 0.9)) throw new UserError(`--target-prevalence must be in (0, 0.9)`);
-  if (fmt !== 'csv' && fmt !== 'ndjson') throw new UserError(`--format must be csv or ndjson (got ${fmt})`);
-  parseDate(o.referenceDate, '--reference-date');
-  const out = opts.out;
-  if (existsSync(out) && readdirSync(out).length > 0 && !existsSync(join(out, 'dataset.json')))
-    throw new UserError(`output directory ${out} is not empty and holds no dataset.json; choose another --out`);
-  mkdirSync(join(out, 'truth'), { recursive: true });
+export type WorldConfig = Required<Omit<GenerateOptions, 'out' | 'progress' | 'format' | 'workers'>>;
 
-  const w = new World(o);
-  const ext = fmt === 'csv' ? 'csv' : 'ndjson';
-  const files = { catalog: `apps.${ext}`, installed: `installed.${ext}`, events: `events.${ext}`, heldOut: `next_week.${ext}` };
-  const catW = new LineWriter(join(out, files.catalog));
-  const instW = new LineWriter(join(out, files.installed));
-  const evW = new LineWriter(join(out, files.events));
-  const heldW = new LineWriter(join(out, files.heldOut));
-  const truthW = new LineWriter(join(out, 'truth', 'users.csv'));
-  const csv = fmt === 'csv';
-  if (csv) {
-    catW.write('app_id,packages,category,preinstalled,universal\n');
-    instW.write('user_id,packages\n');
-    evW.write('event_id,user_id,package,type,timestamp\n');
-    heldW.write('event_id,user_id,package,type,timestamp\n');
-  }
-  truthW.write('user_id,topics,lookalike_target,niche_p\n');
-  for (const a of w.apps) {
-    const cat = w.categories[a.cat];
-    if (csv) catW.write(`${a.id},${csvField(a.pkgs.join('|'))},${cat},${a.pre ? 1 : 0},${a.uni ? 1 : 0}\n`);
-    else catW.write(`${JSON.stringify({ app_id: a.id, packages: a.pkgs, category: cat, preinstalled: a.pre, universal: a.uni })}\n`);
-  }
-  catW.close();
+interface RangeWriters {
+  inst: LineWriter;
+  ev: LineWriter;
+  held: LineWriter;
+  truth: LineWriter;
+}
 
+/** Writes users [start, end) of the world (no headers). Pure function of (world config, user index). */
+export function generateRange(w: World, o: WorldConfig, csv: boolean, start: number, end: number, wr: RangeWriters, tick: (n: number) => void): { events: number; held: number; targetAdopters: number } {
+  const { inst: instW, ev: evW, held: heldW, truth: truthW } = wr;
   const typeName = ['', 'install', 'uninstall'];
   const uw = String(o.users - 1).length;
-  const progress = new Progress({ label: 'generate', total: o.users, unit: 'users', silent: opts.progress === false ? true : undefined });
   let nEvents = 0;
   let nHeld = 0;
   const refEnd = w.refEnd;
   const HIST_DAYS = 364;
   const nicheCatSet = new Set(w.niche);
-  const targetAdopters = { n: 0 };
+  let targetAdopters = 0;
 
-  for (let ui = 0; ui < o.users; ui++) {
+  for (let ui = start; ui < end; ui++) {
     const userId = `u${String(ui).padStart(uw, '0')}`;
     const rng = new Rng(o.seed, 'user', ui);
     const theta = w.theta(rng);
@@ -392,7 +358,7 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     const pT = Math.min(0.95, w.targetS * w.targetWeight(theta));
     const isTarget = rng.next() < pT;
     if (isTarget) {
-      targetAdopters.n++;
+      targetAdopters++;
       const t = dayT(2 + rng.int(HIST_DAYS - 1));
       if (rng.next() < 0.85) {
         retention.add(w.target);
@@ -432,15 +398,144 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     for (const [list, wr] of [[evs, evW], [held, heldW]] as const) {
       for (const e of list) {
         const id = `${userId}-${n++}`;
-        if (csv) wr.write(`${id},${userId},${pkg(e.app)},${typeName[e.type]},${e.t}\n`);
+        if (csv) wr.write(`${id},${userId},${pkg(e.app)},${typeName[e.type]},${intStr(e.t)}\n`);
         else wr.write(`${JSON.stringify({ event_id: id, user_id: userId, package: pkg(e.app), type: typeName[e.type], timestamp: e.t })}\n`);
       }
     }
     nEvents += evs.length;
     nHeld += held.length;
     truthW.write(`${userId},${theta.map(([k, t]) => `${k}:${t.toFixed(4)}`).join('|')},${isTarget ? 1 : 0},${nicheP.map((p) => p.toPrecision(4)).join('|')}\n`);
-    progress.tick();
+    if (((ui - start) & 1023) === 1023) tick(1024);
   }
+  tick((end - start) & 1023);
+  return { events: nEvents, held: nHeld, targetAdopters };
+}
+
+/** Worker entry: build the same world from its config and write one user range into part files. */
+export function runPart(d: { o: WorldConfig; csv: boolean; start: number; end: number; parts: { inst: string; ev: string; held: string; truth: string } }, tick: (n: number) => void) {
+  const w = new World(d.o);
+  const wr = { inst: new LineWriter(d.parts.inst), ev: new LineWriter(d.parts.ev), held: new LineWriter(d.parts.held), truth: new LineWriter(d.parts.truth) };
+  const r = generateRange(w, d.o, d.csv, d.start, d.end, wr, tick);
+  for (const x of Object.values(wr)) x.close();
+  return r;
+}
+
+function appendFile(dst: LineWriter, src: string): void {
+  dst.flush();
+  const fd = openSync(src, 'r');
+  const buf = Buffer.allocUnsafe(8 << 20);
+  try {
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      dst.writeBytes(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  rmSync(src);
+}
+
+/** Integer to decimal string; V8's double-to-string is slow for 13-digit millisecond timestamps. */
+export function intStr(n: number): string {
+  if (n < 2147483648) return `${n}`;
+  const hi = Math.floor(n / 1e7);
+  return `${hi}${`${n - hi * 1e7 + 1e7}`.slice(1)}`;
+}
+
+export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
+  const o = {
+    users: opts.users,
+    seed: opts.seed,
+    apps: opts.apps ?? 5000,
+    topics: opts.topics ?? 40,
+    nicheScale: opts.nicheScale ?? 100,
+    referenceDate: opts.referenceDate ?? '2025-06-29',
+    zipf: opts.zipf ?? 1.0,
+    targetPrevalence: opts.targetPrevalence ?? 0.1,
+  };
+  const fmt = opts.format ?? 'csv';
+  if (!Number.isInteger(o.users) || o.users < 1 || o.users > 100_000_000) throw new UserError(`--users must be a positive integer (got ${opts.users})`);
+  if (!Number.isInteger(o.seed)) throw new UserError(`--seed must be an integer (got ${opts.seed})`);
+  if (!Number.isInteger(o.apps) || o.apps < 400) throw new UserError(`--apps must be an integer >= 400 (got ${o.apps})`);
+  if (!Number.isInteger(o.topics) || o.topics < 4) throw new UserError(`--topics must be an integer >= 4 (got ${o.topics})`);
+  if (!(o.nicheScale > 0) || Math.max(...PAPER_NICHE_RATES) * o.nicheScale > 0.5e6) throw new UserError(`--niche-scale must be > 0 and keep every weekly rate under 50% (got ${o.nicheScale})`);
+  if (!(o.targetPrevalence > 0 && o.targetPrevalence < 0.9)) throw new UserError(`--target-prevalence must be in (0, 0.9)`);
+  if (fmt !== 'csv' && fmt !== 'ndjson') throw new UserError(`--format must be csv or ndjson (got ${fmt})`);
+  parseDate(o.referenceDate, '--reference-date');
+  const out = opts.out;
+  if (existsSync(out) && readdirSync(out).length > 0 && !existsSync(join(out, 'dataset.json')))
+    throw new UserError(`output directory ${out} is not empty and holds no dataset.json; choose another --out`);
+  mkdirSync(join(out, 'truth'), { recursive: true });
+
+  const w = new World(o);
+  const ext = fmt === 'csv' ? 'csv' : 'ndjson';
+  const files = { catalog: `apps.${ext}`, installed: `installed.${ext}`, events: `events.${ext}`, heldOut: `next_week.${ext}` };
+  const catW = new LineWriter(join(out, files.catalog));
+  const instW = new LineWriter(join(out, files.installed));
+  const evW = new LineWriter(join(out, files.events));
+  const heldW = new LineWriter(join(out, files.heldOut));
+  const truthW = new LineWriter(join(out, 'truth', 'users.csv'));
+  const csv = fmt === 'csv';
+  if (csv) {
+    catW.write('app_id,packages,category,preinstalled,universal\n');
+    instW.write('user_id,packages\n');
+    evW.write('event_id,user_id,package,type,timestamp\n');
+    heldW.write('event_id,user_id,package,type,timestamp\n');
+  }
+  truthW.write('user_id,topics,lookalike_target,niche_p\n');
+  for (const a of w.apps) {
+    const cat = w.categories[a.cat];
+    if (csv) catW.write(`${a.id},${csvField(a.pkgs.join('|'))},${cat},${a.pre ? 1 : 0},${a.uni ? 1 : 0}\n`);
+    else catW.write(`${JSON.stringify({ app_id: a.id, packages: a.pkgs, category: cat, preinstalled: a.pre, universal: a.uni })}\n`);
+  }
+  catW.close();
+
+  const progress = new Progress({ label: 'generate', total: o.users, unit: 'users', silent: opts.progress === false ? true : undefined });
+  const tick = (n: number): void => progress.tick(n);
+  const workers = Math.max(1, Math.min(opts.workers ?? availableParallelism(), 8, Math.floor(o.users / 5000) || 1));
+  let res: { events: number; held: number; targetAdopters: number };
+  const wr = { inst: instW, ev: evW, held: heldW, truth: truthW };
+  if (workers === 1) {
+    res = generateRange(w, o, csv, 0, o.users, wr, tick);
+  } else {
+    // users are split into contiguous ranges; parts are appended in order, so the bytes do not depend on the worker count
+    const tmpDir = join(out, '.tmp-parts');
+    mkdirSync(tmpDir, { recursive: true });
+    const ranges = Array.from({ length: workers }, (_, k) => [Math.floor((k * o.users) / workers), Math.floor(((k + 1) * o.users) / workers)] as const);
+    const parts = ranges.map((_, k) => ({ inst: join(tmpDir, `inst${k}`), ev: join(tmpDir, `ev${k}`), held: join(tmpDir, `held${k}`), truth: join(tmpDir, `truth${k}`) }));
+    const ts = import.meta.url.endsWith('.ts');
+    const results = await Promise.all(
+      ranges.map(
+        ([start, end], k) =>
+          new Promise<{ events: number; held: number; targetAdopters: number }>((resolveP, rejectP) => {
+            const entry = new URL(`./generate-worker.${ts ? 'ts' : 'js'}`, import.meta.url);
+            const data = { workerData: { o, csv, start, end, parts: parts[k] } };
+            // under tsx/vitest (TypeScript source) the worker registers tsx's loader before importing the entry
+            const wk = ts
+              ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`, { eval: true, ...data })
+              : new Worker(entry, data);
+            wk.on('message', (m: { tick?: number; done?: { events: number; held: number; targetAdopters: number } }) => {
+              if (m.tick) tick(m.tick);
+              if (m.done) resolveP(m.done);
+            });
+            wk.on('error', rejectP);
+            wk.on('exit', (code) => code !== 0 && rejectP(new Error(`generate worker ${k} exited with code ${code}`)));
+          }),
+      ),
+    );
+    for (const p of parts) {
+      appendFile(instW, p.inst);
+      appendFile(evW, p.ev);
+      appendFile(heldW, p.held);
+      appendFile(truthW, p.truth);
+    }
+    rmSync(tmpDir, { recursive: true, force: true });
+    res = results.reduce((a, r) => ({ events: a.events + r.events, held: a.held + r.held, targetAdopters: a.targetAdopters + r.targetAdopters }), { events: 0, held: 0, targetAdopters: 0 });
+  }
+  const nEvents = res.events;
+  const nHeld = res.held;
+  const targetAdopters = { n: res.targetAdopters };
   for (const x of [instW, evW, heldW, truthW]) x.close();
   progress.finish();
 

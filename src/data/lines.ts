@@ -62,6 +62,12 @@ export class LineWriter {
     if (this.size >= this.flushAt) this.flush();
   }
 
+  writeBytes(b: Uint8Array): void {
+    this.flush();
+    writeSync(this.fd, b);
+    this.bytes += b.length;
+  }
+
   flush(): void {
     if (this.parts.length === 0) return;
     const b = Buffer.from(this.parts.join(''), 'utf8');
