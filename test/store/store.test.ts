@@ -210,6 +210,24 @@ describe('EmbeddingStore', () => {
     expect(codeOf(() => EmbeddingStore.open(garbled))).toBe('FAILED_PRECONDITION');
   });
 
+  it('a long-lived reader sees features and vectors written by another process', async () => {
+    const sdir = join(dir, 'shared');
+    store = EmbeddingStore.open(sdir);
+    const reader = store;
+    reader.registerFeature({ featureId: 'A', namespace: 'long', dim: 8, variant: 'test' });
+    expect(reader.getMany('A', ['x'])).toEqual([undefined]); // a read before the write, as a server would do
+    const script = join(import.meta.dirname, 'fixtures', 'write-one.ts');
+    const run = (...a: string[]) =>
+      new Promise<void>((resolve, reject) =>
+        spawn(process.execPath, ['--import', 'tsx', script, sdir, ...a], { stdio: 'inherit' }).on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`writer exited ${c}`)))),
+      );
+    await run('A', 'x', '5');
+    expect(Array.from(reader.get('A', 'x')!.vector)).toEqual(Array.from(vectorFor(5, 8)));
+    await run('B', 'y', '6'); // a feature registered by the other process
+    expect(reader.defaultFeature('long')!.featureId).toBe('B');
+    expect(Array.from(reader.getMany('B', ['y'])[0]!.vector)).toEqual(Array.from(vectorFor(6, 8)));
+  });
+
   it('survives kill -9 mid-write: consistent and resumable from the run marker', async () => {
     const sdir = join(dir, 'crash');
     const batch = 200;
