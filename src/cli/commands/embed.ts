@@ -1,0 +1,55 @@
+// `aetn embed`: the batch job that writes long-term vectors of a trained model into the store.
+import type { Command } from 'commander';
+import { UserError } from '../../util/errors.js';
+
+function int(flag: string) {
+  return (v: string): number => {
+    const x = Number(v);
+    if (!Number.isInteger(x) || x < 1) throw new UserError(`${flag} must be a positive integer, got '${v}'`);
+    return x;
+  };
+}
+
+export function register(program: Command): void {
+  program
+    .command('embed')
+    .description(
+      'Embed all users of a prepared dataset (or only those active since a date) with a trained checkpoint and write ' +
+        "the long-term vectors to the store under the checkpoint's feature id. Inference only; streams shards; both " +
+        'cores; crash-safe and resumable (re-run the same command). A new model writes a new feature id beside the old.',
+    )
+    .requiredOption('--model <dir>', 'trained model directory (aetn train --out)')
+    .requiredOption('--data <dir>', 'prepared dataset (aetn prepare --out)')
+    .requiredOption('--store <dir>', 'embedding store directory (created if missing)')
+    .option('--active-since <YYYY-MM-DD>', 'only users with an install/uninstall on or after this day (feature updating)')
+    .option('--backend <name>', 'wasm | tensorflow | cpu (default: $AETN_BACKEND, else tensorflow when installed, else wasm)')
+    .option('--workers <n>', 'worker threads (default: number of cores)', int('--workers'))
+    .option('--batch-size <n>', 'users per model call and store transaction', int('--batch-size'), 1000)
+    .option('--no-installers', 'do not rewrite the "installers of app X" lists')
+    .option('--restart', "ignore an unfinished run's progress and start over")
+    .option('--max-users <n>', 'stop after N users (the run stays resumable)', int('--max-users'))
+    .option('--json', 'print the result as JSON on stdout')
+    .action(async (o: { model: string; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize: number; installers: boolean; restart?: boolean; maxUsers?: number; json?: boolean }) => {
+      const { runEmbedJob } = await import('../../../services/embed.js');
+      const r = await runEmbedJob({
+        modelDir: o.model,
+        dataDir: o.data,
+        storeDir: o.store,
+        activeSince: o.activeSince,
+        backend: o.backend,
+        workers: o.workers,
+        batchSize: o.batchSize,
+        installers: o.installers,
+        restart: o.restart,
+        maxUsers: o.maxUsers,
+      });
+      if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+      else
+        process.stdout.write(
+          `embedded ${r.users} users into feature ${r.featureId} (${r.variant}, ${r.dim}-d) in ${r.seconds.toFixed(1)}s: ` +
+            `${r.usersPerSecond.toFixed(0)} users/s, ${r.gflopsPerSecond.toFixed(1)} GFLOP/s on ${r.backend} x${r.workers}` +
+            `${r.skippedInactive ? `; ${r.skippedInactive} inactive users skipped` : ''}${r.resumedFrom ? `; resumed at shard ${r.resumedFrom.shard}` : ''}` +
+            `${r.installerApps ? `; installer lists for ${r.installerApps} apps` : ''}\n`,
+        );
+    });
+}

@@ -1,0 +1,110 @@
+// The batch embed job end to end on the compiled CLI: a tiny world, a tiny trained model, a real
+// LMDB store on disk. Checks determinism, feature updating (--active-since), resume after a stop,
+// and that a second model lands beside the first under a new feature id.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openPrepared } from '../../src/data/prepared.js';
+import { EmbeddingStore } from '../../src/store/store.js';
+
+const root = mkdtempSync(join(tmpdir(), 'aetn-embed-'));
+// Async so the vitest worker keeps answering its runner while the CLI works.
+const run = promisify(execFile);
+async function cli(...args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run('node', [join(process.cwd(), 'bin/aetn.js'), ...args], { cwd: root, env: { ...process.env, AETN_PROGRESS: '0', AETN_LOG_LEVEL: 'warn' } });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`aetn ${args[0]} failed: ${e.stderr || e.message}`);
+  }
+}
+const embed = async (store: string, ...extra: string[]) =>
+  JSON.parse((await cli('embed', '--model', 'm1', '--data', 'prep', '--store', store, '--batch-size', '64', '--json', ...extra)).trim().split('\n').pop()!);
+const tiny = ['--epochs', '1', '--d-model', '16', '--heads', '2', '--d-ff', '32', '--d-emb', '8', '--batch-size', '100', '--lr', '1e-3', '--workers', '1'];
+
+function snapshot(storeDir: string, featureId: string): Map<string, Float32Array> {
+  const store = EmbeddingStore.open(storeDir, { create: false });
+  try {
+    const out = new Map<string, Float32Array>();
+    for (const e of store.iterate(featureId)) out.set(e.userId, e.vector.slice());
+    return out;
+  } finally {
+    void store.close();
+  }
+}
+
+beforeAll(async () => {
+  await cli('generate', '--users', '400', '--seed', '5', '--apps', '400', '--topics', '8', '--out', 'raw');
+  await cli('prepare', '--in', 'raw', '--out', 'prep', '--shards', '3', '--min-installs', '2');
+  await cli('train', '--data', 'prep', '--out', 'm1', '--seed', '1', ...tiny);
+}, 300_000);
+
+describe('aetn embed', () => {
+  it('embeds every user, deterministically, under the model feature id', async () => {
+    const ds = await openPrepared(join(root, 'prep'));
+    const r1 = await embed('st1');
+    expect(r1.users).toBe(ds.manifest.numUsers);
+    expect(r1.dim).toBe(8);
+    const a = snapshot(join(root, 'st1'), r1.featureId);
+    expect(a.size).toBe(ds.manifest.numUsers);
+    for (const v of a.values()) expect(v.every(Number.isFinite)).toBe(true);
+    // Same model, same inputs: bit-identical vectors (a second store, and a re-run over the first).
+    const r2 = await embed('st2');
+    expect(r2.featureId).toBe(r1.featureId);
+    const b = snapshot(join(root, 'st2'), r1.featureId);
+    for (const [u, v] of a) expect(Buffer.from(b.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
+    // Installer lists for look-alike seeds cover in-vocabulary apps.
+    const store = EmbeddingStore.open(join(root, 'st1'), { create: false });
+    try {
+      expect(store.appKeys().length).toBeGreaterThan(0);
+      expect(r1.installerApps).toBe(store.appKeys().length);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('--active-since embeds only users active since that day', async () => {
+    const ds = await openPrepared(join(root, 'prep'));
+    const since = new Date(Date.parse(`${ds.manifest.referenceDate}T00:00:00Z`) - 14 * 86_400_000).toISOString().slice(0, 10);
+    const sinceMs = Date.parse(`${since}T00:00:00Z`);
+    let active = 0;
+    for await (const ex of ds.examples()) if (ex.lastActiveMs >= sinceMs) active++;
+    expect(active).toBeGreaterThan(0);
+    expect(active).toBeLessThan(ds.manifest.numUsers);
+    const r = await embed('st3', '--active-since', since);
+    expect(r.users).toBe(active);
+    expect(r.skippedInactive).toBe(ds.manifest.numUsers - active);
+    expect(snapshot(join(root, 'st3'), r.featureId).size).toBe(active);
+    await expect(cli('embed', '--model', 'm1', '--data', 'prep', '--store', 'st3', '--active-since', '2025-13-40')).rejects.toThrow(/YYYY-MM-DD/);
+  });
+
+  it('a stopped run resumes where it stopped and ends with the same vectors', async () => {
+    const full = snapshot(join(root, 'st1'), (await embed('st1')).featureId);
+    const part = await embed('st4', '--max-users', '150');
+    expect(part.users).toBe(150);
+    const rest = await embed('st4');
+    expect(rest.resumedFrom).not.toBeNull();
+    expect(part.users + rest.users).toBe(full.size);
+    const resumed = snapshot(join(root, 'st4'), part.featureId);
+    expect(resumed.size).toBe(full.size);
+    for (const [u, v] of full) expect(Buffer.from(resumed.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
+  });
+
+  it('a new model gets a new feature id beside the old one; refuses another vocabulary', async () => {
+    await cli('train', '--data', 'prep', '--out', 'm2', '--seed', '2', ...tiny);
+    const old = await embed('st1');
+    const r = JSON.parse((await cli('embed', '--model', 'm2', '--data', 'prep', '--store', 'st1', '--json')).trim().split('\n').pop()!);
+    expect(r.featureId).not.toBe(old.featureId);
+    const list = await cli('store', 'list', '--store', 'st1');
+    expect(list).toContain(old.featureId);
+    expect(list).toContain(r.featureId);
+    // A dataset with another vocabulary is refused before anything is written.
+    await cli('generate', '--users', '300', '--seed', '9', '--apps', '450', '--topics', '8', '--out', 'raw2');
+    await cli('prepare', '--in', 'raw2', '--out', 'prep2', '--shards', '2', '--min-installs', '2');
+    await expect(cli('embed', '--model', 'm1', '--data', 'prep2', '--store', 'st5')).rejects.toThrow(/vocab/i);
+  });
+});
