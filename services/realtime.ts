@@ -1,0 +1,128 @@
+// The realtime process: Kafka app-events -> per-user recent events -> short-term head -> store,
+// plus a metrics endpoint, with graceful shutdown on SIGTERM/SIGINT (stop fetching, finish the
+// chunk in flight, commit, disconnect). Wiring only; the behaviour lives in src/stream.
+import type { AetnConfig } from '../src/config/config.js';
+import { EmbeddingStore } from '../src/store/store.js';
+import { RealtimePipeline } from '../src/stream/pipeline.js';
+import { parseBrokers } from '../src/stream/kafka.js';
+import type { RecentEvents } from '../src/stream/types.js';
+import { startMetricsServer, type MetricsServer } from '../src/util/metrics-http.js';
+import { child } from '../src/util/log.js';
+import { UserError } from '../src/util/errors.js';
+
+/** The head as the process needs it (src/model/head-checkpoint.ts LoadedHead has this shape). */
+export interface StreamHead {
+  featureId: string;
+  baseFeatureId: string;
+  dim: number;
+  maxEvents: number;
+  appIndexOfPackage: Map<string, number>;
+  embed(states: readonly RecentEvents[], nowMs: number): Float32Array[];
+  dispose?(): void;
+}
+
+export interface RealtimeOptions {
+  /** tfjs backend for the head (wasm default). */
+  backend?: string;
+  partitionsConcurrently?: number;
+  chunkSize?: number;
+  fromBeginning?: boolean;
+  numPartitions?: number;
+  /** Install SIGTERM/SIGINT handlers that drain and exit (the CLI does; tests do not). */
+  handleSignals?: boolean;
+  /** Use this head instead of loading cfg.realtime.headDir (benchmarks with a stand-in head). */
+  head?: StreamHead;
+}
+
+export interface RealtimeProcess {
+  pipeline: RealtimePipeline;
+  head: StreamHead;
+  metricsUrl: string | null;
+  stop(): Promise<void>;
+}
+
+export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): Promise<RealtimeProcess> {
+  const log = child('realtime');
+  if (cfg.kafka.brokers.length === 0) throw new UserError('no Kafka brokers: pass --brokers host:port or set kafka.brokers / AETN_KAFKA_BROKERS');
+  parseBrokers(cfg.kafka.brokers);
+  let head = opts.head;
+  if (!head) {
+    if (!cfg.realtime.headDir) throw new UserError('no realtime head: pass --head <model dir> (from `aetn train --head realtime`) or set realtime.headDir');
+    const { loadHead } = await import('../src/model/head-checkpoint.js');
+    head = await loadHead(cfg.realtime.headDir, { backend: opts.backend });
+  }
+  const store = EmbeddingStore.open(cfg.storeDir);
+  let pipeline: RealtimePipeline;
+  try {
+    const base = store.getFeature(head.baseFeatureId);
+    // The short-term vectors are usable without long-term ones; the link is recorded either way.
+    if (!base) log.warn({ baseFeatureId: head.baseFeatureId }, 'the AETN feature of this head is not in the store yet (run the batch embed); registering the short-term feature without the link');
+    store.registerFeature({
+      featureId: head.featureId,
+      namespace: 'short',
+      dim: head.dim,
+      variant: 'realtime',
+      ...(base ? { baseFeatureId: head.baseFeatureId } : {}),
+      meta: { baseFeatureId: head.baseFeatureId },
+    });
+    const embed = head.embed.bind(head);
+    pipeline = new RealtimePipeline({
+      brokers: cfg.kafka.brokers,
+      clientId: cfg.kafka.clientId,
+      topic: cfg.kafka.topic,
+      dlqTopic: cfg.kafka.dlqTopic,
+      groupId: cfg.kafka.groupId,
+      store,
+      head: (states, nowMs) => embed(states, nowMs),
+      featureId: head.featureId,
+      vocab: head.appIndexOfPackage,
+      maxEvents: Math.max(cfg.realtime.maxEvents, head.maxEvents),
+      partitionsConcurrently: opts.partitionsConcurrently,
+      chunkSize: opts.chunkSize,
+      fromBeginning: opts.fromBeginning,
+      numPartitions: opts.numPartitions,
+    });
+    await pipeline.connect();
+    await pipeline.run();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  let metricsServer: MetricsServer | undefined;
+  if (cfg.metrics.port !== null) {
+    metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, registries: [pipeline.metrics.registry] });
+  }
+  log.info({ featureId: head.featureId, topic: cfg.kafka.topic, groupId: cfg.kafka.groupId, store: cfg.storeDir }, 'realtime consumer started');
+
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      try {
+        await pipeline.stop();
+      } finally {
+        await metricsServer?.close();
+        await store.close();
+        head.dispose?.();
+      }
+    })());
+
+  if (opts.handleSignals) {
+    const onSignal = (sig: NodeJS.Signals) => {
+      log.info({ signal: sig }, 'shutting down: finishing the batch in flight');
+      stop().then(
+        () => process.exit(0),
+        (err: Error) => {
+          log.error({ err: err.message }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+    pipeline.done.catch((err: Error) => {
+      log.fatal({ err: err.message, stack: err.stack }, 'realtime consumer failed');
+      stop().finally(() => process.exit(1));
+    });
+  }
+  return { pipeline, head, metricsUrl: metricsServer?.url ?? null, stop };
+}
