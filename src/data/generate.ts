@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
-import { LineWriter } from './lines.js';
+import { intStr, LineWriter } from './lines.js';
 import { DAY_MS, RAW_FORMAT, parseDate, csvField } from './raw.js';
 import { Rng } from './rng.js';
 
@@ -436,12 +436,6 @@ function appendFile(dst: LineWriter, src: string): void {
   rmSync(src);
 }
 
-/** Integer to decimal string; V8's double-to-string is slow for 13-digit millisecond timestamps. */
-export function intStr(n: number): string {
-  if (n < 2147483648) return `${n}`;
-  const hi = Math.floor(n / 1e7);
-  return `${hi}${`${n - hi * 1e7 + 1e7}`.slice(1)}`;
-}
 
 export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
   const o = {

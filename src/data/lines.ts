@@ -82,3 +82,10 @@ export class LineWriter {
     closeSync(this.fd);
   }
 }
+
+/** Integer to decimal string; V8's double-to-string is slow for 13-digit millisecond timestamps. */
+export function intStr(n: number): string {
+  if (n < 2147483648) return `${n}`;
+  const hi = Math.floor(n / 1e7);
+  return `${hi}${`${n - hi * 1e7 + 1e7}`.slice(1)}`;
+}

@@ -6,6 +6,8 @@
 // reason) or counted in the manifest under the rule that dropped it.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
 import { Progress } from '../util/progress.js';
@@ -15,6 +17,7 @@ import { DAY_MS, INSTALL, loadDatasetSpec, readRecords, type CatalogRow, type Ev
 import { ShardWriter } from './shards.js';
 import type { CatalogEntry, DatasetTruth, DropReason, PreparedManifest, ShardInfo, UserExample, Vocabulary } from './types.js';
 import { buildVocabulary } from './vocab.js';
+import { intStr } from './lines.js';
 
 export const PREPARED_VERSION = 1;
 export const WEEK_MS = 7 * DAY_MS;
@@ -29,6 +32,7 @@ export interface PrepareOptions {
   dateBuckets?: number; // default 52
   excludeApps?: string[];
   progress?: boolean;
+  workers?: number; // threads for shard assembly (default: the cores)
 }
 
 export interface PrepareResult {
@@ -96,6 +100,204 @@ function prepareOutDir(out: string): void {
   }
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, '.aetn-prepare'), 'prepared dataset written by aetn prepare\n');
+}
+
+/** What a shard's assembly needs; plain data so that it can be sent to a worker thread. */
+export interface AssembleCtx {
+  catalog: Pick<CatalogEntry, 'appId' | 'vocabIndex' | 'dropReason'>[];
+  refEnd: number;
+  weeklyCap: number;
+  seqLen: number;
+  dateBuckets: number;
+  tmp: string;
+  out: string;
+  fInst: string;
+  fEv: string;
+  fHeld: string;
+}
+
+export interface AssembleResult {
+  info: ShardInfo;
+  counts: Record<string, number>;
+  rejects: string;
+  rejected: number;
+  labels: string;
+  labelUsers: number;
+  oov: string;
+}
+
+class TextSink {
+  parts: string[] = [];
+  write(s: string): void {
+    this.parts.push(s);
+  }
+  text(): string {
+    return this.parts.join('');
+  }
+}
+
+/** Pass 2 for one bucket: group its records by user, apply the per-user rules, write the shard. */
+export function assembleShard(ctx: AssembleCtx, s: number): AssembleResult {
+  const { catalog, refEnd, weeklyCap, seqLen, dateBuckets, tmp, out, fInst, fEv, fHeld } = ctx;
+  const counts = new Counts();
+  const rejectsW = new TextSink();
+  const labelsW = new TextSink();
+  const oovW = new TextSink();
+  let rejected = 0;
+  let labelUsers = 0;
+  const reject = (file: string, line: number, key: string, reason: string, text: string): void => {
+    rejected++;
+    counts.add(`rejected.${key}`);
+    rejectsW.write(`${JSON.stringify({ file, line, reason, record: text })}\n`);
+  };
+  const users = new Map<string, { ret: number[] | null; retLine: number; evs: Ev[] }>();
+  const get = (u: string) => {
+    let x = users.get(u);
+    if (!x) users.set(u, (x = { ret: null, retLine: 0, evs: [] }));
+    return x;
+  };
+  const bpath = join(tmp, `b${s}.txt`);
+  for (const [line] of readLines(bpath)) {
+    const f = line.split('\t');
+    const u = get(f[1]);
+    if (f[0] === 'R') {
+      const ln = +f[2];
+      if (u.ret !== null) {
+        reject(fInst, ln, 'duplicate-user', `user ${f[1]} is listed again (first at line ${u.retLine})`, f[3]);
+        continue;
+      }
+      u.ret = f[3] === '' ? [] : f[3].split(',').map(Number);
+      u.retLine = ln;
+    } else {
+      // the event id is the last field and may itself contain tabs
+      u.evs.push({ type: +f[2], t: +f[3], line: +f[4], app: +f[5], id: f.slice(6).join('\t'), held: f[0] === 'H' });
+    }
+  }
+  rmSync(bpath);
+  const ids = [...users.keys()].sort();
+  const writer = new ShardWriter(join(out, `shard-${String(s).padStart(5, '0')}.bin`));
+  for (const userId of ids) {
+    const u = users.get(userId)!;
+    users.delete(userId);
+    // duplicated event ids: the first occurrence in file order (history file before held-out) wins
+    const seen = new Map<string, Ev>();
+    const hist: Ev[] = [];
+    const held: Ev[] = [];
+    for (const e of u.evs) {
+      const prev = seen.get(e.id);
+      if (prev) {
+        reject(e.held ? fHeld : fEv, e.line, 'duplicate-event-id', `duplicated event id ${e.id} (first at ${prev.held ? fHeld : fEv} line ${prev.line})`, e.id);
+        continue;
+      }
+      seen.set(e.id, e);
+      (e.held ? held : hist).push(e);
+    }
+    hist.sort((a, b) => a.t - b.t || a.line - b.line);
+    // at most `weeklyCap` operations per user per week, the most recent ones (paper §4.1)
+    const keepEv: Ev[] = [];
+    let week = -1;
+    let inWeek = 0;
+    for (let i = hist.length - 1; i >= 0; i--) {
+      const w = weeksBefore(hist[i].t, refEnd);
+      if (w !== week) {
+        week = w;
+        inWeek = 0;
+      }
+      if (inWeek < weeklyCap) {
+        keepEv.push(hist[i]);
+        inWeek++;
+      } else counts.add('dropped.events.weekly-cap');
+    }
+    keepEv.reverse();
+    // out-of-vocabulary apps are ground truth (e.g. look-alike adopters), not features: the weekly cap does not apply
+    const oov = new Set<string>();
+    for (const e of hist) {
+      const c = catalog[e.app];
+      if (e.type === INSTALL && (c.dropReason === 'excluded' || c.dropReason === 'below-threshold')) oov.add(c.appId);
+    }
+    const ins: Ev[] = [];
+    const uns: Ev[] = [];
+    for (const e of keepEv) {
+      const c = catalog[e.app];
+      if (c.vocabIndex < 0) {
+        counts.add(`dropped.events.${c.dropReason}`);
+        continue;
+      }
+      (e.type === INSTALL ? ins : uns).push(e);
+    }
+    if (ins.length > seqLen) counts.add('truncated.installs', ins.length - seqLen);
+    if (uns.length > seqLen) counts.add('truncated.uninstalls', uns.length - seqLen);
+    const insK = ins.slice(-seqLen);
+    const unsK = uns.slice(-seqLen);
+    const retSet = new Set<number>();
+    for (const a of u.ret ?? []) {
+      const c = catalog[a];
+      if (c.vocabIndex < 0) {
+        counts.add(`dropped.retention.${c.dropReason}`);
+        if (c.dropReason === 'excluded' || c.dropReason === 'below-threshold') oov.add(c.appId);
+      } else retSet.add(c.vocabIndex);
+    }
+    const retention = Int32Array.from(retSet).sort();
+    const labelApps = new Set<string>();
+    for (const e of held) {
+      if (e.type === INSTALL) labelApps.add(catalog[e.app].appId);
+      else counts.add('heldOut.uninstalls');
+    }
+    if (labelApps.size > 0) {
+      labelUsers++;
+      labelsW.write(`${JSON.stringify({ userId, appIds: [...labelApps].sort() })}\n`);
+    }
+    if (oov.size > 0) oovW.write(`${JSON.stringify({ userId, appIds: [...oov].sort() })}\n`);
+    if (retention.length === 0 && insK.length === 0 && unsK.length === 0) {
+      counts.add('users.empty-skipped');
+      continue;
+    }
+    const ex: UserExample = {
+      userId,
+      retention,
+      installs: Int32Array.from(insK, (e) => catalog[e.app].vocabIndex),
+      installDates: Int32Array.from(insK, (e) => dateBucket(e.t, refEnd, dateBuckets)),
+      installTimes: Float64Array.from(insK, (e) => e.t),
+      uninstalls: Int32Array.from(unsK, (e) => catalog[e.app].vocabIndex),
+      uninstallDates: Int32Array.from(unsK, (e) => dateBucket(e.t, refEnd, dateBuckets)),
+      uninstallTimes: Float64Array.from(unsK, (e) => e.t),
+      lastActiveMs: Math.max(0, insK.length ? insK[insK.length - 1].t : 0, unsK.length ? unsK[unsK.length - 1].t : 0),
+    };
+    writer.add(ex);
+    counts.add('kept.retention', retention.length);
+    counts.add('kept.installs', insK.length);
+    counts.add('kept.uninstalls', unsK.length);
+  }
+  const info = writer.close();
+  return { info: { file: basename(writer.path), ...info }, counts: counts.c, rejects: rejectsW.text(), rejected, labels: labelsW.text(), labelUsers, oov: oovW.text() };
+}
+
+async function assembleInWorkers(ctx: AssembleCtx, numShards: number, workers: number, results: (AssembleResult | null)[], tick: () => void): Promise<void> {
+  const ts = import.meta.url.endsWith('.ts');
+  const entry = new URL(`./prepare-worker.${ts ? 'ts' : 'js'}`, import.meta.url);
+  let next = 0;
+  const one = (): Promise<void> =>
+    new Promise((resolveP, rejectP) => {
+      const wk = ts
+        ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`, { eval: true, workerData: ctx })
+        : new Worker(entry, { workerData: ctx });
+      const give = (): void => {
+        if (next < numShards) wk.postMessage(next++);
+        else void wk.terminate().then(() => resolveP());
+      };
+      wk.on('message', (m: { shard: number; result?: AssembleResult; error?: string; ready?: boolean }) => {
+        if (m.ready) return give();
+        if (m.error !== undefined) {
+          void wk.terminate();
+          return rejectP(new UserError(m.error));
+        }
+        results[m.shard] = m.result!;
+        tick();
+        give();
+      });
+      wk.on('error', rejectP);
+    });
+  await Promise.all(Array.from({ length: workers }, one));
 }
 
 export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
@@ -238,7 +440,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
         continue;
       }
       if (!held && e.type === INSTALL) installCount[a]++;
-      buckets[shardOf(e.userId, numShards)].write(`${tag}\t${e.userId}\t${e.type}\t${e.timeMs}\t${r.line}\t${a}\t${e.eventId}\n`);
+      buckets[shardOf(e.userId, numShards)].write(`${tag}\t${e.userId}\t${e.type}\t${intStr(e.timeMs)}\t${r.line}\t${a}\t${e.eventId}\n`);
     }
     checkReadable(path, st);
     counts.add(held ? 'heldOut.events' : 'events.valid', st.ok);
@@ -247,6 +449,8 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   if (ds.paths.heldOut) readEvents(ds.paths.heldOut, true);
   for (const b of buckets) b.close();
   p1.finish();
+
+  const numUsersHint = p1.count / 10; // rough: enough records that threads pay for their start-up
 
   // ---- vocabulary: the paper's app filters
   for (let i = 0; i < catalog.length; i++) {
@@ -274,129 +478,26 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   const fInst = label(ds.paths.installed);
   const fEv = label(ds.paths.events);
   const fHeld = label(ds.paths.heldOut);
+  const ctx: AssembleCtx = { catalog: catalog.map((c) => ({ appId: c.appId, vocabIndex: c.vocabIndex, dropReason: c.dropReason })), refEnd, weeklyCap, seqLen, dateBuckets, tmp, out, fInst, fEv, fHeld };
+  // shards are independent: worker threads assemble them in parallel; results are merged in shard order,
+  // so the output does not depend on the number of workers
+  const results: (AssembleResult | null)[] = new Array(numShards).fill(null);
+  const workers = Math.max(1, Math.min(opts.workers ?? availableParallelism(), numShards, 8));
+  const threaded = workers > 1 && (opts.workers !== undefined || numUsersHint >= 20000);
+  if (threaded) await assembleInWorkers(ctx, numShards, workers, results, () => p2.tick());
   for (let s = 0; s < numShards; s++) {
-    const users = new Map<string, { ret: number[] | null; retLine: number; evs: Ev[] }>();
-    const get = (u: string) => {
-      let x = users.get(u);
-      if (!x) users.set(u, (x = { ret: null, retLine: 0, evs: [] }));
-      return x;
-    };
-    const bpath = join(tmp, `b${s}.txt`);
-    for (const [line] of readLines(bpath)) {
-      const f = line.split('\t');
-      const u = get(f[1]);
-      if (f[0] === 'R') {
-        const ln = +f[2];
-        if (u.ret !== null) {
-          reject(fInst, ln, 'duplicate-user', `user ${f[1]} is listed again (first at line ${u.retLine})`, f[3]);
-          continue;
-        }
-        u.ret = f[3] === '' ? [] : f[3].split(',').map(Number);
-        u.retLine = ln;
-      } else {
-        // the event id is the last field and may itself contain tabs
-        u.evs.push({ type: +f[2], t: +f[3], line: +f[4], app: +f[5], id: f.slice(6).join('\t'), held: f[0] === 'H' });
-      }
-    }
-    rmSync(bpath);
-    const ids = [...users.keys()].sort();
-    const writer = new ShardWriter(join(out, `shard-${String(s).padStart(5, '0')}.bin`));
-    for (const userId of ids) {
-      const u = users.get(userId)!;
-      users.delete(userId);
-      // duplicated event ids: the first occurrence in file order (history file before held-out) wins
-      const seen = new Map<string, Ev>();
-      const hist: Ev[] = [];
-      const held: Ev[] = [];
-      for (const e of u.evs) {
-        const prev = seen.get(e.id);
-        if (prev) {
-          reject(e.held ? fHeld : fEv, e.line, 'duplicate-event-id', `duplicated event id ${e.id} (first at ${prev.held ? fHeld : fEv} line ${prev.line})`, e.id);
-          continue;
-        }
-        seen.set(e.id, e);
-        (e.held ? held : hist).push(e);
-      }
-      hist.sort((a, b) => a.t - b.t || a.line - b.line);
-      // at most `weeklyCap` operations per user per week, the most recent ones (paper §4.1)
-      const keepEv: Ev[] = [];
-      let week = -1;
-      let inWeek = 0;
-      for (let i = hist.length - 1; i >= 0; i--) {
-        const w = weeksBefore(hist[i].t, refEnd);
-        if (w !== week) {
-          week = w;
-          inWeek = 0;
-        }
-        if (inWeek < weeklyCap) {
-          keepEv.push(hist[i]);
-          inWeek++;
-        } else counts.add('dropped.events.weekly-cap');
-      }
-      keepEv.reverse();
-      // out-of-vocabulary apps are ground truth (e.g. look-alike adopters), not features: the weekly cap does not apply
-      const oov = new Set<string>();
-      for (const e of hist) {
-        const c = catalog[e.app];
-        if (e.type === INSTALL && (c.dropReason === 'excluded' || c.dropReason === 'below-threshold')) oov.add(c.appId);
-      }
-      const ins: Ev[] = [];
-      const uns: Ev[] = [];
-      for (const e of keepEv) {
-        const c = catalog[e.app];
-        if (c.vocabIndex < 0) {
-          counts.add(`dropped.events.${c.dropReason}`);
-          continue;
-        }
-        (e.type === INSTALL ? ins : uns).push(e);
-      }
-      if (ins.length > seqLen) counts.add('truncated.installs', ins.length - seqLen);
-      if (uns.length > seqLen) counts.add('truncated.uninstalls', uns.length - seqLen);
-      const insK = ins.slice(-seqLen);
-      const unsK = uns.slice(-seqLen);
-      const retSet = new Set<number>();
-      for (const a of u.ret ?? []) {
-        const c = catalog[a];
-        if (c.vocabIndex < 0) {
-          counts.add(`dropped.retention.${c.dropReason}`);
-          if (c.dropReason === 'excluded' || c.dropReason === 'below-threshold') oov.add(c.appId);
-        } else retSet.add(c.vocabIndex);
-      }
-      const retention = Int32Array.from(retSet).sort();
-      const labelApps = new Set<string>();
-      for (const e of held) {
-        if (e.type === INSTALL) labelApps.add(catalog[e.app].appId);
-        else counts.add('heldOut.uninstalls');
-      }
-      if (labelApps.size > 0) {
-        labelUsers++;
-        labelsW.write(`${JSON.stringify({ userId, appIds: [...labelApps].sort() })}\n`);
-      }
-      if (oov.size > 0) oovW.write(`${JSON.stringify({ userId, appIds: [...oov].sort() })}\n`);
-      if (retention.length === 0 && insK.length === 0 && unsK.length === 0) {
-        counts.add('users.empty-skipped');
-        continue;
-      }
-      const ex: UserExample = {
-        userId,
-        retention,
-        installs: Int32Array.from(insK, (e) => catalog[e.app].vocabIndex),
-        installDates: Int32Array.from(insK, (e) => dateBucket(e.t, refEnd, dateBuckets)),
-        installTimes: Float64Array.from(insK, (e) => e.t),
-        uninstalls: Int32Array.from(unsK, (e) => catalog[e.app].vocabIndex),
-        uninstallDates: Int32Array.from(unsK, (e) => dateBucket(e.t, refEnd, dateBuckets)),
-        uninstallTimes: Float64Array.from(unsK, (e) => e.t),
-        lastActiveMs: Math.max(0, insK.length ? insK[insK.length - 1].t : 0, unsK.length ? unsK[unsK.length - 1].t : 0),
-      };
-      writer.add(ex);
-      counts.add('kept.retention', retention.length);
-      counts.add('kept.installs', insK.length);
-      counts.add('kept.uninstalls', unsK.length);
-    }
-    const info = writer.close();
-    shards.push({ file: basename(writer.path), ...info });
+    const r = results[s] ?? assembleShard(ctx, s);
+    results[s] = null;
+    for (const [k, v] of Object.entries(r.counts)) counts.add(k, v);
+    rejected += r.rejected;
+    rejects.write(r.rejects);
+    labelsW.write(r.labels);
+    oovW.write(r.oov);
+    labelUsers += r.labelUsers;
+    const info = r.info;
+    shards.push(info);
     numUsers += info.users;
-    p2.tick();
+    if (!threaded) p2.tick();
   }
   p2.finish();
   rmSync(tmp, { recursive: true, force: true });

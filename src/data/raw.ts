@@ -239,6 +239,25 @@ function rowOf(kind: FileKind, get: Getter): CatalogRow | InstalledRow | EventRo
   return { eventId, userId, pkg, type, timeMs };
 }
 
+const isPlain = (x: string): boolean => x.length > 0 && x.charCodeAt(0) > 32 && x.charCodeAt(x.length - 1) > 32;
+
+/** The common case of an event CSV line (no quotes, no padding, ms timestamp); null defers to the general parser. */
+function fastEvent(f: string[], ix: number[]): EventRow | null {
+  const eventId = f[ix[0]];
+  const userId = f[ix[1]];
+  const pkg = f[ix[2]];
+  const ty = f[ix[3]];
+  const ts = f[ix[4]];
+  if (!isPlain(eventId) || !isPlain(userId) || !isPlain(pkg) || ts.length === 0 || ts.length > 15) return null;
+  const type = ty === 'install' ? 1 : ty === 'uninstall' ? 2 : 0;
+  if (type === 0) return null;
+  for (let i = 0; i < ts.length; i++) {
+    const c = ts.charCodeAt(i);
+    if (c < 48 || c > 57) return null;
+  }
+  return { eventId, userId, pkg, type, timeMs: +ts };
+}
+
 export interface ReadStats {
   lines: number; // data lines (header and blank lines excluded)
   ok: number;
@@ -261,6 +280,7 @@ export function* readRecords<T extends CatalogRow | InstalledRow | EventRow>(pat
     return i === undefined ? undefined : fields[i];
   };
   const getObj: Getter = (c) => obj[c];
+  let fastEvents: number[] | null = null;
   let seenData = false;
   let firstBadJson = 0;
   const s = stats ?? { lines: 0, ok: 0, bad: 0 };
@@ -273,6 +293,7 @@ export function* readRecords<T extends CatalogRow | InstalledRow | EventRow>(pat
       if (!header || missing.length > 0)
         throw new UserError(`${path}: line ${no} must be a CSV header naming ${cols.required.join(', ')} (missing ${missing.join(', ') || 'a valid header'}); is this a ${kind} file?`);
       index = new Map(names.map((n, i) => [n, i]));
+      if (kind === 'events') fastEvents = ['event_id', 'user_id', 'package', 'type', 'timestamp'].map((c) => index!.get(c)!);
       continue;
     }
     s.lines++;
@@ -289,6 +310,8 @@ export function* readRecords<T extends CatalogRow | InstalledRow | EventRow>(pat
         parsed = 'malformed JSON';
         if (!seenData && firstBadJson === 0) firstBadJson = no;
       }
+    } else if (fastEvents && line.indexOf('"') < 0 && (fields = line.split(',')).length === index!.size) {
+      parsed = fastEvent(fields, fastEvents) ?? rowOf(kind, getCsv);
     } else {
       const f = splitCsv(line);
       if (f === null) parsed = 'malformed CSV (bad quoting)';

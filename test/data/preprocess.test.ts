@@ -248,3 +248,24 @@ describe('bad input goes to rejects with file, line and reason', () => {
     await expect(prepare({ input: join(dir, 'r3'), out: join(dir, 'p5'), progress: false })).rejects.toThrow(/not a valid date/);
   });
 });
+
+describe('parallel assembly', () => {
+  it('writes the same bytes with 1 or 2 worker threads, bad records included', async () => {
+    const { generate } = await import('../../src/data/generate.js');
+    const { appendFileSync } = await import('node:fs');
+    const dir = tmp();
+    await generate({ users: 600, seed: 9, apps: 400, out: join(dir, 'raw'), progress: false, workers: 1 });
+    appendFileSync(join(dir, 'raw', 'events.csv'), 'dup,u001,com.nope,install,1\nu001-0,u001,com.game.puzzle.a0,install,1700000000000\n');
+    const files = ['rejects.ndjson', 'labels.ndjson', 'out-of-vocab.ndjson', 'vocab.json', 'catalog.json'];
+    const out: Record<string, string>[] = [];
+    for (const workers of [1, 2]) {
+      const r = await prepare({ input: join(dir, 'raw'), out: join(dir, `p${workers}`), shards: 5, minInstalls: 3, progress: false, workers });
+      expect(r.rejected).toBe(2);
+      const got: Record<string, string> = {};
+      for (const f of [...files, ...r.manifest.shards.map((s) => s.file)]) got[f] = readFileSync(join(dir, `p${workers}`, f)).toString('base64');
+      got.counts = JSON.stringify(r.manifest.counts);
+      out.push(got);
+    }
+    expect(out[1]).toEqual(out[0]);
+  }, 60_000);
+});
