@@ -64,7 +64,6 @@ export class FitPool {
         p?.reject(err);
         for (const q of this.queue.splice(0)) q.reject(err);
       });
-      worker.unref();
       this.slots.push(slot);
     }
   }
