@@ -21,7 +21,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Vocabulary } from '../data/types.js';
 import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
-import { RealtimeHead, encodeHeadBatch, validateHeadConfig, type RealtimeHeadConfig, type RecentEvents } from './realtime-head.js';
+import { RealtimeHead, encodeHeadBatch, narrowWidth, validateHeadConfig, type RealtimeHeadConfig, type RecentEvents } from './realtime-head.js';
 
 const logger = child('head-checkpoint');
 export const HEAD_FORMAT = 'aetn-realtime-head/1';
@@ -299,12 +299,17 @@ export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Pr
   for (const app of vocab.apps) for (const p of app.packages ?? []) appIndexOfPackage.set(p, app.index);
   const maxBatch = opts.maxBatch ?? 1024;
   const dim = head.cfg.outDim;
-  const embedChunk = (states: readonly RecentEvents[], nowMs: number, out: Float32Array[]) => {
-    const batch = encodeHeadBatch(states, nowMs, head.cfg);
-    const t = tf.tidy(() => head.forward(batch, false));
-    const flat = t.dataSync() as Float32Array;
-    t.dispose();
-    for (let i = 0; i < states.length; i++) out.push(flat.slice(i * dim, (i + 1) * dim));
+  // Users are grouped by how many events they have (widths 8, 16, 32, ...): a forward pass costs
+  // per position, and most users in a Kafka batch have far fewer events than maxEvents.
+  const embedGroup = (states: readonly RecentEvents[], rows: number[], width: number, nowMs: number, out: Float32Array[]) => {
+    for (let i = 0; i < rows.length; i += maxBatch) {
+      const part = rows.slice(i, i + maxBatch);
+      const batch = encodeHeadBatch(part.map((r) => states[r]!), nowMs, head.cfg, width);
+      const t = tf.tidy(() => head.forward(batch, false));
+      const flat = t.dataSync() as Float32Array;
+      t.dispose();
+      part.forEach((r, j) => (out[r] = flat.slice(j * dim, (j + 1) * dim)));
+    }
   };
   return {
     featureId: manifest.featureId,
@@ -314,8 +319,15 @@ export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Pr
     manifest,
     appIndexOfPackage,
     embed(states, nowMs) {
-      const out: Float32Array[] = [];
-      for (let i = 0; i < states.length; i += maxBatch) embedChunk(states.slice(i, i + maxBatch), nowMs, out);
+      const out: Float32Array[] = new Array(states.length);
+      const groups = new Map<number, number[]>();
+      states.forEach((st, r) => {
+        const w = narrowWidth(st.events.length, head.cfg);
+        let g = groups.get(w);
+        if (!g) groups.set(w, (g = []));
+        g.push(r);
+      });
+      for (const [w, rows] of [...groups.entries()].sort((a, b) => a[0] - b[0])) embedGroup(states, rows, w, nowMs, out);
       return out;
     },
     dispose: () => head.dispose(),

@@ -151,10 +151,22 @@ export function fillHeadRow(batch: HeadBatch, row: number, events: readonly Head
   }
 }
 
-export function encodeHeadBatch(states: readonly RecentEvents[], nowMs: number, cfg: RealtimeHeadConfig): HeadBatch {
-  const batch = emptyHeadBatch(states.length, cfg.maxEvents);
+/** `width` (default cfg.maxEvents) may be smaller when no user has more events: see narrowWidth. */
+export function encodeHeadBatch(states: readonly RecentEvents[], nowMs: number, cfg: RealtimeHeadConfig, width = cfg.maxEvents): HeadBatch {
+  const batch = emptyHeadBatch(states.length, width);
   for (let i = 0; i < states.length; i++) fillHeadRow(batch, i, states[i]!.events, nowMs, cfg);
   return batch;
+}
+
+/**
+ * The narrowest batch width that holds `events` events: a power of two from 8 (at least recentK),
+ * capped at cfg.maxEvents. Grouping users by it lets inference skip most padded positions.
+ */
+export function narrowWidth(events: number, cfg: RealtimeHeadConfig): number {
+  const need = Math.max(Math.min(events, cfg.maxEvents), cfg.recentK);
+  let w = 8;
+  while (w < need) w *= 2;
+  return Math.min(Math.max(w, cfg.recentK), cfg.maxEvents);
 }
 
 interface Param {
@@ -170,8 +182,8 @@ export class RealtimeHead {
   readonly appMatrix: tf.Tensor2D;
   private readonly params: Param[] = [];
   private readonly byName = new Map<string, tf.Variable>();
-  /** W_a W_in, cached for inference (see freeze()). */
-  private projected: tf.Tensor2D | null = null;
+  /** Host copies for inference (see freeze()): W_a W_in + b_in [M, d], type_emb [3, d], gap_emb [G, d]. */
+  private frozen: { tokens: Float32Array; types: Float32Array; gaps: Float32Array } | null = null;
 
   constructor(cfg: RealtimeHeadConfig, appEmbeddings: Float32Array, seed: number) {
     validateHeadConfig(cfg);
@@ -238,34 +250,63 @@ export class RealtimeHead {
   }
 
   /**
-   * Caches W_a W_in for inference, so a forward pass gathers d-wide rows instead of projecting
-   * dA-wide ones per event (the projection is the largest matmul otherwise). Call again after the
-   * weights change; training (forward with training=true) never uses the cache.
+   * Caches the token tables on the host for inference: W_a W_in + b_in (so no dA-wide projection
+   * per event, the largest matmul otherwise) and the type / gap tables. Inference then builds the
+   * [B*N, d] token block in JS (row copies and adds), which beats the backend's gather and one-hot
+   * kernels several times over. Call again after the weights change; training never uses it.
    */
   freeze(): void {
-    this.projected?.dispose();
-    this.projected = tf.keep(tf.matMul(this.appMatrix, this.w('in/W') as tf.Tensor2D)) as tf.Tensor2D;
+    const tokens = tf.tidy(() => tf.add(tf.matMul(this.appMatrix, this.w('in/W') as tf.Tensor2D), this.w('in/b')));
+    this.frozen = {
+      tokens: tokens.dataSync() as Float32Array,
+      types: this.w('type_emb').dataSync() as Float32Array,
+      gaps: this.w('gap_emb').dataSync() as Float32Array,
+    };
+    tokens.dispose();
+  }
+
+  /** Token block [B*N, d] on the host from the frozen tables; padded positions stay zero. */
+  private hostTokens(batch: HeadBatch): Float32Array {
+    const f = this.frozen!;
+    const d = this.cfg.dModel;
+    const n = batch.size * batch.maxEvents;
+    const x = new Float32Array(n * d);
+    for (let p = 0; p < n; p++) {
+      if (batch.valid[p] === 0) continue;
+      const o = p * d;
+      const a = batch.apps[p]! * d;
+      const t = batch.types[p]! * d;
+      const g = batch.gaps[p]! * d;
+      for (let j = 0; j < d; j++) x[o + j] = f.tokens[a + j]! + f.types[t + j]! + f.gaps[g + j]!;
+    }
+    return x;
   }
 
   /** Host batch -> the short-term vectors s [B, outDim]. Call inside tf.tidy / variableGrads. */
   forward(batch: HeadBatch, training: boolean, seed = 0): tf.Tensor2D {
-    const { dModel: d, heads: H, maxEvents: N, gapBuckets: G, recentK: k, layers } = this.cfg;
+    const { dModel: d, heads: H, gapBuckets: G, recentK: k, layers } = this.cfg;
+    // N is the batch's width, not cfg.maxEvents: a batch of users with few events may be encoded
+    // narrower (padding changes nothing), which saves the work on padded positions.
+    const N = batch.maxEvents;
     const B = batch.size;
+    if (N < k || N > this.cfg.maxEvents) throw new Error(`realtime head: batch width ${N} outside [recentK ${k}, maxEvents ${this.cfg.maxEvents}]`);
     const dh = d / H;
     const rate = training ? this.cfg.dropout : 0;
     let dropSeed = seed * 7919 + 17;
     const drop = (x: tf.Tensor): tf.Tensor => (rate > 0 ? tf.dropout(x, rate, undefined, dropSeed++) : x);
 
     const valid = tf.tensor2d(batch.valid, [B * N, 1]); // [B*N, 1]
-    const apps = tf.tensor1d(batch.apps, 'int32');
-    // token embedding                                                       [B*N, d]
-    const appTok = !training && this.projected
-      ? tf.gather(this.projected, apps)
-      : tf.matMul(tf.gather(this.appMatrix, apps), this.w('in/W'));
-    const typeOh = tf.oneHot(tf.tensor1d(batch.types, 'int32'), 3) as tf.Tensor2D; // [B*N, 3]
-    const gapOh = tf.oneHot(tf.tensor1d(batch.gaps, 'int32'), G) as tf.Tensor2D; // [B*N, G]
-    let x: tf.Tensor = tf.add(tf.addN([appTok, tf.matMul(tf.cast(typeOh, 'float32'), this.w('type_emb')), tf.matMul(tf.cast(gapOh, 'float32'), this.w('gap_emb'))]), this.w('in/b'));
-    x = tf.mul(drop(x), valid); // padding tokens are exactly zero                [B*N, d]
+    // token embedding; padding tokens are exactly zero                         [B*N, d]
+    let x: tf.Tensor;
+    if (!training && this.frozen) {
+      x = tf.tensor2d(this.hostTokens(batch), [B * N, d]);
+    } else {
+      const appTok = tf.matMul(tf.gather(this.appMatrix, tf.tensor1d(batch.apps, 'int32')), this.w('in/W'));
+      const typeOh = tf.cast(tf.oneHot(tf.tensor1d(batch.types, 'int32'), 3), 'float32') as tf.Tensor2D; // [B*N, 3]
+      const gapOh = tf.cast(tf.oneHot(tf.tensor1d(batch.gaps, 'int32'), G), 'float32') as tf.Tensor2D; // [B*N, G]
+      x = tf.add(tf.addN([appTok, tf.matMul(typeOh, this.w('type_emb')), tf.matMul(gapOh, this.w('gap_emb'))]), this.w('in/b'));
+      x = tf.mul(drop(x), valid);
+    }
 
     // additive key mask: 0 at events, -1e9 at padding                         [B, 1, 1, N]
     const keyBias = tf.reshape(tf.mul(tf.sub(1, tf.tensor2d(batch.valid, [B, N])), -1e9), [B, 1, 1, N]);
@@ -274,8 +315,14 @@ export class RealtimeHead {
       const p = `h${l}`;
       // attention                                                           [B*N, d]
       const h = layerNorm(x, this.w(`${p}/ln1/g`), this.w(`${p}/ln1/b`));
-      const qkv = tf.add(tf.matMul(h as tf.Tensor2D, this.w(`${p}/attn/Wqkv`)), this.w(`${p}/attn/bqkv`)); // [B*N, 3d]
-      const [q, kk, v] = tf.split(qkv, 3, 1).map((t) => tf.transpose(tf.reshape(t, [B, N, H, dh]), [0, 2, 1, 3])); // [B, H, N, dh]
+      // q, k, v from column slices of the packed weights: slicing [d, 3d] weights is cheap, splitting
+      // the [B*N, 3d] activations is a large copy.
+      const Wqkv = this.w(`${p}/attn/Wqkv`);
+      const bqkv = this.w(`${p}/attn/bqkv`);
+      const [q, kk, v] = [0, 1, 2].map((i) => {
+        const t = tf.add(tf.matMul(h as tf.Tensor2D, tf.slice(Wqkv, [0, i * d], [d, d]) as tf.Tensor2D), tf.slice(bqkv, [i * d], [d])); // [B*N, d]
+        return tf.transpose(tf.reshape(t, [B, N, H, dh]), [0, 2, 1, 3]); // [B, H, N, dh]
+      });
       const att = tf.softmax(tf.add(tf.mul(tf.matMul(q!, kk!, false, true), scale), keyBias)); // [B, H, N, N]
       const y = tf.reshape(tf.transpose(tf.matMul(att, v!), [0, 2, 1, 3]), [B * N, d]); // [B*N, d]
       x = tf.add(x, drop(tf.add(tf.matMul(y, this.w(`${p}/attn/Wo`)), this.w(`${p}/attn/bo`))));
@@ -315,8 +362,7 @@ export class RealtimeHead {
   }
 
   dispose(): void {
-    this.projected?.dispose();
-    this.projected = null;
+    this.frozen = null;
     this.appMatrix.dispose();
     for (const p of this.params) p.v.dispose();
   }

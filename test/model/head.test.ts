@@ -202,6 +202,19 @@ describe('checkpoints', () => {
     got.forEach((v, i) => expect(maxAbsDiff(v, want[i]!)).toBeLessThan(1e-5));
     loaded.dispose();
 
+    // Users of every length at once: loadHead groups them by width (8, 16, ...) and must give
+    // what one full-width forward pass gives.
+    const wide = new RealtimeHead(tinyCfg(world, { maxEvents: 32 }), world.appMatrix, 5);
+    await saveHead(join(dir, 'wide'), wide, { baseFeatureId: 'b', vocab: world.vocab });
+    const mixed = [1, 40, 0, 9, 3, 17, 32, 8, 16].map((n, u) => Array.from({ length: n }, (_, i) => ev((u * 7 + i) % world.numApps, 5000 - 37 * i, i % 4 === 3 ? 2 : 1)));
+    const full = vectors(wide, mixed, NOW);
+    const servedWide = await loadHead(join(dir, 'wide'), { backend: 'cpu', maxBatch: 2 });
+    const grouped = servedWide.embed(mixed.map((events) => ({ events })), NOW);
+    expect(grouped).toHaveLength(mixed.length);
+    grouped.forEach((v, i) => expect(maxAbsDiff(v, full[i]!)).toBeLessThan(1e-5));
+    servedWide.dispose();
+    wide.dispose();
+
     // Saving again replaces the checkpoint atomically with a new feature id.
     const m2 = await saveHead(out, head, { baseFeatureId: 'aetn-aetn-20260101-deadbeef', vocab: world.vocab });
     expect(m2.featureId).not.toBe(m.featureId);
