@@ -16,6 +16,9 @@ const log = child('index');
  */
 const AS_OF_MARGIN_MS = 60_000;
 
+/** Share of deleted points above which an incremental update rebuilds instead. */
+const COMPACT_FRACTION = 0.25;
+
 export interface BuildOptions extends Partial<IndexParams> {
   silent?: boolean;
 }
@@ -75,22 +78,39 @@ export async function updateIndex(store: EmbeddingStore, featureId: string, opts
   if (opts.efSearch !== undefined && opts.efSearch !== handle.efSearch) handle.setEfSearch(opts.efSearch);
   const since = handle.manifest.storeAsOfMs;
   const asOf = Date.now() - AS_OF_MARGIN_MS;
-  const bar = new Progress({ label: `update ${featureId}`, total: store.count(featureId), unit: 'users', silent: opts.silent });
+  const total = store.count(featureId);
+  // Replaced and removed users leave deleted points behind, which cost memory and some recall:
+  // past this share, a full build (which drops them) is the better update.
+  const maxDeleted = Math.floor(COMPACT_FRACTION * Math.max(total, handle.count));
+  const bar = new Progress({ label: `update ${featureId}`, total, unit: 'users', silent: opts.silent });
   const seen = new Set<string>();
-  let upserted = 0;
-  const batch: { userId: string; vector: Float32Array }[] = [];
-  for (const e of store.iterate(featureId)) {
+  const changed: { userId: string; vector: Float32Array }[] = [];
+  let replacing = 0;
+  let compact = handle.deletedSlots > maxDeleted;
+  for (const e of compact ? [] : store.iterate(featureId)) {
     seen.add(e.userId);
-    if (e.updatedAtMs >= since || !handle.has(e.userId)) batch.push(e);
-    if (batch.length === 1000) upserted += handle.upsert(batch.splice(0));
     bar.tick();
+    const known = handle.has(e.userId);
+    // Stamps near the index's snapshot are ambiguous: compare the vectors themselves.
+    if (known && (e.updatedAtMs < since || handle.sameVector(e.userId, e.vector))) continue;
+    changed.push(e);
+    if (known && ++replacing + handle.deletedSlots > maxDeleted) {
+      compact = true;
+      break;
+    }
   }
-  upserted += handle.upsert(batch.splice(0));
-  const gone = [...handle.userIds()].filter((u) => !seen.has(u));
+  const gone = compact ? [] : [...handle.userIds()].filter((u) => !seen.has(u));
+  if (compact || handle.deletedSlots + replacing + gone.length > maxDeleted) {
+    const reason = `more than ${Math.round(COMPACT_FRACTION * 100)}% of the index would be deleted points: full rebuild`;
+    log.info({ featureId }, reason);
+    const manifest = await buildIndex(store, featureId, { ...opts, m: opts.m ?? handle.manifest.m, efConstruction: opts.efConstruction ?? handle.manifest.efConstruction, efSearch: opts.efSearch ?? handle.efSearch });
+    return { manifest, rebuilt: true, reason, upserted: manifest.count, removed: 0, seconds: (performance.now() - t0) / 1000 };
+  }
+  const upserted = handle.upsert(changed);
   const removed = handle.remove(gone);
   const manifest = await handle.save({ kind: 'update', storeAsOfMs: asOf });
   bar.finish(`${upserted} upserted, ${removed} removed`);
-  log.info({ featureId, upserted, removed, generation: manifest.generation }, 'index updated');
+  log.info({ featureId, upserted, removed, generation: manifest.generation, deletedSlots: handle.deletedSlots }, 'index updated');
   return { manifest, rebuilt: false, upserted, removed, seconds: (performance.now() - t0) / 1000 };
 }
 
