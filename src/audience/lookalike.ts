@@ -34,8 +34,11 @@ export interface LookalikeDeps {
   samplePopulation(n: number): { userIds: string[]; vectors: Float32Array[] } | Promise<{ userIds: string[]; vectors: Float32Array[] }>;
   /** Largest k a single search may ask for (index size or a serving limit). */
   maxSearchK?: number;
-  /** Throws when the caller has gone away; called between phases and between searches. */
-  checkCancelled?(): void;
+  /**
+   * Throws when the caller has gone away; called between phases. May be async: a server uses it
+   * to yield to its event loop, which is also when a cancellation can arrive.
+   */
+  checkCancelled?(): void | Promise<void>;
 }
 
 export interface LookalikeOptions {
@@ -84,7 +87,7 @@ function spread<T>(xs: T[], max: number): T[] {
 }
 
 export async function extendLookalike(seedIdsIn: readonly string[], opts: LookalikeOptions, deps: LookalikeDeps): Promise<LookalikeResult> {
-  const check = () => deps.checkCancelled?.();
+  const check = async () => deps.checkCancelled?.();
   const d = deps.dim;
   const N = opts.audienceSize;
   if (!Number.isInteger(N) || N < 1) throw new LookalikeError('INVALID_ARGUMENT', 'audience size must be a positive integer');
@@ -93,7 +96,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
 
   // 1. Seed vectors.
   const got = await deps.getVectors(seedIds);
-  check();
+  await check();
   const knownIds: string[] = [];
   const knownVecs: Float32Array[] = [];
   for (let i = 0; i < seedIds.length; i++) {
@@ -120,14 +123,14 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   const spreadOf = new Float64Array(K);
   for (let r = 0; r < nS; r++) spreadOf[km.assignment[r]!]! += dot(S, r * d, km.centroids, km.assignment[r]! * d, d);
   for (let j = 0; j < K; j++) spreadOf[j] = Math.max(0.05, 1 - spreadOf[j]! / km.sizes[j]!);
-  check();
+  await check();
 
   // 3. Scoring model: seeds vs population.
   const exclude = new Set<string>(knownIds);
   for (const s of seedIds) exclude.add(s);
   const popWanted = opts.populationSample ?? Math.min(5000, Math.max(1000, 3 * nS));
   const pop = await deps.samplePopulation(popWanted);
-  check();
+  await check();
   const negIdx: number[] = [];
   for (let i = 0; i < pop.userIds.length; i++) if (!exclude.has(pop.userIds[i]!)) negIdx.push(i);
   if (negIdx.length === 0) throw new LookalikeError('FAILED_PRECONDITION', 'the population sample holds no user besides the seeds: the store is too small for a look-alike model');
@@ -152,7 +155,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   const trainScores = new Float64Array(nTrain);
   for (let i = 0; i < nTrain; i++) trainScores[i] = model.logit(X, i * P);
   const trainingAuc = auc(trainScores, y);
-  check();
+  await check();
 
   // 4. Candidates around centroids and seed probes.
   for (const e of opts.exclude ?? []) exclude.add(e);
@@ -168,11 +171,11 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   const probeK = Math.min(maxK, 100, Math.max(10, Math.ceil((2 * budget) / Math.max(1, knownIds.length))));
   const probeRes = await Promise.all(probes.map((i) => deps.search(knownVecs[i]!, probeK)));
   for (const r of probeRes) addAll(r);
-  check();
+  await check();
   for (let round = 0; round < 4; round++) {
     const ks = km.sizes.map((s) => Math.min(maxK, Math.max(20, Math.ceil((budget * s) / nS))));
     const res = await Promise.all(ks.map((k, j) => deps.search(km.centroids.subarray(j * d, j * d + d), k)));
-    check();
+    await check();
     let exhausted = true;
     res.forEach((r, j) => {
       addAll(r);
@@ -198,7 +201,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
       const z = model.logit(buf, r * P);
       scored.push({ userId: part[present[r]!]!, score: 1 / (1 + Math.exp(-z)) });
     }
-    check();
+    await check();
   }
   scored.sort((a, b) => b.score - a.score || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
   return {

@@ -30,33 +30,34 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
       if (req.k === 0) throw invalid(`k is 0; ask for 1 to ${LIMITS.k} neighbours`);
       checkRange(req.k, 'k', 1, LIMITS.k);
       checkRange(req.ef, 'ef', 0, LIMITS.ef, ' (0 = the index default)');
-      const f = backend.require('long', req.featureId, 'feature_id');
-      let q: Float32Array;
-      let self: string | undefined;
-      switch (req.query.case) {
-        case 'userId': {
-          checkUserId(req.query.value, 'user_id');
-          const sv = backend.getMany(f.featureId, [req.query.value])[0];
-          if (!sv) throw notFound(`user "${req.query.value}" has no vector in feature ${f.featureId}`);
-          q = sv.vector;
-          self = req.query.value;
-          break;
+      return backend.withFeature('long', req.featureId, 'feature_id', async (f) => {
+        let q: Float32Array;
+        let self: string | undefined;
+        switch (req.query.case) {
+          case 'userId': {
+            checkUserId(req.query.value, 'user_id');
+            const sv = backend.getMany(f.featureId, [req.query.value])[0];
+            if (!sv) throw notFound(`user "${req.query.value}" has no vector in feature ${f.featureId}`);
+            q = sv.vector;
+            self = req.query.value;
+            break;
+          }
+          case 'vector':
+            q = checkVector(req.query.value.values, f.dim, f.featureId);
+            break;
+          default:
+            throw invalid('query is missing: set user_id or vector');
         }
-        case 'vector':
-          q = checkVector(req.query.value.values, f.dim, f.featureId);
-          break;
-        default:
-          throw invalid('query is missing: set user_id or vector');
-      }
-      const idx = await backend.index(f);
-      const want = req.k + (self !== undefined ? 1 : 0);
-      const ef = req.ef > 0 ? Math.max(req.ef, want) : undefined;
-      const res = await search(idx, q, want, ef);
-      const neighbors = res
-        .filter((n) => n.userId !== self)
-        .slice(0, req.k)
-        .map((n) => ({ userId: n.userId, score: n.score }));
-      return { featureId: f.featureId, neighbors };
+        const idx = await backend.index(f);
+        const want = req.k + (self !== undefined ? 1 : 0);
+        const ef = req.ef > 0 ? Math.max(req.ef, want) : undefined;
+        const res = await search(idx, q, want, ef);
+        const neighbors = res
+          .filter((n) => n.userId !== self)
+          .slice(0, req.k)
+          .map((n) => ({ userId: n.userId, score: n.score }));
+        return { featureId: f.featureId, neighbors };
+      });
     },
 
     async extendLookalike(req, ctx, send) {
@@ -65,7 +66,6 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
       checkRange(req.audienceSize, 'audience_size', 1, LIMITS.audienceSize);
       checkRange(req.maxClusters, 'max_clusters', 0, LIMITS.maxClusters, ' (0 = 20)');
       checkUserIds(req.excludeUserIds, 'exclude_user_ids', LIMITS.excludeUsers, true);
-      const f = backend.require('long', req.featureId, 'feature_id');
       let seeds: string[];
       switch (req.seeds.case) {
         case 'seedUsers':
@@ -84,17 +84,24 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
         default:
           throw invalid('seeds are missing: set seed_users or seed_app_id');
       }
-      const idx = await backend.index(f);
-      ctx.throwIfCancelled();
-      const deps: LookalikeDeps = {
-        dim: f.dim,
-        getVectors: (ids) => backend.getMany(f.featureId, ids).map((v) => v?.vector),
-        search: (v, k) => search(idx, v, k, k),
-        samplePopulation: (n) => backend.population(f.featureId, n, ctx.requestId),
-        maxSearchK: Math.min(idx.size, opts.maxSearchK ?? 10_000),
-        checkCancelled: () => ctx.throwIfCancelled(),
-      };
-      const res = await extendLookalike(seeds, { audienceSize: req.audienceSize, exclude: req.excludeUserIds, maxClusters: req.maxClusters || LIMITS.defaultClusters }, deps);
+      const { f, res } = await backend.withFeature('long', req.featureId, 'feature_id', async (f) => {
+        const idx = await backend.index(f);
+        ctx.throwIfCancelled();
+        const deps: LookalikeDeps = {
+          dim: f.dim,
+          getVectors: (ids) => backend.getMany(f.featureId, ids).map((v) => v?.vector),
+          search: (v, k) => search(idx, v, k, k),
+          samplePopulation: (n) => backend.population(f.featureId, n, ctx.requestId),
+          maxSearchK: Math.min(idx.size, opts.maxSearchK ?? 10_000),
+          checkCancelled: async () => {
+            // Yield so rankers' calls and a cancellation can be handled between heavy phases.
+            await yieldToLoop();
+            ctx.throwIfCancelled();
+          },
+        };
+        const res = await extendLookalike(seeds, { audienceSize: req.audienceSize, exclude: req.excludeUserIds, maxClusters: req.maxClusters || LIMITS.defaultClusters }, deps);
+        return { f, res };
+      });
       for (let i = 0; i < res.users.length; i += chunkSize) {
         await send({ message: { case: 'chunk', value: { users: res.users.slice(i, i + chunkSize) } } });
         if ((i / chunkSize) % 8 === 7) await yieldToLoop();

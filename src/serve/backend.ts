@@ -150,6 +150,24 @@ export class ServingBackend {
     return f;
   }
 
+  /**
+   * Runs `fn` on the resolved feature. When the caller asked for the default and `fn` fails with a
+   * store error (the default feature was retired between our last poll and the read), the
+   * registry is re-read and `fn` runs once more on the new default: a swap never fails a call.
+   */
+  async withFeature<T>(ns: Namespace, requested: string, field: string, fn: (f: FeatureInfo) => T | Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const f = this.require(ns, requested, field);
+      try {
+        return await fn(f);
+      } catch (err) {
+        if (attempt > 0 || requested || err instanceof RpcError || typeof (err as { code?: unknown }).code !== 'string') throw err;
+        this.refreshFeatures();
+        if (this.defaults[ns]?.featureId === f.featureId) throw err;
+      }
+    }
+  }
+
   getMany(featureId: string, userIds: readonly string[]): (StoredVector | undefined)[] {
     return this.store.getMany(featureId, userIds);
   }

@@ -77,9 +77,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
       // Our own calls are what must drain; health Watch streams never end by themselves.
+      const t0 = Date.now();
       const result = await Promise.race([inflight.idle().then(() => 'idle' as const), timeout]);
       clearTimeout(timer);
       const cutCalls = inflight.count;
+      // The last answers are written but maybe not flushed: let the sessions close by themselves
+      // for a moment (they do unless a health Watch stream holds one open), then cut what is left.
+      const grace = Math.max(0, Math.min(500, timeoutMs - (Date.now() - t0)));
+      await Promise.race([closed, new Promise((r) => setTimeout(r, grace))]);
       server.forceShutdown();
       await closed;
       await opts.backend.stop();
