@@ -170,7 +170,7 @@ export function assembleShard(ctx: AssembleCtx, s: number): AssembleResult {
       u.retLine = ln;
     } else {
       // the event id is the last field and may itself contain tabs
-      u.evs.push({ type: +f[2], t: +f[3], line: +f[4], app: +f[5], id: f.slice(6).join('\t'), held: f[0] === 'H' });
+      u.evs.push({ type: +f[2], t: +f[3], line: +f[4], app: +f[5], id: f.length === 7 ? f[6] : f.slice(6).join('\t'), held: f[0] === 'H' });
     }
   }
   rmSync(bpath);

@@ -7,6 +7,8 @@ import { UserError } from '../util/errors.js';
 import { readLines } from './lines.js';
 
 export const RAW_FORMAT = 'aetn-raw/1';
+
+const isPlain = (x: string): boolean => x.length > 0 && x.charCodeAt(0) > 32 && x.charCodeAt(x.length - 1) > 32;
 export const DAY_MS = 86_400_000;
 
 export interface DatasetSpec {
@@ -176,7 +178,10 @@ function parseList(v: unknown): string[] | null {
   }
   if (typeof v !== 'string') return null;
   if (v === '') return [];
-  return v.split('|').map((x) => x.trim()).filter((x) => x !== '');
+  const parts = v.split('|');
+  let clean = true;
+  for (const x of parts) if (!isPlain(x)) clean = false;
+  return clean ? parts : parts.map((x) => x.trim()).filter((x) => x !== '');
 }
 
 const ISO_NO_TZ = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$/;
@@ -238,8 +243,6 @@ function rowOf(kind: FileKind, get: Getter): CatalogRow | InstalledRow | EventRo
   if (timeMs === null) return `bad timestamp ${JSON.stringify(get('timestamp'))} (expected ms since epoch or ISO 8601)`;
   return { eventId, userId, pkg, type, timeMs };
 }
-
-const isPlain = (x: string): boolean => x.length > 0 && x.charCodeAt(0) > 32 && x.charCodeAt(x.length - 1) > 32;
 
 /** The common case of an event CSV line (no quotes, no padding, ms timestamp); null defers to the general parser. */
 function fastEvent(f: string[], ix: number[]): EventRow | null {
