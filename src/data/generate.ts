@@ -487,7 +487,7 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
 
   const progress = new Progress({ label: 'generate', total: o.users, unit: 'users', silent: opts.progress === false ? true : undefined });
   const tick = (n: number): void => progress.tick(n);
-  const workers = Math.max(1, Math.min(opts.workers ?? availableParallelism(), 8, Math.floor(o.users / 5000) || 1));
+  const workers = opts.workers !== undefined ? Math.max(1, Math.min(opts.workers, o.users)) : Math.max(1, Math.min(availableParallelism(), 8, Math.floor(o.users / 5000) || 1));
   let res: { events: number; held: number; targetAdopters: number };
   const wr = { inst: instW, ev: evW, held: heldW, truth: truthW };
   if (workers === 1) {

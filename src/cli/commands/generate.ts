@@ -26,11 +26,12 @@ export function register(program: Command): void {
     .option('--zipf <s>', 'Zipf exponent of app popularity', num('--zipf'), 1.0)
     .option('--reference-date <YYYY-MM-DD>', 'last day of history; the week after it is held out', '2025-06-29')
     .option('--format <csv|ndjson>', 'file format', 'csv')
+    .option('--workers <n>', 'worker threads (default: one per core; output is identical for any number)', int('--workers'))
     .addHelpText('after', '\nExample:\n  aetn generate --users 2000 --seed 1 --out d\n  aetn prepare --in d --out p && aetn stats --in p\n')
-    .action(async (o: { users: number; out: string; seed: number; apps: number; topics: number; nicheScale: number; targetPrevalence: number; zipf: number; referenceDate: string; format: string }) => {
+    .action(async (o: { users: number; out: string; seed: number; apps: number; topics: number; nicheScale: number; targetPrevalence: number; zipf: number; referenceDate: string; format: string; workers?: number }) => {
       const { generate } = await import('../../data/generate.js');
       const t0 = performance.now();
-      const r = await generate({ users: o.users, seed: o.seed, out: o.out, apps: o.apps, topics: o.topics, nicheScale: o.nicheScale, targetPrevalence: o.targetPrevalence, zipf: o.zipf, referenceDate: o.referenceDate, format: o.format as 'csv' | 'ndjson' });
+      const r = await generate({ users: o.users, seed: o.seed, out: o.out, apps: o.apps, topics: o.topics, nicheScale: o.nicheScale, targetPrevalence: o.targetPrevalence, zipf: o.zipf, referenceDate: o.referenceDate, format: o.format as 'csv' | 'ndjson', workers: o.workers });
       const s = (performance.now() - t0) / 1000;
       process.stdout.write(
         `generated ${r.users} users, ${r.apps} apps, ${r.events} history events, ${r.heldOutEvents} held-out events in ${s.toFixed(1)}s (${Math.round(r.users / s)} users/s)\n` +

@@ -20,11 +20,12 @@ export function register(program: Command): void {
     .option('--date-buckets <n>', 'week buckets of event dates before the reference date', int('--date-buckets'), 52)
     .option('--exclude-app <id...>', 'keep these app ids out of the vocabulary (in addition to dataset.json excludeApps)')
     .option('--strict', 'exit with status 3 when any record was rejected')
+    .option('--workers <n>', 'worker threads (default: one per core; output is identical for any number)', int('--workers'))
     .addHelpText('after', '\nExample:\n  aetn prepare --in d --out p\nRejected records are listed in <out>/rejects.ndjson with file, line and reason.\n')
-    .action(async (o: { in: string; out: string; shards: number; minInstalls: number; weeklyCap: number; seqLen: number; dateBuckets: number; excludeApp?: string[]; strict?: boolean }) => {
+    .action(async (o: { in: string; out: string; shards: number; minInstalls: number; weeklyCap: number; seqLen: number; dateBuckets: number; excludeApp?: string[]; strict?: boolean; workers?: number }) => {
       const { prepare } = await import('../../data/prepare.js');
       const t0 = performance.now();
-      const r = await prepare({ input: o.in, out: o.out, shards: o.shards, minInstalls: o.minInstalls, weeklyCap: o.weeklyCap, seqLen: o.seqLen, dateBuckets: o.dateBuckets, excludeApps: o.excludeApp });
+      const r = await prepare({ input: o.in, out: o.out, shards: o.shards, minInstalls: o.minInstalls, weeklyCap: o.weeklyCap, seqLen: o.seqLen, dateBuckets: o.dateBuckets, excludeApps: o.excludeApp, workers: o.workers });
       const s = (performance.now() - t0) / 1000;
       const m = r.manifest;
       const lines = [
