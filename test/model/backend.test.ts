@@ -94,6 +94,46 @@ describe('wasm UnsortedSegmentSum', () => {
   });
 });
 
+describe('wasm kernel replacements (fast transposed/batched matMul, row-copy gather)', () => {
+  async function on(backend: string, f: () => tf.Tensor): Promise<Float32Array> {
+    await initBackend(backend);
+    return tf.tidy(() => f().dataSync() as Float32Array).slice();
+  }
+  const mk = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed);
+
+  it('matMul with every transpose combination, 2-D and batched, equals cpu', async () => {
+    const cases: Array<[number[], number[], boolean, boolean]> = [
+      [[7, 5], [5, 3], false, false],
+      [[7, 5], [3, 5], false, true],
+      [[5, 7], [5, 3], true, false],
+      [[5, 7], [3, 5], true, true],
+      [[2, 3, 7, 5], [2, 3, 5, 4], false, false],
+      [[2, 3, 7, 5], [2, 3, 4, 5], false, true],
+      [[2, 3, 5, 7], [2, 3, 5, 4], true, false],
+      [[4, 7, 5], [5, 6], false, false], // broadcast B: not the per-batch path
+    ];
+    for (const [sa, sb, ta, tb] of cases) {
+      const f = () => tf.matMul(mk(sa, 1), mk(sb, 2), ta, tb);
+      const w = await on('wasm', f);
+      const c = await on('cpu', f);
+      expect(w.length).toBe(c.length);
+      expect(maxRelDiff(w, c)).toBeLessThan(1e-5);
+    }
+  });
+
+  it('gather along any axis equals cpu and refuses out-of-range indices', async () => {
+    const x = () => mk([4, 6, 3], 3);
+    for (const axis of [0, 1, 2]) {
+      const f = () => tf.gather(x(), tf.tensor2d([[0, 2], [1, 1], [2, 0]], [3, 2], 'int32'), axis);
+      expect(Array.from(await on('wasm', f))).toEqual(Array.from(await on('cpu', f)));
+    }
+    const ints = () => tf.gather(tf.tensor1d([10, 20, 30], 'int32'), tf.tensor1d([2, 0], 'int32'));
+    expect(Array.from(await on('wasm', ints))).toEqual([30, 10]);
+    await initBackend('wasm');
+    expect(() => tf.gather(tf.ones([3, 2]), tf.tensor1d([3], 'int32'))).toThrow(/index value 3 is not in \[0, 2\]/);
+  });
+});
+
 describe('a training step of the real AETN', () => {
   it('has the same losses and gradient on wasm as on cpu', async () => {
     const { vocab, examples } = tinyWorld(24, 30, 11);
