@@ -353,12 +353,14 @@ export class RealtimeHead {
     };
   }
 
-  /** Multiply-adds x2 of one inference forward per user (for GFLOP/s in the benchmark). */
+  /**
+   * Multiply-adds x2 of one frozen inference forward per user at the full window (for GFLOP/s in
+   * the benchmark). Tokens come from host tables (adds only), so only the matmuls count.
+   */
   flopsPerUser(): number {
-    const { dModel: d, dFf, maxEvents: N, layers, recentK: k, outDim, gapBuckets: G } = this.cfg;
-    const tok = N * (3 + G) * d; // one-hot embedding matmuls (the app projection is cached)
+    const { dModel: d, dFf, maxEvents: N, layers, recentK: k, outDim } = this.cfg;
     const perLayer = N * d * 3 * d + 2 * N * N * d + N * d * d + 2 * N * d * dFf;
-    return 2 * (tok + layers * perLayer + (1 + k) * d * outDim);
+    return 2 * (layers * perLayer + (1 + k) * d * outDim);
   }
 
   dispose(): void {

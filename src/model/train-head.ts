@@ -19,7 +19,7 @@ import { userHash } from '../data/hash.js';
 import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
 import { Progress } from '../util/progress.js';
-import { RealtimeHead, defaultHeadConfig, emptyHeadBatch, fillHeadRow, type HeadBatch, type HeadEvent, type RealtimeHeadConfig } from './realtime-head.js';
+import { RealtimeHead, defaultHeadConfig, emptyHeadBatch, fillHeadRow, narrowWidth, type HeadBatch, type HeadEvent, type RealtimeHeadConfig } from './realtime-head.js';
 
 const logger = child('train-head');
 
@@ -111,7 +111,10 @@ export function cutSample(tl: readonly TimedEvent[], rng: Rng, opts: Pick<HeadTr
 }
 
 function encodeSamples(samples: readonly HeadSample[], cfg: RealtimeHeadConfig): HeadBatch {
-  const b = emptyHeadBatch(samples.length, cfg.maxEvents);
+  // As narrow as the longest sample allows: padding changes nothing but costs time.
+  let longest = 0;
+  for (const s of samples) longest = Math.max(longest, s.events.length);
+  const b = emptyHeadBatch(samples.length, narrowWidth(longest, cfg));
   for (let i = 0; i < samples.length; i++) fillHeadRow(b, i, samples[i]!.events, samples[i]!.nowMs, cfg);
   return b;
 }
