@@ -1,7 +1,6 @@
 // `aetn train`: trains an AETN variant (or, with --head realtime, the realtime head) on a prepared
 // dataset and writes a checkpoint directory. Heavy modules load inside the action.
-import type { Command } from 'commander';
-import { InvalidArgumentError, Option } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 
 function int(name: string) {
   return (v: string): number => {
@@ -88,14 +87,19 @@ export function register(program: Command): void {
         '  aetn train --data data/prepared --out models/small --epochs 20 --resume\n' +
         '  aetn train --head realtime --base-model models/aetn --data data/prepared --out models/rt\n',
     )
-    .action(async (flags: TrainFlags) => {
+    .action(async (flags: TrainFlags, cmd: Command) => {
       const { UserError } = await import('../../util/errors.js');
       if (flags.head === 'realtime') {
         // The realtime head has its own trainer (src/model/train-head.ts).
         const spec: string = '../../model/train-head.js';
         const mod = (await import(spec)) as { trainHeadCommand?: (opts: Record<string, unknown>) => Promise<unknown> };
         if (typeof mod.trainHeadCommand !== 'function') throw new UserError('this build has no realtime head trainer (trainHeadCommand)');
-        await mod.trainHeadCommand({ ...flags });
+        // Only what the user set: the head has its own defaults (sizes, lr, batch) unlike AETN's.
+        const given: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(flags)) if (cmd.getOptionValueSource(k) !== 'default' && k !== 'head') given[k] = v;
+        const res = (await mod.trainHeadCommand(given)) as { featureId?: string; baseFeatureId?: string; out?: string } | undefined;
+        if (flags.json) process.stdout.write(`${JSON.stringify(res ?? {}, null, 2)}\n`);
+        else if (res?.featureId) process.stdout.write(`realtime head ${res.featureId} (base ${res.baseFeatureId}) written to ${res.out ?? flags.out}\n`);
         return;
       }
       if (flags.baseModel) throw new UserError('--base-model applies to --head realtime only');
