@@ -46,13 +46,13 @@ export interface LookalikeOptions {
   exclude?: Iterable<string>;
   /** Most seed clusters (default 20). */
   maxClusters?: number;
-  /** Candidates gathered per wanted user (default 1.5). */
+  /** Candidates gathered per wanted user (default 1.3). */
   oversample?: number;
-  /** Single seeds searched around besides the centroids (default 100). */
+  /** Single seeds searched around besides the centroids (default 50). */
   seedProbes?: number;
-  /** Population users sampled as negatives: default clamp(3 x seeds, 1000, 5000). */
+  /** Population users sampled as negatives: default clamp(2 x training seeds, 1000, 2000). */
   populationSample?: number;
-  /** Seeds used to cluster and train at most (a spread-out subset beyond it; default 5000). */
+  /** Seeds used to cluster and train at most (a spread-out subset beyond it; default 1000). */
   maxTrainSeeds?: number;
 }
 
@@ -110,13 +110,13 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     throw new LookalikeError('NOT_FOUND', `none of the ${seedIds.length} seed users has a vector in this feature`);
   }
   const seed = hashStrings(knownIds);
-  const trainIdx = spread(knownIds.map((_, i) => i), opts.maxTrainSeeds ?? 5000);
+  const trainIdx = spread(knownIds.map((_, i) => i), opts.maxTrainSeeds ?? 1000);
   const nS = trainIdx.length;
   const S = normalizedMatrix(trainIdx.map((i) => knownVecs[i]!), d);
 
   // 2. Clusters.
   const maxClusters = opts.maxClusters ?? 20;
-  const km = sphericalKMeans(S, nS, d, Math.min(maxClusters, Math.ceil(nS / 3)), seed);
+  const km = sphericalKMeans(S, nS, d, Math.min(maxClusters, Math.ceil(nS / 3)), seed, 10);
   const K = km.k;
   // Cluster spread = 1 - mean cosine of members to their centroid (floored so that a tight or
   // single-member cluster still gives a usable similarity feature).
@@ -128,7 +128,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   // 3. Scoring model: seeds vs population.
   const exclude = new Set<string>(knownIds);
   for (const s of seedIds) exclude.add(s);
-  const popWanted = opts.populationSample ?? Math.min(5000, Math.max(1000, 3 * nS));
+  const popWanted = opts.populationSample ?? Math.min(2000, Math.max(1000, 2 * nS));
   const pop = await deps.samplePopulation(popWanted);
   await check();
   const negIdx: number[] = [];
@@ -151,7 +151,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   featurize(Xraw, nTrain, X);
   const y = new Uint8Array(nTrain);
   y.fill(1, 0, nS);
-  const model = fitLogistic(X, y, nTrain, P);
+  const model = fitLogistic(X, y, nTrain, P, { iterations: 60 });
   const trainScores = new Float64Array(nTrain);
   for (let i = 0; i < nTrain; i++) trainScores[i] = model.logit(X, i * P);
   const trainingAuc = auc(trainScores, y);
@@ -164,10 +164,10 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   const addAll = (ns: Neighbor[]) => {
     for (const n of ns) if (!exclude.has(n.userId)) candidates.add(n.userId);
   };
-  const oversample = opts.oversample ?? 1.5;
+  const oversample = opts.oversample ?? 1.3;
   // Neighbour lists also return seeds and exclusions: budget for them.
   let budget = Math.ceil(oversample * N) + knownIds.length + Math.min(exclude.size, 10 * N);
-  const probes = spread(trainIdx, Math.min(opts.seedProbes ?? 100, nS));
+  const probes = spread(trainIdx, Math.min(opts.seedProbes ?? 50, nS));
   const probeK = Math.min(maxK, 100, Math.max(10, Math.ceil((2 * budget) / Math.max(1, knownIds.length))));
   const probeRes = await Promise.all(probes.map((i) => deps.search(knownVecs[i]!, probeK)));
   for (const r of probeRes) addAll(r);
