@@ -177,7 +177,7 @@ export class AetnModel {
 
   /** W_a = W_app + C[category(app)]: [M, d]. Recomputed per forward pass (M·d adds, cheap). */
   appMatrix(): tf.Tensor2D {
-    return tf.add(this.W_app, tf.gather(this.C, this.appCategory)) as tf.Tensor2D;
+    return tf.add(this.W_app, gatherRows(this.C, this.appCategory)) as tf.Tensor2D;
   }
 
   // ---- forward ----------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ export class AetnModel {
     // Retention autoencoder, first layer. x0 = dropout(l2norm(multi-hot)) is sparse: x0 W_a is the
     // weighted sum of the retained apps' rows of W_a.
     const w0 = drop.apply(batch.retWeights, cfg.dropoutInput); // [B, R]
-    const rows = tf.gather(Wa, batch.retIds); // [B, R, d]
+    const rows = gatherRows(Wa, batch.retIds); // [B, R, d]
     const x0Wa = tf.reshape(tf.matMul(tf.expandDims(w0, 1) as tf.Tensor3D, rows), [B, d]); // [B, 1, R] x [B, R, d] -> [B, d]
     const x1 = leaky(tf.add(x0Wa, this.ae_b1)) as tf.Tensor2D; // [B, d]
 
@@ -217,10 +217,10 @@ export class AetnModel {
       const tableRows = [Wa, tf.zeros([1, d]), this.e_mask ?? tf.zeros([1, d])];
       const appTable = tf.concat(tableRows, 0);
       const masking = training && batch.host.masked;
-      const appEmb = tf.gather(appTable, masking ? batch.seqIdsMasked : batch.seqIds); // [B, 2I, d]
+      const appEmb = gatherRows(appTable, masking ? batch.seqIdsMasked : batch.seqIds); // [B, 2I, d]
       const typeEmb = tf.concat([tf.tile(this.e_install!, [I, 1]), tf.tile(this.e_uninstall!, [I, 1])], 0); // [2I, d]
       // date + behaviour type, zero at padding; the decoder queries reuse it.
-      const ctx = tf.mul(tf.add(tf.gather(this.e_date!, batch.seqDates), typeEmb), batch.seqValid); // [B, 2I, d]
+      const ctx = tf.mul(tf.add(gatherRows(this.e_date!, batch.seqDates), typeEmb), batch.seqValid); // [B, 2I, d]
       const tokens = tf.add(tf.mul(appEmb, batch.seqValid), ctx); // [B, 2I, d]; padding = 0 whatever its id
       const r0 = tf.add(x1, this.e_ret!); // [B, d] retention token
       let X = tf.concat([tf.expandDims(r0, 1), tokens], 1) as tf.Tensor3D; // [B, T, d]
@@ -232,7 +232,7 @@ export class AetnModel {
       if (heads) {
         // Masked-app prediction from the encoder output at [MASK] positions.
         if (masking && batch.host.maskFlat.length > 0) {
-          res.maskHidden = tf.gather(tf.reshape(X, [B * T, d]), batch.maskFlat) as tf.Tensor2D; // [Nm, d]
+          res.maskHidden = gatherRows(tf.reshape(X, [B * T, d]), batch.maskFlat) as tf.Tensor2D; // [Nm, d]
           res.maskLogits = out(res.maskHidden); // [Nm, M]
         }
         // Non-autoregressive decoder: the bottleneck plays the role of r; each position is queried
@@ -242,7 +242,7 @@ export class AetnModel {
         let Y = tf.concat([uT, tf.add(uT, ctx)], 1) as tf.Tensor3D; // [B, T, d]
         for (const p of this.dec) Y = this.transformerLayer(Y, p, batch.keyBias, drop);
         res.decoderOut = Y;
-        res.seqHidden = tf.gather(tf.reshape(Y, [B * T, d]), batch.targetFlat) as tf.Tensor2D; // [Nv, d]
+        res.seqHidden = gatherRows(tf.reshape(Y, [B * T, d]), batch.targetFlat) as tf.Tensor2D; // [Nv, d]
         res.seqLogits = out(res.seqHidden); // [Nv, M]
       }
     }
@@ -297,7 +297,7 @@ export class AetnModel {
     const B = batch.size;
     const o = this.forward(batch, training);
     const zero = tf.scalar(0);
-    const retention = tf.div(weightedSigmoidCE(o.retLogits, batch.retPosFlat, cfg.posWeight), B * cfg.numApps) as tf.Scalar;
+    const retention = tf.div(weightedSigmoidCE(o.retLogits, batch.retTarget, cfg.posWeight), B * cfg.numApps) as tf.Scalar;
     // Each valid token counts 1/I of a user: a user with full sequences weighs like the reference code's
     // token average, padding weighs nothing.
     const sequence = o.seqLogits
@@ -305,7 +305,7 @@ export class AetnModel {
       : zero;
     const main = tf.add(retention, sequence) as tf.Scalar;
     const aux = o.aeLogits
-      ? (tf.div(weightedSigmoidCE(o.aeLogits, batch.retPosFlat, cfg.posWeight), B * cfg.numApps) as tf.Scalar)
+      ? (tf.div(weightedSigmoidCE(o.aeLogits, batch.retTarget, cfg.posWeight), B * cfg.numApps) as tf.Scalar)
       : zero;
     const mask =
       o.maskLogits && cfg.maskCount > 0
@@ -425,16 +425,12 @@ export class AetnModel {
 
 /**
  * Σ over all B·M entries of the positive-weighted sigmoid cross-entropy
- *   w·(softplus(z) − y·z),  w = posWeight for y = 1, else 1,
- * computed as Σ softplus(z) + Σ_positives [posWeight·softplus(−z) − softplus(z)] so that the targets
- * stay sparse (positives given as flat indices b·M + app). softplus is the stable log(1 + eˣ).
+ *   w·(softplus(z) − y·z),  w = posWeight where y = 1, else 1
+ * (softplus is the stable log(1 + eˣ); softplus(z) − z = softplus(−z) for the positives).
  */
-export function weightedSigmoidCE(logits: tf.Tensor2D, posFlat: tf.Tensor1D, posWeight: number): tf.Scalar {
-  const dense = tf.sum(tf.softplus(logits));
-  if (posFlat.size === 0) return dense as tf.Scalar;
-  const zp = tf.gather(tf.reshape(logits, [-1]), posFlat); // [Nr]
-  const pos = tf.sum(tf.sub(tf.mul(tf.softplus(tf.neg(zp)), posWeight), tf.softplus(zp)));
-  return tf.add(dense, pos) as tf.Scalar;
+export function weightedSigmoidCE(logits: tf.Tensor2D, target: tf.Tensor2D, posWeight: number): tf.Scalar {
+  const w = tf.add(tf.mul(target, posWeight - 1), 1); // [B, M]
+  return tf.sum(tf.mul(w, tf.sub(tf.softplus(logits), tf.mul(target, logits)))) as tf.Scalar;
 }
 
 /**
@@ -445,7 +441,7 @@ export function weightedSigmoidCE(logits: tf.Tensor2D, posFlat: tf.Tensor1D, pos
 function softmaxCE(logits: tf.Tensor2D, h: tf.Tensor2D, targets: tf.Tensor1D, Wa: tf.Tensor2D, bias: tf.Tensor1D): tf.Scalar {
   if (targets.size === 0) return tf.scalar(0);
   const lse = logSumExp(logits); // [N]
-  const zt = tf.add(tf.sum(tf.mul(h, tf.gather(Wa, targets)), -1), tf.gather(bias, targets)); // [N]
+  const zt = tf.add(tf.sum(tf.mul(h, gatherRows(Wa, targets)), -1), gatherRows(bias, targets)); // [N]
   return tf.sum(tf.sub(lse, zt)) as tf.Scalar;
 }
 
@@ -464,6 +460,25 @@ const logSumExp = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     },
   };
 }) as (z: tf.Tensor2D) => tf.Tensor1D;
+
+/**
+ * tf.gather(table, ids) along axis 0 whose gradient is a ScatterNd (duplicates summed) instead of
+ * tfjs's UnsortedSegmentSum: the cpu backend runs that one as one masked sum per segment
+ * (quadratic: seconds per step on a tiny model when the segments are the B·T token rows) and wasm
+ * lacks it, while ScatterNd is linear on cpu and native on wasm and tensorflow.
+ */
+export function gatherRows(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
+  const flat = ids.rank === 1 ? ids : tf.reshape(ids, [-1]);
+  const gather = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const x = args[0] as tf.Tensor;
+    return {
+      value: tf.gather(x, flat),
+      gradFunc: (dy: tf.Tensor) => tf.scatterND(tf.expandDims(flat, 1), dy, x.shape),
+    };
+  });
+  const rows = gather(table);
+  return ids.rank === 1 ? rows : tf.reshape(rows, [...ids.shape, ...table.shape.slice(1)]);
+}
 
 // ---- dropout -----------------------------------------------------------------------------------
 

@@ -104,7 +104,9 @@ export interface Batch {
   size: number;
   retIds: tf.Tensor2D; // int32 [B, R]
   retWeights: tf.Tensor2D; // [B, R]
-  retPosFlat: tf.Tensor1D; // int32 [Nr]
+  /** Multi-hot retention [B, M]: the sigmoid losses' targets, dense so that no gradient has to
+   *  scatter into a [B·M] tensor (the cpu backend's UnsortedSegmentSum is quadratic). */
+  retTarget: tf.Tensor2D;
   seqIds: tf.Tensor2D; // int32 [B, 2I]
   seqIdsMasked: tf.Tensor2D; // int32 [B, 2I]
   seqDates: tf.Tensor2D; // int32 [B, 2I]
@@ -231,6 +233,8 @@ export function batchToTensors(h: HostBatch): Batch {
   const B = h.size;
   const I = h.seqLen;
   const T = 1 + 2 * I;
+  const retTarget = new Float32Array(B * h.numApps);
+  for (let i = 0; i < h.retPosFlat.length; i++) retTarget[h.retPosFlat[i]] = 1;
   const keyBias = new Float32Array(B * T);
   for (let b = 0; b < B; b++) {
     for (let k = 0; k < 2 * I; k++) if (h.seqValid[b * 2 * I + k] === 0) keyBias[b * T + 1 + k] = -1e9;
@@ -238,7 +242,7 @@ export function batchToTensors(h: HostBatch): Batch {
   const t = {
     retIds: tf.tensor2d(h.retIds, [B, h.retWidth], 'int32'),
     retWeights: tf.tensor2d(h.retWeights, [B, h.retWidth]),
-    retPosFlat: tf.tensor1d(h.retPosFlat, 'int32'),
+    retTarget: tf.tensor2d(retTarget, [B, h.numApps]),
     seqIds: tf.tensor2d(h.seqIds, [B, 2 * I], 'int32'),
     seqIdsMasked: tf.tensor2d(h.seqIdsMasked, [B, 2 * I], 'int32'),
     seqDates: tf.tensor2d(h.seqDates, [B, 2 * I], 'int32'),
