@@ -56,7 +56,7 @@ const [lines, tRead] = await time(() => {
 rows.push({ step: 'baseline: read raw files line by line', seconds: tRead, cpuSeconds: lastCpu, usersPerS: users / tRead, note: `${lines} lines, ${(bytes / 2 ** 20).toFixed(0)} MiB, ${(bytes / 2 ** 20 / tRead).toFixed(0)} MiB/s` });
 
 const [p, tPrep] = await time(() => prepare({ input: raw, out: join(dir, 'prepared'), progress: false }));
-rows.push({ step: `prepare (${Math.min(availableParallelism(), 8)} threads for assembly)`, seconds: tPrep, cpuSeconds: lastCpu, usersPerS: users / tPrep, note: `${p.manifest.numUsers} users, ${p.manifest.numApps} apps, ${p.rejected} rejected` });
+rows.push({ step: `prepare (${Math.min(availableParallelism(), 8)} threads for assembly)`, seconds: tPrep, cpuSeconds: lastCpu, usersPerS: users / tPrep, note: `${p.manifest.numUsers} users, ${p.manifest.numApps} apps, ${p.rejected} rejected; pass 1 ${p.timings.pass1.toFixed(1)} s, pass 2 ${p.timings.pass2.toFixed(1)} s` });
 if (single) {
   const [, t1] = await time(() => prepare({ input: raw, out: join(dir, 'prepared1'), progress: false, workers: 1 }));
   rows.push({ step: 'prepare (1 thread)', seconds: t1, cpuSeconds: lastCpu, usersPerS: users / t1, note: '' });

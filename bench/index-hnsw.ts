@@ -31,6 +31,7 @@ const M = Number(arg('m', '16'));
 const EFC = Number(arg('ef-construction', '200'));
 const NATIVE = arg('native', '/tmp/hnswlib-native/build/Release/addon.node');
 const CHILD = args.includes('--child');
+const OUT_NAME = `index-hnsw${args.includes('--tag') ? `-${arg('tag', '')}` : ''}.json`;
 const here = dirname(fileURLToPath(import.meta.url));
 
 // ------------------------------------------------------------------ data
@@ -345,8 +346,8 @@ async function main(): Promise<void> {
     wallS: (Date.now() - started) / 1000,
   };
   mkdirSync(join(here, 'results'), { recursive: true });
-  writeFileSync(join(here, 'results', 'index-hnsw.json'), JSON.stringify(result, null, 2) + '\n');
-  console.log(`\nwrote bench/results/index-hnsw.json (${result.wallS.toFixed(0)} s)`);
+  writeFileSync(join(here, 'results', OUT_NAME), JSON.stringify(result, null, 2) + '\n');
+  console.log(`\nwrote bench/results/${OUT_NAME} (${result.wallS.toFixed(0)} s)`);
   rmSync(work, { recursive: true, force: true });
 }
 

@@ -40,6 +40,8 @@ export interface PrepareResult {
   vocab: Vocabulary;
   rejected: number;
   rejectsFile: string;
+  /** Wall seconds of pass 1 (read, validate, bucket) and pass 2 (assemble shards). */
+  timings: { pass1: number; pass2: number };
 }
 
 const CTRL = /[\x00-\x1f]/;
@@ -382,6 +384,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   const buckets = Array.from({ length: numShards }, (_, s) => new LineWriter(join(tmp, `b${s}.txt`), 1 << 18));
   const installCount = new Int32Array(catalog.length);
   const p1 = new Progress({ label: 'prepare: read', unit: 'lines', silent });
+  const t1 = performance.now();
 
   if (ds.paths.installed) {
     const f = label(ds.paths.installed);
@@ -468,6 +471,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   if (vocab.apps.length === 0) log.warn('every app was dropped from the vocabulary; lower --min-installs?');
   counts.add('vocab.apps', vocab.apps.length);
 
+  const t2 = performance.now();
   // ---- pass 2: per-bucket assembly
   const labelsW = new LineWriter(join(out, 'labels.ndjson'));
   const oovW = new LineWriter(join(out, 'out-of-vocab.ndjson'));
@@ -500,6 +504,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     if (!threaded) p2.tick();
   }
   p2.finish();
+  const t3 = performance.now();
   rmSync(tmp, { recursive: true, force: true });
   labelsW.close();
   oovW.close();
@@ -541,5 +546,5 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   atomic('manifest.json', `${JSON.stringify(manifest, null, 2)}\n`);
   rmSync(join(out, '.aetn-prepare'), { force: true });
   log.info({ users: numUsers, apps: vocab.apps.length, rejected }, 'prepared');
-  return { manifest, vocab, rejected, rejectsFile: rejectsPath };
+  return { manifest, vocab, rejected, rejectsFile: rejectsPath, timings: { pass1: (t2 - t1) / 1000, pass2: (t3 - t2) / 1000 } };
 }

@@ -1,0 +1,255 @@
+// Training and embedding throughput of AETN against the machine's SGEMM rate, measured in the same run.
+//   npx tsx bench/model-train.ts [--quick] [--paper-batch N] [--steps N]
+// Prints a table and writes bench/results/model-train.json.
+//
+// Baseline: numpy float32 SGEMM 2048x2048 (OpenBLAS) with 2 threads and 1 thread, and tfjs-wasm's
+// own 1024x1024 matMul (1 thread). Workloads: one Adam step = gradient of a batch (workers) + flat
+// Adam + weight sync, at paper size (d 512, FFN 1024, 8 heads, 2+1 layers, 128-d u, I = 25) with a
+// reduced vocabulary M (the FLOPs still include every M-wide output layer), and at a small size.
+// Users have full sequences (25 installs + 25 uninstalls) and 50 retained apps: the averages that
+// flopsPerUser assumes. A profile of one paper-size step on the main thread says where time goes.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import type { UserExample, Vocabulary } from '../src/data/types.js';
+import { initBackend } from '../src/model/backend.js';
+import { startEngine } from '../src/model/train.js';
+import { FlatAdam } from '../src/model/train-adam.js';
+import { LocalEngine, defaultFactoryUrl, type Engine } from '../src/model/train-engine.js';
+import { factory } from '../src/model/train-model.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string, def: number): number => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const quick = args.includes('--quick');
+const STEPS = flag('--steps', quick ? 1 : 2);
+const PAPER_BATCH = flag('--paper-batch', quick ? 8 : 32);
+const SMALL_BATCH = flag('--small-batch', 256);
+const M = flag('--apps', 2000);
+
+function vocabulary(m: number, cats = 50): Vocabulary {
+  return {
+    hash: `bench-${m}`,
+    categories: Array.from({ length: cats }, (_, i) => `c${i}`),
+    apps: Array.from({ length: m }, (_, i) => ({ index: i, appId: `a${i}`, category: i % cats, packages: [] })),
+  };
+}
+
+function users(n: number, m: number, seed = 1): UserExample[] {
+  let s = seed;
+  const r = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
+  return Array.from({ length: n }, (_, u) => {
+    const ret = new Set<number>();
+    while (ret.size < 50) ret.add(Math.floor(r() * m));
+    const seq = () => Int32Array.from({ length: 25 }, () => Math.floor(r() * m));
+    const dates = () => Int32Array.from({ length: 25 }, () => Math.floor(r() * 52));
+    return {
+      userId: `u${seed}-${u}`,
+      retention: Int32Array.from([...ret].sort((a, b) => a - b)),
+      installs: seq(),
+      installDates: dates(),
+      installTimes: new Float64Array(25),
+      uninstalls: seq(),
+      uninstallDates: dates(),
+      uninstallTimes: new Float64Array(25),
+      lastActiveMs: 0,
+    };
+  });
+}
+
+function sgemm(threads: number): number {
+  const py = `
+import os, time
+import numpy as np
+n = 2048
+a = np.random.rand(n, n).astype(np.float32); b = np.random.rand(n, n).astype(np.float32)
+a @ b
+best = 1e9
+for _ in range(5):
+    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)
+print(2 * n ** 3 / best / 1e9)
+`;
+  try {
+    const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
+    return Number(execFileSync('python3', ['-c', py], { env, encoding: 'utf8' }).trim());
+  } catch {
+    console.error('numpy is missing: pip install numpy (the SGEMM baseline needs it)');
+    return NaN;
+  }
+}
+
+async function tfjsMatmul(): Promise<number> {
+  await initBackend('wasm');
+  const n = 1024;
+  const a = tf.randomNormal([n, n]);
+  const b = tf.randomNormal([n, n]);
+  tf.matMul(a, b).dataSync();
+  let best = Infinity;
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    const c = tf.matMul(a, b);
+    c.dataSync();
+    c.dispose();
+    best = Math.min(best, performance.now() - t);
+  }
+  tf.dispose([a, b]);
+  return (2 * n ** 3) / (best / 1000) / 1e9;
+}
+
+interface Row {
+  workload: string;
+  size: string;
+  backend: string;
+  workers: number;
+  batch: number;
+  usersPerSec: number;
+  gflopPerSec: number;
+  pctOfSgemm2: number;
+  secondsPerStep: number;
+}
+
+const PAPER = { dModel: 512, dFf: 1024, heads: 8, encLayers: 2, decLayers: 1, dEmb: 128 };
+const SMALL = { dModel: 64, dFf: 128, heads: 4, encLayers: 2, decLayers: 1, dEmb: 32 };
+
+async function measureTrain(size: 'paper' | 'small', backend: string, workers: number, batch: number, steps: number): Promise<{ ups: number; gfs: number; sps: number }> {
+  await initBackend(backend);
+  const vocab = vocabulary(M);
+  const cfg = factory.makeConfig(vocab, size === 'paper' ? PAPER : SMALL, { seqLen: 25, dateBuckets: 52 });
+  const { engine, local } = await startEngine({ factoryUrl: defaultFactoryUrl(), cfg, seed: 1, backend, workers });
+  try {
+    const w = local.getWeights();
+    const adam = new FlatAdam(w.length);
+    const grad = new Float32Array(w.length);
+    await engine.setWeights(w);
+    const step = async (ex: UserExample[], seed: number) => {
+      await engine.gradient(ex, seed, grad);
+      adam.apply(w, grad, 1e-4);
+      await engine.setWeights(w);
+    };
+    await step(users(batch, M, 99), 0); // warm-up: kernel setup, JIT, heap growth
+    const data = users(batch * steps, M, 7);
+    const t = performance.now();
+    for (let s = 0; s < steps; s++) await step(data.slice(s * batch, (s + 1) * batch), s + 1);
+    const secs = (performance.now() - t) / 1000;
+    const ups = (batch * steps) / secs;
+    return { ups, gfs: (ups * engine.flopsPerUser.training) / 1e9, sps: secs / steps };
+  } finally {
+    await engine.close();
+    if (engine !== local) await local.close();
+  }
+}
+
+async function measureEmbed(backend: string, workers: number, n: number): Promise<{ ups: number; gfs: number; sps: number }> {
+  await initBackend(backend);
+  const cfg = factory.makeConfig(vocabulary(M), PAPER, { seqLen: 25, dateBuckets: 52 });
+  const { engine, local } = await startEngine({ factoryUrl: defaultFactoryUrl(), cfg, seed: 1, backend, workers });
+  try {
+    await engine.setWeights(local.getWeights());
+    await engine.embed(users(Math.min(n, 64), M, 3));
+    const data = users(n, M, 5);
+    const t = performance.now();
+    await engine.embed(data);
+    const secs = (performance.now() - t) / 1000;
+    return { ups: n / secs, gfs: ((n / secs) * engine.flopsPerUser.inference) / 1e9, sps: secs };
+  } finally {
+    await engine.close();
+    if (engine !== local) await local.close();
+  }
+}
+
+/** Kernel time by op of one paper-size training step on this thread (wasm). */
+async function profileStep(batch: number): Promise<Array<{ kernel: string; calls: number; ms: number; pct: number }>> {
+  await initBackend('wasm');
+  const cfg = factory.makeConfig(vocabulary(M), PAPER, { seqLen: 25, dateBuckets: 52 });
+  const engine = LocalEngine.create(factory, cfg, 1);
+  try {
+    const grad = new Float32Array(engine.numParams);
+    const ex = users(batch, M, 11);
+    engine.gradientSync(ex, 1, grad);
+    const t = performance.now();
+    const info = await tf.profile(() => {
+      engine.gradientSync(ex, 2, grad);
+    });
+    const wall = performance.now() - t;
+    const by = new Map<string, { calls: number; ms: number }>();
+    for (const k of info.kernels) {
+      const x = by.get(k.name) ?? { calls: 0, ms: 0 };
+      x.calls++;
+      x.ms += Number(k.kernelTimeMs) || 0;
+      by.set(k.name, x);
+    }
+    const rows = [...by.entries()].map(([kernel, v]) => ({ kernel, calls: v.calls, ms: v.ms, pct: (100 * v.ms) / wall }));
+    rows.sort((a, b) => b.ms - a.ms);
+    const kernelMs = rows.reduce((a, r) => a + r.ms, 0);
+    rows.push({ kernel: '(outside kernels: JS, batch, dropout masks, copies)', calls: 0, ms: wall - kernelMs, pct: (100 * (wall - kernelMs)) / wall });
+    return rows;
+  } finally {
+    await engine.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const machine = { cpus: cpus().length, model: cpus()[0]?.model ?? '?', parallelism: availableParallelism(), loadavgAtStart: loadavg()[0] };
+  console.log(`machine: ${machine.cpus} x ${machine.model}, load average ${machine.loadavgAtStart.toFixed(1)}`);
+  const sg2 = sgemm(2);
+  const sg1 = sgemm(1);
+  const wasmMm = await tfjsMatmul();
+  console.log(`SGEMM numpy 2048^2: ${sg2.toFixed(1)} GFLOP/s (2 threads), ${sg1.toFixed(1)} (1 thread); tfjs-wasm matMul 1024^2: ${wasmMm.toFixed(1)} GFLOP/s (1 thread)`);
+
+  const rows: Row[] = [];
+  const add = (workload: string, size: string, backend: string, workers: number, batch: number, r: { ups: number; gfs: number; sps: number }) => {
+    const row = { workload, size, backend, workers, batch, usersPerSec: r.ups, gflopPerSec: r.gfs, pctOfSgemm2: (100 * r.gfs) / sg2, secondsPerStep: r.sps };
+    rows.push(row);
+    console.log(`${workload.padEnd(6)} ${size.padEnd(6)} ${backend.padEnd(5)} w${workers} B${String(batch).padEnd(5)} ${r.ups.toFixed(1).padStart(8)} users/s ${r.gfs.toFixed(2).padStart(7)} GFLOP/s ${row.pctOfSgemm2.toFixed(1).padStart(5)}% of SGEMM(2)`);
+  };
+  add('train', 'paper', 'wasm', 1, PAPER_BATCH, await measureTrain('paper', 'wasm', 1, PAPER_BATCH, STEPS));
+  add('train', 'paper', 'wasm', 2, PAPER_BATCH, await measureTrain('paper', 'wasm', 2, PAPER_BATCH, STEPS));
+  add('train', 'small', 'wasm', 1, SMALL_BATCH, await measureTrain('small', 'wasm', 1, SMALL_BATCH, STEPS + 1));
+  add('train', 'small', 'wasm', 2, SMALL_BATCH, await measureTrain('small', 'wasm', 2, SMALL_BATCH, STEPS + 1));
+  add('train', 'small', 'cpu', 1, 32, await measureTrain('small', 'cpu', 1, 32, 1));
+  const embedN = quick ? 64 : 256;
+  add('embed', 'paper', 'wasm', 1, embedN, await measureEmbed('wasm', 1, embedN));
+  add('embed', 'paper', 'wasm', 2, embedN, await measureEmbed('wasm', 2, embedN));
+
+  const profile = await profileStep(quick ? 4 : 16);
+  console.log('\nwhere a paper-size training step spends its time (wasm, 1 thread):');
+  for (const p of profile.slice(0, 14)) console.log(`  ${p.kernel.padEnd(52)} ${String(p.calls).padStart(5)} calls ${p.ms.toFixed(0).padStart(7)} ms ${p.pct.toFixed(1).padStart(5)}%`);
+  if (profile.length > 14) {
+    const last = profile[profile.length - 1]!;
+    console.log(`  ${last.kernel.padEnd(52)} ${''.padStart(11)} ${last.ms.toFixed(0).padStart(7)} ms ${last.pct.toFixed(1).padStart(5)}%`);
+  }
+
+  const find = (w: string, s: string, b: string, k: number) => rows.find((r) => r.workload === w && r.size === s && r.backend === b && r.workers === k)!;
+  const ratios = {
+    trainPaper2vs1: find('train', 'paper', 'wasm', 2).usersPerSec / find('train', 'paper', 'wasm', 1).usersPerSec,
+    trainSmall2vs1: find('train', 'small', 'wasm', 2).usersPerSec / find('train', 'small', 'wasm', 1).usersPerSec,
+    embed2vs1: find('embed', 'paper', 'wasm', 2).usersPerSec / find('embed', 'paper', 'wasm', 1).usersPerSec,
+    trainSmallWasmVsCpu: find('train', 'small', 'wasm', 1).usersPerSec / find('train', 'small', 'cpu', 1).usersPerSec,
+    trainPaperPctOfSgemm2: find('train', 'paper', 'wasm', 2).pctOfSgemm2,
+    embedPaperPctOfSgemm2: find('embed', 'paper', 'wasm', 2).pctOfSgemm2,
+  };
+  console.log('\nratios:');
+  for (const [k, v] of Object.entries(ratios)) console.log(`  ${k.padEnd(24)} ${v.toFixed(2)}`);
+  const result = {
+    when: new Date().toISOString(),
+    machine: { ...machine, loadavgAtEnd: loadavg()[0] },
+    settings: { apps: M, paperBatch: PAPER_BATCH, smallBatch: SMALL_BATCH, steps: STEPS, paper: PAPER, small: SMALL, seqLen: 25, retention: 50 },
+    baseline: { sgemm2ThreadsGflops: sg2, sgemm1ThreadGflops: sg1, tfjsWasmMatmulGflops: wasmMm },
+    rows,
+    ratios,
+    profile,
+    seconds: (performance.now() - started) / 1000,
+  };
+  const out = join(dirname(fileURLToPath(import.meta.url)), 'results');
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'model-train.json'), `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`\nwrote bench/results/model-train.json (${result.seconds.toFixed(0)} s)`);
+}
+
+await main();
