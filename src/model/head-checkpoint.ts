@@ -376,3 +376,138 @@ export async function appMatrixFromAetnCheckpoint(modelDir: string, opts: { voca
   }
   return { appMatrix: out, numApps: M, appDim: d, featureId: manifest.featureId, vocabHash: manifest.vocab.hash, sha256: sha256(f32Bytes(out)) };
 }
+
+// ---- the head on worker threads: both cores for inference ----
+
+interface HeadWorkerData {
+  aetnHeadWorker: true;
+  dir: string;
+  opts: Omit<LoadHeadOptions, 'workers'>;
+}
+
+export interface HeadPool {
+  featureId: string;
+  baseFeatureId: string;
+  dim: number;
+  maxEvents: number;
+  manifest: HeadManifest;
+  appIndexOfPackage: Map<string, number>;
+  workers: number;
+  /** Like LoadedHead.embed, with the users split across the worker threads. */
+  embed(states: readonly RecentEvents[], nowMs: number): Promise<Float32Array[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * Loads the head on `workers` threads (default 2): tfjs-wasm runs one thread per engine in Node,
+ * so this is how the head gets both cores. Each worker verifies the checkpoint itself; results are
+ * identical to loadHead's on the same backend (same kernels, same grouping per worker).
+ */
+export async function loadHeadPool(modelDir: string, opts: LoadHeadOptions & { workers?: number } = {}): Promise<HeadPool> {
+  const { Worker } = await import('node:worker_threads');
+  const { workers: n = 2, ...rest } = opts;
+  if (!Number.isInteger(n) || n < 1) throw new UserError(`head workers must be a positive integer, got ${n}`);
+  // The main thread reads the manifest and vocabulary for the package map; workers load weights.
+  const data = await readHeadCheckpoint(modelDir, rest);
+  const appIndexOfPackage = new Map<string, number>();
+  for (const app of data.vocab.apps) for (const p of app.packages ?? []) appIndexOfPackage.set(p, app.index);
+  const url = new URL(import.meta.url);
+  const wd: HeadWorkerData = { aetnHeadWorker: true, dir: resolve(modelDir), opts: rest };
+  type Reply = { id: number; vectors?: Float32Array[]; error?: string; userError?: boolean; ready?: boolean };
+  const handles = Array.from({ length: n }, () => {
+    const w = url.pathname.endsWith('.ts')
+      ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`, { eval: true, workerData: wd })
+      : new Worker(url, { workerData: wd });
+    const pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+    let failure: Error | undefined;
+    const fail = (e: Error) => {
+      failure ??= e;
+      for (const p of pending.values()) p.reject(e);
+      pending.clear();
+    };
+    const ready = new Promise<void>((res, rej) => {
+      w.once('error', rej);
+      w.on('message', (m: Reply) => {
+        if (m.ready) return res();
+        if (m.id === 0 && m.error) return rej(m.userError ? new UserError(m.error) : new Error(m.error));
+        const p = pending.get(m.id);
+        if (!p) return;
+        pending.delete(m.id);
+        p.resolve(m);
+      });
+    });
+    w.on('error', (e) => fail(e));
+    w.on('exit', (code) => fail(new Error(`realtime head worker exited with code ${code}`)));
+    let next = 1;
+    const call = (states: readonly RecentEvents[], nowMs: number): Promise<Float32Array[]> => {
+      if (failure) return Promise.reject(failure);
+      const id = next++;
+      return new Promise<Reply>((resolveCall, reject) => {
+        pending.set(id, { resolve: resolveCall, reject });
+        // Only what the head reads crosses the thread boundary.
+        w.postMessage({ id, nowMs, states: states.map((s) => ({ events: s.events.map((e) => ({ app: e.app, type: e.type, timestampMs: e.timestampMs })) })) });
+      }).then((r) => {
+        if (r.error) throw r.userError ? new UserError(r.error) : new Error(r.error);
+        return r.vectors!;
+      });
+    };
+    return { w, ready, call };
+  });
+  try {
+    await Promise.all(handles.map((h) => h.ready));
+  } catch (err) {
+    await Promise.all(handles.map((h) => h.w.terminate()));
+    throw err;
+  }
+  const m = data.manifest;
+  return {
+    featureId: m.featureId,
+    baseFeatureId: m.baseFeatureId,
+    dim: m.config.outDim,
+    maxEvents: m.config.maxEvents,
+    manifest: m,
+    appIndexOfPackage,
+    workers: n,
+    async embed(states, nowMs) {
+      // Small batches stay on one worker: a thread hop costs more than it saves.
+      const parts = states.length < 64 ? 1 : n;
+      const size = Math.ceil(states.length / parts);
+      const chunks: Promise<Float32Array[]>[] = [];
+      for (let i = 0; i < parts; i++) {
+        const part = states.slice(i * size, (i + 1) * size);
+        if (part.length > 0) chunks.push(handles[i]!.call(part, nowMs));
+      }
+      return (await Promise.all(chunks)).flat();
+    },
+    async close() {
+      await Promise.all(handles.map((h) => h.w.terminate()));
+    },
+  };
+}
+
+async function runHeadWorker(data: HeadWorkerData): Promise<void> {
+  const { parentPort } = await import('node:worker_threads');
+  if (!parentPort) return;
+  const port = parentPort;
+  let head: LoadedHead;
+  try {
+    head = await loadHead(data.dir, data.opts);
+  } catch (err) {
+    port.postMessage({ id: 0, error: (err as Error).message, userError: err instanceof UserError });
+    return;
+  }
+  port.on('message', (msg: { id: number; nowMs: number; states: RecentEvents[] }) => {
+    try {
+      const vectors = head.embed(msg.states, msg.nowMs);
+      port.postMessage({ id: msg.id, vectors }, vectors.map((v) => v.buffer as ArrayBuffer));
+    } catch (err) {
+      port.postMessage({ id: msg.id, error: (err as Error).message, userError: err instanceof UserError });
+    }
+  });
+  port.postMessage({ ready: true });
+}
+
+{
+  const { isMainThread, workerData } = await import('node:worker_threads');
+  if (!isMainThread && (workerData as Partial<HeadWorkerData> | undefined)?.aetnHeadWorker) await runHeadWorker(workerData as HeadWorkerData);
+}

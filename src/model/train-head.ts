@@ -388,6 +388,8 @@ export interface TrainHeadCommandOptions {
   /** Print the manifest as JSON on stdout instead of a summary; `quiet` prints nothing. */
   json?: boolean;
   quiet?: boolean;
+  /** Not supported for the head (a run takes minutes); refused rather than silently ignored. */
+  resume?: boolean;
 }
 
 /**
@@ -401,6 +403,7 @@ export async function trainHeadCommand(opts: TrainHeadCommandOptions): Promise<{
   const aetnDir = opts.aetn ?? opts.baseModel;
   if (!aetnDir) throw new UserError('the realtime head needs the AETN model whose app matrix it uses: pass --base-model <dir>');
   if (!opts.data || !opts.out) throw new UserError('the realtime head needs --data <prepared dir> and --out <dir>');
+  if (opts.resume) throw new UserError('--resume is not supported with --head realtime: retrain the head (it takes minutes)');
   const backend = await initBackend(opts.backend);
   const ds = await openPrepared(opts.data);
   const base = await appMatrixFromAetnCheckpoint(aetnDir, { vocabHash: ds.vocab.hash });

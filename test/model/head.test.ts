@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../src/model/backend.js';
 import { RealtimeHead, defaultHeadConfig, encodeHeadBatch, gapBucket, type HeadEvent, type RealtimeHeadConfig } from '../../src/model/realtime-head.js';
 import { cutSample, timelineOf, trainHead, type HeadTrainResult } from '../../src/model/train-head.js';
-import { loadHead, loadHeadModel, saveHead } from '../../src/model/head-checkpoint.js';
+import { loadHead, loadHeadModel, loadHeadPool, saveHead } from '../../src/model/head-checkpoint.js';
 import { Rng } from '../../src/data/rng.js';
 import { UserError } from '../../src/util/errors.js';
 import { DAY, MIN, T0, cosine, makeWorld, sourceOf, type World } from './head-fixtures.js';
@@ -219,6 +219,30 @@ describe('checkpoints', () => {
     const m2 = await saveHead(out, head, { baseFeatureId: 'aetn-aetn-20260101-deadbeef', vocab: world.vocab });
     expect(m2.featureId).not.toBe(m.featureId);
     expect(JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')).featureId).toBe(m2.featureId);
+  });
+
+  test('the worker-thread pool embeds what loadHead embeds, and reports bad input clearly', async () => {
+    const out = join(dir, 'pooled');
+    await saveHead(out, head, { baseFeatureId: 'aetn-base-p', vocab: world.vocab });
+    const single = await loadHead(out, { backend: 'cpu' });
+    const pool = await loadHeadPool(out, { backend: 'cpu', workers: 2 });
+    try {
+      expect(pool.featureId).toBe(single.featureId);
+      expect(pool.appIndexOfPackage.get('com.test.app3')).toBe(3);
+      const users = Array.from({ length: 130 }, (_, u) => ({ events: Array.from({ length: u % 11 }, (_, i) => ev((u + 5 * i) % world.numApps, 900 - 13 * i, i % 3 === 2 ? 2 : 1)) }));
+      const want = single.embed(users, NOW);
+      const got = await pool.embed(users, NOW);
+      expect(got).toHaveLength(130);
+      got.forEach((v, i) => expect(maxAbsDiff(v, want[i]!)).toBe(0));
+      expect((await pool.embed(users.slice(0, 3), NOW)).length).toBe(3);
+      await expect(pool.embed([{ events: [ev(world.numApps + 1, 1)] }], NOW)).rejects.toThrow(UserError);
+      // The pool still works after a refused batch.
+      expect(maxAbsDiff((await pool.embed([users[7]!], NOW))[0]!, want[7]!)).toBe(0);
+    } finally {
+      await pool.close();
+      single.dispose();
+    }
+    await expect(loadHeadPool(out, { backend: 'cpu', expectBaseFeatureId: 'other' })).rejects.toThrow(/not other/);
   });
 
   test('a corrupt, truncated or mismatched checkpoint is refused with a clear error', async () => {
