@@ -72,6 +72,8 @@ export interface PipelineOptions {
   kafka?: Omit<Partial<KafkaConfig>, 'brokers' | 'clientId'>;
   sessionTimeoutMs?: number;
   hooks?: {
+    /** Called when a chunk starts (benchmarks time from here). */
+    beforeChunk?: (topic: string, partition: number, messages: number) => void;
     afterDurable?: (info: DurableInfo) => void | Promise<void>;
   };
 }
@@ -234,6 +236,7 @@ export class RealtimePipeline {
     for (let i = 0; i < msgs.length; i += this.chunkSize) {
       if (!p.isRunning() || p.isStale()) break;
       const chunk = msgs.slice(i, i + this.chunkSize);
+      this.opts.hooks?.beforeChunk?.(batch.topic, batch.partition, chunk.length);
       this.inFlight++;
       this.counters.maxConcurrentChunks = Math.max(this.counters.maxConcurrentChunks, this.inFlight);
       try {
