@@ -278,11 +278,13 @@ async function assembleInWorkers(ctx: AssembleCtx, numShards: number, workers: n
   const ts = import.meta.url.endsWith('.ts');
   const entry = new URL(`./prepare-worker.${ts ? 'ts' : 'js'}`, import.meta.url);
   let next = 0;
+  const all: Worker[] = [];
   const one = (): Promise<void> =>
     new Promise((resolveP, rejectP) => {
       const wk = ts
         ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`, { eval: true, workerData: ctx })
         : new Worker(entry, { workerData: ctx });
+      all.push(wk);
       const give = (): void => {
         if (next < numShards) wk.postMessage(next++);
         else void wk.terminate().then(() => resolveP());
@@ -299,7 +301,13 @@ async function assembleInWorkers(ctx: AssembleCtx, numShards: number, workers: n
       });
       wk.on('error', rejectP);
     });
-  await Promise.all(Array.from({ length: workers }, one));
+  try {
+    await Promise.all(Array.from({ length: workers }, one));
+  } catch (err) {
+    // one failed shard fails the run: stop the other threads instead of leaving them waiting
+    await Promise.all(all.map((w) => w.terminate()));
+    throw err;
+  }
 }
 
 export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
