@@ -28,8 +28,8 @@ const flag = (name: string, def: number): number => {
 };
 const quick = args.includes('--quick');
 const STEPS = flag('--steps', quick ? 1 : 2);
-const PAPER_BATCH = flag('--paper-batch', quick ? 8 : 32);
-const SMALL_BATCH = flag('--small-batch', 256);
+const PAPER_BATCH = flag('--paper-batch', quick ? 8 : 16);
+const SMALL_BATCH = flag('--small-batch', quick ? 64 : 128);
 const M = flag('--apps', 2000);
 
 function vocabulary(m: number, cats = 50): Vocabulary {
@@ -210,14 +210,14 @@ async function main(): Promise<void> {
   };
   add('train', 'paper', 'wasm', 1, PAPER_BATCH, await measureTrain('paper', 'wasm', 1, PAPER_BATCH, STEPS));
   add('train', 'paper', 'wasm', 2, PAPER_BATCH, await measureTrain('paper', 'wasm', 2, PAPER_BATCH, STEPS));
-  add('train', 'small', 'wasm', 1, SMALL_BATCH, await measureTrain('small', 'wasm', 1, SMALL_BATCH, STEPS + 1));
-  add('train', 'small', 'wasm', 2, SMALL_BATCH, await measureTrain('small', 'wasm', 2, SMALL_BATCH, STEPS + 1));
-  add('train', 'small', 'cpu', 1, 32, await measureTrain('small', 'cpu', 1, 32, 1));
-  const embedN = quick ? 64 : 256;
+  add('train', 'small', 'wasm', 1, SMALL_BATCH, await measureTrain('small', 'wasm', 1, SMALL_BATCH, STEPS));
+  add('train', 'small', 'wasm', 2, SMALL_BATCH, await measureTrain('small', 'wasm', 2, SMALL_BATCH, STEPS));
+  add('train', 'small', 'cpu', 1, 16, await measureTrain('small', 'cpu', 1, 16, 1));
+  const embedN = quick ? 64 : 128;
   add('embed', 'paper', 'wasm', 1, embedN, await measureEmbed('wasm', 1, embedN));
   add('embed', 'paper', 'wasm', 2, embedN, await measureEmbed('wasm', 2, embedN));
 
-  const profile = await profileStep(quick ? 4 : 16);
+  const profile = await profileStep(quick ? 4 : 8);
   console.log('\nwhere a paper-size training step spends its time (wasm, 1 thread):');
   for (const p of profile.slice(0, 14)) console.log(`  ${p.kernel.padEnd(52)} ${String(p.calls).padStart(5)} calls ${p.ms.toFixed(0).padStart(7)} ms ${p.pct.toFixed(1).padStart(5)}%`);
   if (profile.length > 14) {
