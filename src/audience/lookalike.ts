@@ -50,9 +50,11 @@ export interface LookalikeOptions {
   oversample?: number;
   /** Single seeds searched around besides the centroids (default 50). */
   seedProbes?: number;
-  /** Population users sampled as negatives: default clamp(2 x training seeds, 1000, 2000). */
+  /** Population users sampled as negatives: default clamp(2 x training seeds, 800, 1200). */
   populationSample?: number;
-  /** Seeds used to cluster and train at most (a spread-out subset beyond it; default 1000). */
+  /** Seeds used to cluster at most (a spread-out subset beyond it; default 1000). */
+  maxClusterSeeds?: number;
+  /** Seeds used to fit the scoring model at most (a spread-out subset; default 600). */
   maxTrainSeeds?: number;
 }
 
@@ -110,13 +112,13 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     throw new LookalikeError('NOT_FOUND', `none of the ${seedIds.length} seed users has a vector in this feature`);
   }
   const seed = hashStrings(knownIds);
-  const trainIdx = spread(knownIds.map((_, i) => i), opts.maxTrainSeeds ?? 1000);
+  const trainIdx = spread(knownIds.map((_, i) => i), opts.maxClusterSeeds ?? 1000);
   const nS = trainIdx.length;
   const S = normalizedMatrix(trainIdx.map((i) => knownVecs[i]!), d);
 
   // 2. Clusters.
   const maxClusters = opts.maxClusters ?? 20;
-  const km = sphericalKMeans(S, nS, d, Math.min(maxClusters, Math.ceil(nS / 3)), seed, 10);
+  const km = sphericalKMeans(S, nS, d, Math.min(maxClusters, Math.ceil(nS / 3)), seed, 8);
   const K = km.k;
   // Cluster spread = 1 - mean cosine of members to their centroid (floored so that a tight or
   // single-member cluster still gives a usable similarity feature).
@@ -128,7 +130,9 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   // 3. Scoring model: seeds vs population.
   const exclude = new Set<string>(knownIds);
   for (const s of seedIds) exclude.add(s);
-  const popWanted = opts.populationSample ?? Math.min(2000, Math.max(1000, 2 * nS));
+  const fitRows = spread(Array.from({ length: nS }, (_, r) => r), opts.maxTrainSeeds ?? 600);
+  const nF = fitRows.length;
+  const popWanted = opts.populationSample ?? Math.min(1200, Math.max(800, 2 * nF));
   const pop = await deps.samplePopulation(popWanted);
   await check();
   const negIdx: number[] = [];
@@ -142,16 +146,16 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
       for (let j = 0; j < K; j++) out[o + d + j] = Math.exp(-(1 - dot(vecs, r * d, km.centroids, j * d, d)) / spreadOf[j]!);
     }
   };
-  const nTrain = nS + negIdx.length;
+  const nTrain = nF + negIdx.length;
   const Xraw = new Float32Array(nTrain * d);
-  Xraw.set(S, 0);
+  fitRows.forEach((r, i) => Xraw.set(S.subarray(r * d, r * d + d), i * d));
   const negM = normalizedMatrix(negIdx.map((i) => pop.vectors[i]!), d);
-  Xraw.set(negM, nS * d);
+  Xraw.set(negM, nF * d);
   const X = new Float32Array(nTrain * P);
   featurize(Xraw, nTrain, X);
   const y = new Uint8Array(nTrain);
-  y.fill(1, 0, nS);
-  const model = fitLogistic(X, y, nTrain, P, { iterations: 60 });
+  y.fill(1, 0, nF);
+  const model = fitLogistic(X, y, nTrain, P, { iterations: 50 });
   const trainScores = new Float64Array(nTrain);
   for (let i = 0; i < nTrain; i++) trainScores[i] = model.logit(X, i * P);
   const trainingAuc = auc(trainScores, y);
