@@ -58,7 +58,7 @@ export interface AetnLosses {
 export interface AetnOutputs {
   x1: tf.Tensor2D; // [B, d] first autoencoder layer (= retention token before e_ret)
   aeLogits?: tf.Tensor2D; // [B, M] autoencoder output (variants with L_aux)
-  encoderOut?: tf.Tensor3D; // [B, T, d] last encoder layer
+  encoderOut?: tf.Tensor3D; // [B, T, d] last encoder layer; [B, 1, d] (r_L only) when no [MASK] head runs
   u: tf.Tensor2D; // [B, dEmb] the user vector
   retLogits: tf.Tensor2D; // [B, M] retention reconstruction from u
   decoderOut?: tf.Tensor3D; // [B, T, d]
@@ -182,7 +182,11 @@ export class AetnModel {
 
   // ---- forward ----------------------------------------------------------------------------------
 
-  forward(batch: Batch, training: boolean, opts: { heads?: boolean } = {}): AetnOutputs {
+  /**
+   * The whole network. opts.heads = false stops at u (embedding); opts.allTokens forces the last
+   * encoder layer to compute every token even when no head reads them (tests compare both paths).
+   */
+  forward(batch: Batch, training: boolean, opts: { heads?: boolean; allTokens?: boolean } = {}): AetnOutputs {
     const heads = opts.heads ?? true;
     const cfg = this.cfg;
     const B = batch.size;
@@ -224,14 +228,19 @@ export class AetnModel {
       const tokens = tf.add(tf.mul(appEmb, batch.seqValid), ctx); // [B, 2I, d]; padding = 0 whatever its id
       const r0 = tf.add(x1, this.e_ret!); // [B, d] retention token
       let X = tf.concat([tf.expandDims(r0, 1), tokens], 1) as tf.Tensor3D; // [B, T, d]
-      for (const p of this.enc) X = this.transformerLayer(X, p, batch.keyBias, drop);
-      res.encoderOut = X;
+      // Only the masked-app head reads the last layer's token outputs; without it that layer
+      // computes its retention query alone (~40 % less encoder work when embedding).
+      const maskHead = heads && masking && batch.host.maskFlat.length > 0;
+      this.enc.forEach((p, l) => {
+        X = this.transformerLayer(X, p, batch.keyBias, drop, maskHead || opts.allTokens === true || l < this.enc.length - 1);
+      });
+      res.encoderOut = X; // [B, T, d], or [B, 1, d] when only r_L was computed
       const rL = tf.reshape(tf.slice(X, [0, 0, 0], [B, 1, d]), [B, d]); // [B, d] retention token after L layers
       u = tf.tanh(tf.add(tf.matMul(rL, this.W_b), this.b_b)) as tf.Tensor2D; // [B, dEmb]
 
       if (heads) {
         // Masked-app prediction from the encoder output at [MASK] positions.
-        if (masking && batch.host.maskFlat.length > 0) {
+        if (maskHead) {
           res.maskHidden = gatherRows(tf.reshape(X, [B * T, d]), batch.maskFlat) as tf.Tensor2D; // [Nm, d]
           res.maskLogits = out(res.maskHidden); // [Nm, M]
         }
@@ -240,7 +249,7 @@ export class AetnModel {
         const uTilde = tf.add(tf.matMul(u, this.W_ud!), this.b_ud!); // [B, d]
         const uT = tf.expandDims(uTilde, 1); // [B, 1, d]
         let Y = tf.concat([uT, tf.add(uT, ctx)], 1) as tf.Tensor3D; // [B, T, d]
-        for (const p of this.dec) Y = this.transformerLayer(Y, p, batch.keyBias, drop);
+        for (const p of this.dec) Y = this.transformerLayer(Y, p, batch.keyBias, drop, true);
         res.decoderOut = Y;
         res.seqHidden = gatherRows(tf.reshape(Y, [B * T, d]), batch.targetFlat) as tf.Tensor2D; // [Nv, d]
         res.seqLogits = out(res.seqHidden); // [Nv, M]
@@ -253,33 +262,36 @@ export class AetnModel {
   }
 
   /**
-   * One post-LN transformer layer with the paper's modified attention: queries are all T tokens,
-   * keys/values are every token concatenated with the layer's current position-0 token (r in the
-   * encoder, the bottleneck in the decoder) and projected 2d -> d.
+   * One post-LN transformer layer with the paper's modified attention: keys/values are every token
+   * concatenated with the layer's current position-0 token (r in the encoder, the bottleneck in the
+   * decoder) and projected 2d -> d. Queries are all T tokens, or (allQueries = false) position 0
+   * alone, which returns [B, 1, d].
    */
-  private transformerLayer(X: tf.Tensor3D, p: LayerParams, keyBias: tf.Tensor4D, drop: Dropout): tf.Tensor3D {
+  private transformerLayer(X: tf.Tensor3D, p: LayerParams, keyBias: tf.Tensor4D, drop: Dropout, allQueries: boolean): tf.Tensor3D {
     const [B, T, d] = X.shape;
+    const Tq = allQueries ? T : 1;
     const H = this.cfg.heads;
     const dh = d / H;
     const X2 = tf.reshape(X, [B * T, d]); // [B·T, d]
-    const split = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, T, H, dh]), [0, 2, 1, 3]); // -> [B, H, T, dh]
+    const r = tf.reshape(tf.slice(X, [0, 0, 0], [B, 1, d]), [B, d]); // [B, d] position 0
+    const split = (t: tf.Tensor, n: number) => tf.transpose(tf.reshape(t, [B, n, H, dh]), [0, 2, 1, 3]); // -> [B, H, n, dh]
     let K = tf.reshape(tf.matMul(X2, p.Wk), [B, T, d]); // [B, T, d]
     let V = tf.reshape(tf.matMul(X2, p.Wv), [B, T, d]);
     if (p.WkRet && p.WvRet) {
-      const r = tf.reshape(tf.slice(X, [0, 0, 0], [B, 1, d]), [B, d]); // [B, d]
       K = tf.add(K, tf.expandDims(tf.matMul(r, p.WkRet), 1)); // + r W_K_ret, broadcast over T
       V = tf.add(V, tf.expandDims(tf.matMul(r, p.WvRet), 1));
     }
-    const Q = split(tf.matMul(X2, p.Wq)); // [B, H, T, dh]
-    const scores = tf.add(tf.mul(tf.matMul(Q, split(K), false, true), 1 / Math.sqrt(dh)), keyBias); // [B, H, T, T]
-    const probs = drop.apply(tf.softmax(scores), this.cfg.dropoutAttention); // [B, H, T, T]
-    const heads = tf.matMul(probs, split(V)); // [B, H, T, dh]
-    const merged = tf.reshape(tf.transpose(heads, [0, 2, 1, 3]), [B * T, d]); // [B·T, d]
-    const h1 = this.layerNorm(tf.add(X2, tf.matMul(merged, p.Wo)), p.ln1g, p.ln1b); // [B·T, d]
-    let f = tf.relu(tf.add(tf.matMul(h1, p.Wff1), p.bff1)); // [B·T, dFf]
+    const Xq = allQueries ? X2 : r; // [B·Tq, d]
+    const Q = split(tf.matMul(Xq, p.Wq), Tq); // [B, H, Tq, dh]
+    const scores = tf.add(tf.mul(tf.matMul(Q, split(K, T), false, true), 1 / Math.sqrt(dh)), keyBias); // [B, H, Tq, T]
+    const probs = drop.apply(tf.softmax(scores), this.cfg.dropoutAttention); // [B, H, Tq, T]
+    const heads = tf.matMul(probs, split(V, T)); // [B, H, Tq, dh]
+    const merged = tf.reshape(tf.transpose(heads, [0, 2, 1, 3]), [B * Tq, d]); // [B·Tq, d]
+    const h1 = this.layerNorm(tf.add(Xq, tf.matMul(merged, p.Wo)), p.ln1g, p.ln1b); // [B·Tq, d]
+    let f = tf.relu(tf.add(tf.matMul(h1, p.Wff1), p.bff1)); // [B·Tq, dFf]
     f = drop.apply(f, this.cfg.dropoutFfn);
-    const f2 = tf.add(tf.matMul(f as tf.Tensor2D, p.Wff2), p.bff2); // [B·T, d]
-    return tf.reshape(this.layerNorm(tf.add(h1, f2), p.ln2g, p.ln2b), [B, T, d]);
+    const f2 = tf.add(tf.matMul(f as tf.Tensor2D, p.Wff2), p.bff2); // [B·Tq, d]
+    return tf.reshape(this.layerNorm(tf.add(h1, f2), p.ln2g, p.ln2b), [B, Tq, d]);
   }
 
   private layerNorm(x: tf.Tensor, g: tf.Variable, b: tf.Variable): tf.Tensor2D {
@@ -346,11 +358,12 @@ export class AetnModel {
     let mac = R * d; // x0 W_a (sparse)
     if (f.aux && heads) mac += d * aeHidden + aeHidden * d + d * M;
     if (f.attention !== 'none') {
-      const layer = (modified: boolean) =>
-        4 * T * d * d + (modified ? 2 * d * d : 0) + 2 * T * T * d + 2 * T * d * dFf;
       const modified = f.attention === 'modified';
-      mac += cfg.encLayers * layer(modified) + d * dEmb;
-      if (heads) mac += dEmb * d + cfg.decLayers * layer(modified) + (tokens + masked) * (d * M + d);
+      // K and V over all T tokens; Q, W_o, attention and FFN over Tq queries (T, or 1 for r alone).
+      const layer = (Tq: number) => 2 * T * d * d + (modified ? 2 * d * d : 0) + 2 * Tq * d * d + 2 * Tq * T * d + 2 * Tq * d * dFf;
+      const lastFull = heads && masked > 0;
+      mac += (cfg.encLayers - 1) * layer(T) + layer(lastFull ? T : 1) + d * dEmb;
+      if (heads) mac += dEmb * d + cfg.decLayers * layer(T) + (tokens + masked) * (d * M + d);
     } else {
       mac += d * dEmb;
     }

@@ -184,7 +184,8 @@ describe('AetnModel', () => {
         if (variant === 'dae') {
           expect([o.encoderOut, o.decoderOut, o.seqLogits, o.maskLogits, o.aeLogits]).toEqual([undefined, undefined, undefined, undefined, undefined]);
         } else {
-          expect(o.encoderOut!.shape).toEqual([7, T, 12]);
+          // The last encoder layer computes all tokens only for the [MASK] head.
+          expect(o.encoderOut!.shape).toEqual(variant === 'no-mask' ? [7, 1, 12] : [7, T, 12]);
           expect(o.decoderOut!.shape).toEqual([7, T, 12]);
           expect(o.seqLogits!.shape).toEqual([h.targetFlat.length, M]);
           expect(h.targetFlat.length).toBeGreaterThan(0);
@@ -317,6 +318,23 @@ describe('AetnModel', () => {
     ba.dispose();
     bb.dispose();
     model.dispose();
+  });
+
+  it('the retention-only last encoder layer gives the same u as the full one', () => {
+    for (const variant of ['aetn', 'vanilla'] as const) {
+      const model = new AetnModel(tinyConfig(variant), 12);
+      const batch = makeBatch(users(6), model.cfg, { training: false, seed: 1 });
+      tf.tidy(() => {
+        const short = model.forward(batch, false, { heads: false });
+        const full = model.forward(batch, false, { heads: false, allTokens: true });
+        expect(short.encoderOut!.shape).toEqual([6, 1, 12]);
+        expect(full.encoderOut!.shape).toEqual([6, 13, 12]);
+        expect(maxAbsDiff(arr(short.u), arr(full.u))).toBeLessThan(1e-6);
+        expect(maxAbsDiff(arr(short.encoderOut), arr(tf.slice(full.encoderOut!, [0, 0, 0], [6, 1, 12])))).toBeLessThan(1e-6);
+      });
+      batch.dispose();
+      model.dispose();
+    }
   });
 
   it('modified attention: the key half is inert, the value half is exactly what separates it from vanilla', () => {
