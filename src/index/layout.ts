@@ -52,7 +52,7 @@ export interface IndexManifest extends IndexParams {
   files: Record<string, FileSum>;
 }
 
-export const DEFAULT_PARAMS: IndexParams = { m: 16, efConstruction: 200, efSearch: 64 };
+export const DEFAULT_PARAMS: IndexParams = { m: 16, efConstruction: 200, efSearch: 96 };
 
 export function featureIndexDir(storeDir: string, featureId: string): string {
   return join(storeDir, 'index', checkFeatureId(featureId));

@@ -48,7 +48,7 @@ describe('aetn index / aetn store (compiled CLI)', () => {
 
     r = aetn('index', '--store', s, '--m', '8', '--ef-construction', '50');
     expect(r.code, r.err).toBe(0);
-    expect(r.out).toMatch(/^index aetn-v2 built in [\d.]+ s: generation 1, 800 users, dim 16, M 8, efConstruction 50, efSearch 64/);
+    expect(r.out).toMatch(/^index aetn-v2 built in [\d.]+ s: generation 1, 800 users, dim 16, M 8, efConstruction 50, efSearch 96/);
 
     r = aetn('index', '--store', s, '--update', '--ef-search', '32');
     expect(r.code, r.err).toBe(0);
