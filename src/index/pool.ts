@@ -41,6 +41,8 @@ function tsBootstrap(url: URL): string {
   return `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
 }
 
+const STORE_CODES = new Set<string>(['NOT_FOUND', 'INVALID_ARGUMENT', 'FAILED_PRECONDITION']);
+
 export class SearchPool {
   private nextId = 1;
   private closed = false;
@@ -72,7 +74,9 @@ export class SearchPool {
         slot.pending.clear();
         slot.busy = 0;
       };
-      worker.on('error', failAll);
+      worker.on('error', (err: Error & { code?: unknown }) =>
+        failAll(typeof err.code === 'string' && STORE_CODES.has(err.code) ? new StoreError(err.code as StoreErrorCode, err.message) : err),
+      );
       worker.on('exit', (code) => failAll(new Error(`search worker exited (code ${code})`)));
       slots.push(slot);
     }

@@ -19,6 +19,8 @@ type Request =
 const init = workerData as Init;
 const port = parentPort!;
 const ready = IndexHandle.open(init.storeDir, init.featureId, init.dim !== undefined ? { dim: init.dim } : {});
+// A failed open is reported to each request (below), not as an unhandled rejection killing the thread.
+ready.catch(() => undefined);
 
 function reply(id: number, result: unknown): void {
   port.postMessage({ id, ok: true, result });

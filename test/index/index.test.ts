@@ -215,8 +215,9 @@ describe('HNSW index', () => {
     writeFileSync(join(fdir, 'CURRENT'), 'garbage');
     expect(await codeOf(IndexHandle.open(dir, 'F'))).toBe('FAILED_PRECONDITION');
 
-    // no index at all
+    // no index at all (the worker pool reports it the same way and leaves no thread behind)
     expect(await codeOf(IndexHandle.open(dir, 'nope'))).toBe('NOT_FOUND');
+    expect(await codeOf(SearchPool.open(dir, 'nope', { threads: 2 }))).toBe('NOT_FOUND');
 
     // an update falls back to a full rebuild, after which the index loads again
     const res = await updateIndex(store, 'F', { silent: true });
