@@ -12,6 +12,7 @@
 import { Partitioners, type Admin, type Batch, type Consumer, type EachBatchPayload, type KafkaConfig, type KafkaMessage, type Message, type Producer } from 'kafkajs';
 import type { RootDatabase } from 'lmdb';
 import { child } from '../util/log.js';
+import { UserError } from '../util/errors.js';
 import { decodeEvent, isRejection, DEFAULT_MAX_FUTURE_MS } from './codec.js';
 import { dlqMessage } from './dlq.js';
 import { createKafka, ensureTopics, DEFAULT_DLQ_TOPIC, DEFAULT_GROUP_ID, DEFAULT_TOPIC, RETRY } from './kafka.js';
@@ -128,6 +129,9 @@ export class RealtimePipeline {
     this.dlqTopic = opts.dlqTopic ?? DEFAULT_DLQ_TOPIC;
     this.groupId = opts.groupId ?? DEFAULT_GROUP_ID;
     this.maxEvents = opts.maxEvents ?? DEFAULT_MAX_EVENTS;
+    if (!Number.isInteger(this.maxEvents) || this.maxEvents < 1 || this.maxEvents > 255) {
+      throw new UserError(`maxEvents must be an integer in 1..255, got ${opts.maxEvents}`);
+    }
     this.chunkSize = opts.chunkSize ?? 2000;
     this.metrics = opts.metrics ?? new StreamMetrics();
     this.stateDb = new StateDb(opts.store.root);
