@@ -26,10 +26,10 @@ function csvRows(path: string): string[][] {
 describe('generator determinism', () => {
   it('same seed writes identical bytes (any thread count), a different seed differs', async () => {
     const dir = tmp('aetn-gen-');
-    await generate({ users: 1500, seed: 11, out: join(dir, 'a'), progress: false });
-    // the same world written by 3 worker threads must be byte-identical
-    await generate({ users: 1500, seed: 11, out: join(dir, 'b'), progress: false, workers: 3 });
-    await generate({ users: 1500, seed: 12, out: join(dir, 'c'), progress: false });
+    await generate({ users: 1000, seed: 11, out: join(dir, 'a'), progress: false });
+    // the same world written by worker threads (2 threads) must be byte-identical
+    await generate({ users: 1000, seed: 11, out: join(dir, 'b'), progress: false, workers: 2 });
+    await generate({ users: 1000, seed: 12, out: join(dir, 'c'), progress: false });
     const a = digest(join(dir, 'a'));
     const b = digest(join(dir, 'b'));
     const c = digest(join(dir, 'c'));
