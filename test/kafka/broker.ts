@@ -235,7 +235,9 @@ export class TestKafkaBroker {
 
   private format(): void {
     // A KRaft cluster id is 16 random bytes, base64url without padding.
-    const clusterId = randomBytes(16).toString('base64url');
+    // (Not starting with '-': the StorageTool's argument parser would take it for an option.)
+    let clusterId = randomBytes(16).toString('base64url');
+    while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url');
     const res = spawnSync('java', this.javaArgs('kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', this.propsPath]), {
       encoding: 'utf8',
       timeout: 120_000,
