@@ -49,7 +49,7 @@ export function fitLogistic(x: Float32Array, y: Uint8Array, n: number, p: number
   let v = new Float32Array(p).fill(1 / Math.sqrt(p));
   let lam = 1;
   const tmp = new Float32Array(p);
-  for (let it = 0; it < 8; it++) {
+  for (let it = 0; it < 12; it++) {
     tmp.fill(0);
     for (let i = 0; i < n; i++) {
       const s = dot(z, i * p, v, 0, p) * sw[i]!;

@@ -79,13 +79,23 @@ export class LookalikeError extends Error {
   }
 }
 
-/** Every n-th element so that at most `max` remain, in order (deterministic, spread across the list). */
-function spread<T>(xs: T[], max: number): T[] {
+/**
+ * At most `max` elements, drawn without replacement by a PRNG seeded from the request (same input,
+ * same subset). Random rather than every n-th element: seed lists often come grouped or cyclic, and
+ * a regular stride can miss whole groups.
+ */
+function subset<T>(xs: T[], max: number, seed: number): T[] {
   if (xs.length <= max) return xs;
-  const out: T[] = [];
-  const step = xs.length / max;
-  for (let i = 0; i < max; i++) out.push(xs[Math.floor(i * step)]!);
-  return out;
+  const r = rng(seed);
+  const idx = Array.from({ length: xs.length }, (_, i) => i);
+  for (let i = 0; i < max; i++) {
+    const j = i + Math.floor(r() * (idx.length - i));
+    [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+  }
+  return idx
+    .slice(0, max)
+    .sort((a, b) => a - b)
+    .map((i) => xs[i]!);
 }
 
 export async function extendLookalike(seedIdsIn: readonly string[], opts: LookalikeOptions, deps: LookalikeDeps): Promise<LookalikeResult> {
@@ -112,7 +122,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     throw new LookalikeError('NOT_FOUND', `none of the ${seedIds.length} seed users has a vector in this feature`);
   }
   const seed = hashStrings(knownIds);
-  const trainIdx = spread(knownIds.map((_, i) => i), opts.maxClusterSeeds ?? 1000);
+  const trainIdx = subset(knownIds.map((_, i) => i), opts.maxClusterSeeds ?? 1000, seed);
   const nS = trainIdx.length;
   const S = normalizedMatrix(trainIdx.map((i) => knownVecs[i]!), d);
 
@@ -130,7 +140,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   // 3. Scoring model: seeds vs population.
   const exclude = new Set<string>(knownIds);
   for (const s of seedIds) exclude.add(s);
-  const fitRows = spread(Array.from({ length: nS }, (_, r) => r), opts.maxTrainSeeds ?? 600);
+  const fitRows = subset(Array.from({ length: nS }, (_, r) => r), opts.maxTrainSeeds ?? 600, seed + 1);
   const nF = fitRows.length;
   const popWanted = opts.populationSample ?? Math.min(1200, Math.max(800, 2 * nF));
   const pop = await deps.samplePopulation(popWanted);
@@ -171,7 +181,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   const oversample = opts.oversample ?? 1.3;
   // Neighbour lists also return seeds and exclusions: budget for them.
   let budget = Math.ceil(oversample * N) + knownIds.length + Math.min(exclude.size, 10 * N);
-  const probes = spread(trainIdx, Math.min(opts.seedProbes ?? 50, nS));
+  const probes = subset(trainIdx, Math.min(opts.seedProbes ?? 50, nS), seed + 2);
   const probeK = Math.min(maxK, 100, Math.max(10, Math.ceil((2 * budget) / Math.max(1, knownIds.length))));
   const probeRes = await Promise.all(probes.map((i) => deps.search(knownVecs[i]!, probeK)));
   for (const r of probeRes) addAll(r);

@@ -95,6 +95,20 @@ describe('extendLookalike', () => {
     expect(res.trainingAuc).toBeGreaterThan(0.95);
   });
 
+  it('subsamples large seed lists without missing modes (cyclic seed order)', async () => {
+    const w = makeWorld(200, 12, 0.06, 21);
+    const modes = [2, 3, 4, 5, 6, 7];
+    // Seeds listed cyclically over 6 modes: a regular stride through them would skip modes.
+    const byMode = modes.map((m) => w.ids.filter((id) => w.cluster.get(id) === m));
+    const cyc: string[] = [];
+    for (let i = 0; i < 120; i++) cyc.push(byMode[i % 6]![Math.floor(i / 6)]!);
+    const res = await extendLookalike(cyc, { audienceSize: 600, maxTrainSeeds: 40, maxClusterSeeds: 60, seedProbes: 12 }, exactDeps(w));
+    const perMode = modes.map((m) => res.users.filter((u) => w.cluster.get(u.userId) === m).length);
+    // 180 look-alikes left per mode (100 each if spread evenly); every mode must be represented.
+    for (const n of perMode) expect(n).toBeGreaterThan(30);
+    expect(perMode.reduce((a, b) => a + b, 0)).toBeGreaterThan(0.95 * 600);
+  });
+
   it('never returns seeds or exclusions, reports unknown seeds, scores in descending order', async () => {
     const deps = exactDeps(world);
     const exclude = world.ids.filter((id) => world.cluster.get(id) === 0).slice(40, 140);
