@@ -385,7 +385,7 @@ export interface TrainHeadCommandOptions {
   /** Share of users held out for validation (the train command's --val-fraction), e.g. 0.05. */
   valFraction?: number;
   progress?: boolean;
-  /** Print the manifest as JSON on stdout instead of a summary; `quiet` prints nothing. */
+  /** The caller prints JSON: print no summary. `quiet` prints nothing either. */
   json?: boolean;
   quiet?: boolean;
   /** Not supported for the head (a run takes minutes); refused rather than silently ignored. */
@@ -442,14 +442,13 @@ export async function trainHeadCommand(opts: TrainHeadCommandOptions): Promise<{
     backend: backend.detail,
   });
   result.head.dispose();
-  if (opts.json) process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
-  else if (!opts.quiet) {
+  // The train command prints the "written to" line (or --json); this adds what the run achieved.
+  if (!opts.json && !opts.quiet) {
     const m = result.metrics;
+    const last = result.history[result.history.length - 1]!;
     process.stdout.write(
-      `realtime head ${manifest.featureId} (base ${manifest.baseFeatureId}) written to ${opts.out}\n` +
-        `  ${result.history.length} epochs, ${m.trainSamplesPerEpoch} samples/epoch, loss ${m.initialLoss.toFixed(4)} -> ${result.history[result.history.length - 1]!.trainLoss.toFixed(4)}, ` +
-        `validation loss ${m.valLoss.toFixed(4)}\n` +
-        `  recall@10 of the next ${train.nextK ?? DEFAULT_HEAD_TRAIN.nextK} installs: ${m.recallAt10.toFixed(4)} (popularity baseline ${m.popularityRecallAt10.toFixed(4)}, ${m.valSamples} validation samples)\n`,
+      `realtime head: ${result.history.length} epochs, ${m.trainSamplesPerEpoch} samples/epoch, loss ${m.initialLoss.toFixed(4)} -> ${last.trainLoss.toFixed(4)}, validation loss ${m.valLoss.toFixed(4)}\n` +
+        `realtime head: recall@10 of the next ${train.nextK ?? DEFAULT_HEAD_TRAIN.nextK} installs ${m.recallAt10.toFixed(4)}, popularity baseline ${m.popularityRecallAt10.toFixed(4)} (${m.valSamples} validation samples)\n`,
     );
   }
   return { featureId: manifest.featureId, baseFeatureId: manifest.baseFeatureId, out: opts.out, metrics: result.metrics, history: result.history };
