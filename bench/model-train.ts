@@ -62,7 +62,8 @@ function users(n: number, m: number, seed = 1): UserExample[] {
   });
 }
 
-function sgemm(threads: number): number {
+/** Best wall-clock GFLOP/s, and GFLOP per CPU-second (contention-independent per-core rate). */
+function sgemm(threads: number): { wall: number; perCore: number } {
   const py = `
 import os, time
 import numpy as np
@@ -70,16 +71,19 @@ n = 2048
 a = np.random.rand(n, n).astype(np.float32); b = np.random.rand(n, n).astype(np.float32)
 a @ b
 best = 1e9
-for _ in range(5):
+c0 = time.process_time(); reps = 5
+for _ in range(reps):
     t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)
-print(2 * n ** 3 / best / 1e9)
+cpu = time.process_time() - c0
+print(2 * n ** 3 / best / 1e9, 2 * n ** 3 * reps / cpu / 1e9)
 `;
   try {
     const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
-    return Number(execFileSync('python3', ['-c', py], { env, encoding: 'utf8' }).trim());
+    const [wall, perCore] = execFileSync('python3', ['-c', py], { env, encoding: 'utf8' }).trim().split(/\s+/).map(Number);
+    return { wall: wall!, perCore: perCore! };
   } catch {
     console.error('numpy is missing: pip install numpy (the SGEMM baseline needs it)');
-    return NaN;
+    return { wall: NaN, perCore: NaN };
   }
 }
 
@@ -101,6 +105,14 @@ async function tfjsMatmul(): Promise<number> {
   return (2 * n ** 3) / (best / 1000) / 1e9;
 }
 
+interface Measured {
+  ups: number;
+  gfs: number;
+  sps: number;
+  /** CPU seconds of all threads per wall second: the cores this process actually got. */
+  cores: number;
+}
+
 interface Row {
   workload: string;
   size: string;
@@ -111,12 +123,14 @@ interface Row {
   gflopPerSec: number;
   pctOfSgemm2: number;
   secondsPerStep: number;
+  coresUsed: number;
+  gflopPerCoreSecond: number;
 }
 
 const PAPER = { dModel: 512, dFf: 1024, heads: 8, encLayers: 2, decLayers: 1, dEmb: 128 };
 const SMALL = { dModel: 64, dFf: 128, heads: 4, encLayers: 2, decLayers: 1, dEmb: 32 };
 
-async function measureTrain(size: 'paper' | 'small', backend: string, workers: number, batch: number, steps: number): Promise<{ ups: number; gfs: number; sps: number }> {
+async function measureTrain(size: 'paper' | 'small', backend: string, workers: number, batch: number, steps: number): Promise<Measured> {
   await initBackend(backend);
   const vocab = vocabulary(M);
   const cfg = factory.makeConfig(vocab, size === 'paper' ? PAPER : SMALL, { seqLen: 25, dateBuckets: 52 });
@@ -133,18 +147,20 @@ async function measureTrain(size: 'paper' | 'small', backend: string, workers: n
     };
     await step(users(batch, M, 99), 0); // warm-up: kernel setup, JIT, heap growth
     const data = users(batch * steps, M, 7);
+    const c0 = process.cpuUsage();
     const t = performance.now();
     for (let s = 0; s < steps; s++) await step(data.slice(s * batch, (s + 1) * batch), s + 1);
     const secs = (performance.now() - t) / 1000;
+    const c = process.cpuUsage(c0);
     const ups = (batch * steps) / secs;
-    return { ups, gfs: (ups * engine.flopsPerUser.training) / 1e9, sps: secs / steps };
+    return { ups, gfs: (ups * engine.flopsPerUser.training) / 1e9, sps: secs / steps, cores: (c.user + c.system) / 1e6 / secs };
   } finally {
     await engine.close();
     if (engine !== local) await local.close();
   }
 }
 
-async function measureEmbed(backend: string, workers: number, n: number): Promise<{ ups: number; gfs: number; sps: number }> {
+async function measureEmbed(backend: string, workers: number, n: number): Promise<Measured> {
   await initBackend(backend);
   const cfg = factory.makeConfig(vocabulary(M), PAPER, { seqLen: 25, dateBuckets: 52 });
   const { engine, local } = await startEngine({ factoryUrl: defaultFactoryUrl(), cfg, seed: 1, backend, workers });
@@ -152,10 +168,12 @@ async function measureEmbed(backend: string, workers: number, n: number): Promis
     await engine.setWeights(local.getWeights());
     await engine.embed(users(Math.min(n, 64), M, 3));
     const data = users(n, M, 5);
+    const c0 = process.cpuUsage();
     const t = performance.now();
     await engine.embed(data);
     const secs = (performance.now() - t) / 1000;
-    return { ups: n / secs, gfs: ((n / secs) * engine.flopsPerUser.inference) / 1e9, sps: secs };
+    const c = process.cpuUsage(c0);
+    return { ups: n / secs, gfs: ((n / secs) * engine.flopsPerUser.inference) / 1e9, sps: secs, cores: (c.user + c.system) / 1e6 / secs };
   } finally {
     await engine.close();
     if (engine !== local) await local.close();
@@ -197,16 +215,19 @@ async function main(): Promise<void> {
   const started = performance.now();
   const machine = { cpus: cpus().length, model: cpus()[0]?.model ?? '?', parallelism: availableParallelism(), loadavgAtStart: loadavg()[0] };
   console.log(`machine: ${machine.cpus} x ${machine.model}, load average ${machine.loadavgAtStart.toFixed(1)}`);
-  const sg2 = sgemm(2);
-  const sg1 = sgemm(1);
+  const sgemm2 = sgemm(2);
+  const sgemm1 = sgemm(1);
+  const sg2 = sgemm2.wall;
   const wasmMm = await tfjsMatmul();
-  console.log(`SGEMM numpy 2048^2: ${sg2.toFixed(1)} GFLOP/s (2 threads), ${sg1.toFixed(1)} (1 thread); tfjs-wasm matMul 1024^2: ${wasmMm.toFixed(1)} GFLOP/s (1 thread)`);
+  console.log(
+    `SGEMM numpy 2048^2: ${sg2.toFixed(1)} GFLOP/s (2 threads), ${sgemm1.wall.toFixed(1)} (1 thread); per CPU-second ${sgemm2.perCore.toFixed(1)} (2 threads), ${sgemm1.perCore.toFixed(1)} (1 thread); tfjs-wasm matMul 1024^2: ${wasmMm.toFixed(1)} GFLOP/s (1 thread)`,
+  );
 
   const rows: Row[] = [];
-  const add = (workload: string, size: string, backend: string, workers: number, batch: number, r: { ups: number; gfs: number; sps: number }) => {
-    const row = { workload, size, backend, workers, batch, usersPerSec: r.ups, gflopPerSec: r.gfs, pctOfSgemm2: (100 * r.gfs) / sg2, secondsPerStep: r.sps };
+  const add = (workload: string, size: string, backend: string, workers: number, batch: number, r: Measured) => {
+    const row = { workload, size, backend, workers, batch, usersPerSec: r.ups, gflopPerSec: r.gfs, pctOfSgemm2: (100 * r.gfs) / sg2, secondsPerStep: r.sps, coresUsed: r.cores, gflopPerCoreSecond: r.gfs / r.cores };
     rows.push(row);
-    console.log(`${workload.padEnd(6)} ${size.padEnd(6)} ${backend.padEnd(5)} w${workers} B${String(batch).padEnd(5)} ${r.ups.toFixed(1).padStart(8)} users/s ${r.gfs.toFixed(2).padStart(7)} GFLOP/s ${row.pctOfSgemm2.toFixed(1).padStart(5)}% of SGEMM(2)`);
+    console.log(`${workload.padEnd(6)} ${size.padEnd(6)} ${backend.padEnd(5)} w${workers} B${String(batch).padEnd(5)} ${r.ups.toFixed(1).padStart(8)} users/s ${r.gfs.toFixed(2).padStart(7)} GFLOP/s ${row.pctOfSgemm2.toFixed(1).padStart(5)}% of SGEMM(2)  cores used ${r.cores.toFixed(2)}  ${row.gflopPerCoreSecond.toFixed(2)} GFLOP/core-s`);
   };
   add('train', 'paper', 'wasm', 1, PAPER_BATCH, await measureTrain('paper', 'wasm', 1, PAPER_BATCH, STEPS));
   add('train', 'paper', 'wasm', 2, PAPER_BATCH, await measureTrain('paper', 'wasm', 2, PAPER_BATCH, STEPS));
@@ -233,14 +254,20 @@ async function main(): Promise<void> {
     trainSmallWasmVsCpu: find('train', 'small', 'wasm', 1).usersPerSec / find('train', 'small', 'cpu', 1).usersPerSec,
     trainPaperPctOfSgemm2: find('train', 'paper', 'wasm', 2).pctOfSgemm2,
     embedPaperPctOfSgemm2: find('embed', 'paper', 'wasm', 2).pctOfSgemm2,
+    // Per CPU-second (independent of how many cores other jobs leave us): the efficiency of a
+    // core's work, and how much of it survives splitting over 2 workers.
+    trainPaperPerCorePctOfSgemm: (100 * find('train', 'paper', 'wasm', 2).gflopPerCoreSecond) / sgemm2.perCore,
+    embedPaperPerCorePctOfSgemm: (100 * find('embed', 'paper', 'wasm', 2).gflopPerCoreSecond) / sgemm2.perCore,
+    trainPaperPerCore2vs1: find('train', 'paper', 'wasm', 2).gflopPerCoreSecond / find('train', 'paper', 'wasm', 1).gflopPerCoreSecond,
+    embedPerCore2vs1: find('embed', 'paper', 'wasm', 2).gflopPerCoreSecond / find('embed', 'paper', 'wasm', 1).gflopPerCoreSecond,
   };
   console.log('\nratios:');
-  for (const [k, v] of Object.entries(ratios)) console.log(`  ${k.padEnd(24)} ${v.toFixed(2)}`);
+  for (const [k, v] of Object.entries(ratios)) console.log(`  ${k.padEnd(28)} ${v.toFixed(2)}`);
   const result = {
     when: new Date().toISOString(),
     machine: { ...machine, loadavgAtEnd: loadavg()[0] },
     settings: { apps: M, paperBatch: PAPER_BATCH, smallBatch: SMALL_BATCH, steps: STEPS, paper: PAPER, small: SMALL, seqLen: 25, retention: 50 },
-    baseline: { sgemm2ThreadsGflops: sg2, sgemm1ThreadGflops: sg1, tfjsWasmMatmulGflops: wasmMm },
+    baseline: { sgemm2ThreadsGflops: sg2, sgemm1ThreadGflops: sgemm1.wall, sgemm2ThreadsGflopPerCoreSecond: sgemm2.perCore, sgemm1ThreadGflopPerCoreSecond: sgemm1.perCore, tfjsWasmMatmulGflops: wasmMm },
     rows,
     ratios,
     profile,
