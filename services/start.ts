@@ -1,0 +1,174 @@
+// `aetn start`: the whole system on one machine with embedded defaults. Each batch stage runs as a
+// child `aetn` process (its own progress bar, its own memory) and is skipped when its output is
+// already there, so a re-run goes straight to serving. Then the serving process (and the realtime
+// consumer when Kafka is configured) run in this process until Ctrl-C.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AetnConfig } from '../src/config/config.js';
+import { openPrepared } from '../src/data/prepared.js';
+import { EmbeddingStore } from '../src/store/store.js';
+import { readCurrent, featureIndexDir } from '../src/index/layout.js';
+import { UserError } from '../src/util/errors.js';
+import { child } from '../src/util/log.js';
+
+const log = child('start');
+
+export interface StartOptions {
+  dir: string;
+  /** Raw dataset to use instead of a generated demo world. */
+  data?: string;
+  users: number;
+  seed: number;
+  paperSize: boolean;
+  epochs: number;
+  /** Model size flags when not --paper-size. */
+  small: string[];
+  /** Stop after the batch stages (build only). */
+  noServe: boolean;
+}
+
+export const SMALL_MODEL = ['--d-model', '64', '--d-ff', '128', '--heads', '4', '--enc-layers', '2', '--dec-layers', '1', '--d-emb', '64', '--batch-size', '500', '--lr', '2e-3'];
+
+async function stage(name: string, args: string[]): Promise<void> {
+  log.info({ stage: name }, `stage ${name}: aetn ${args.join(' ')}`);
+  process.stderr.write(`\n▶ ${name}: aetn ${args.join(' ')}\n`);
+  const started = performance.now();
+  await new Promise<void>((ok, fail) => {
+    const p = spawn(process.execPath, [resolveCli(), ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    p.on('error', fail);
+    p.on('exit', (code, sig) => (code === 0 ? ok() : fail(new UserError(`stage ${name} failed (${sig ?? `exit ${code}`}): aetn ${args.join(' ')}`))));
+  });
+  process.stderr.write(`✔ ${name} in ${((performance.now() - started) / 1000).toFixed(1)}s\n`);
+}
+
+function resolveCli(): string {
+  // dist/services/start.js -> <root>/bin/aetn.js; services/start.ts (tsx) -> <root>/bin/aetn.js
+  const candidates = [fileURLToPath(new URL('../bin/aetn.js', import.meta.url)), fileURLToPath(new URL('../../bin/aetn.js', import.meta.url))];
+  const hit = candidates.find((c) => existsSync(c));
+  if (!hit) throw new Error(`cannot find bin/aetn.js from ${import.meta.url}`);
+  return hit;
+}
+
+export interface BuiltSystem {
+  rawDir: string;
+  preparedDir: string;
+  modelDir: string;
+  headDir: string;
+  storeDir: string;
+  featureId: string;
+  apiKey: string;
+}
+
+/** Runs every batch stage whose output is missing; returns where everything is. */
+export async function buildAll(o: StartOptions): Promise<BuiltSystem> {
+  const dir = resolve(o.dir);
+  mkdirSync(dir, { recursive: true });
+  const rawDir = o.data ? resolve(o.data) : join(dir, 'raw');
+  const preparedDir = join(dir, 'prepared');
+  const modelDir = join(dir, 'models', o.paperSize ? 'aetn-paper' : 'aetn');
+  const headDir = join(dir, 'models', o.paperSize ? 'head-paper' : 'head');
+  const storeDir = join(dir, 'store');
+  const size = o.paperSize ? [] : o.small;
+
+  if (!existsSync(join(rawDir, 'dataset.json'))) {
+    if (o.data) throw new UserError(`--data ${o.data}: no dataset.json there (see the README for the raw input format)`);
+    await stage('generate a demo world', ['generate', '--users', String(o.users), '--seed', String(o.seed), '--out', rawDir]);
+  }
+  if (!existsSync(join(preparedDir, 'manifest.json'))) {
+    await stage('prepare', ['prepare', '--in', rawDir, '--out', preparedDir]);
+  }
+  if (!existsSync(join(modelDir, 'manifest.json'))) {
+    await stage('train AETN', ['train', '--data', preparedDir, '--out', modelDir, '--epochs', String(o.epochs), '--seed', String(o.seed), ...size]);
+  }
+  if (!existsSync(join(headDir, 'manifest.json'))) {
+    await stage('train the realtime head', ['train', '--head', 'realtime', '--base-model', modelDir, '--data', preparedDir, '--out', headDir, '--seed', String(o.seed)]);
+  }
+  const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8')) as { featureId: string };
+  const featureId = manifest.featureId;
+  const ds = await openPrepared(preparedDir);
+  let have = 0;
+  if (existsSync(join(storeDir, 'aetn-store.json'))) {
+    const store = EmbeddingStore.open(storeDir, { create: false });
+    have = store.getFeature(featureId) ? store.count(featureId) : 0;
+    await store.close();
+  }
+  if (have < ds.manifest.numUsers) {
+    await stage('embed', ['embed', '--model', modelDir, '--data', preparedDir, '--store', storeDir]);
+  }
+  if (!readCurrent(featureIndexDir(storeDir, featureId))) {
+    await stage('index', ['index', '--store', storeDir, '--feature', featureId]);
+  }
+  // A demo API key with every scope, kept next to the data (never logged).
+  const keyFile = join(dir, 'api-key.txt');
+  if (!existsSync(keyFile)) writeFileSync(keyFile, `demo-${randomBytes(12).toString('hex')}\n`, { mode: 0o600 });
+  const apiKey = readFileSync(keyFile, 'utf8').trim();
+  return { rawDir, preparedDir, modelDir, headDir, storeDir, featureId, apiKey };
+}
+
+export async function examples(sys: BuiltSystem, cfg: AetnConfig): Promise<string> {
+  const ds = await openPrepared(sys.preparedDir);
+  let user = '';
+  for await (const ex of ds.examples({ shard: 0 })) {
+    user = ex.userId;
+    break;
+  }
+  const app = ds.lookalikeTargets[0] ?? ds.vocab.apps[ds.vocab.apps.length - 1]?.appId ?? '';
+  const addr = `${cfg.serve.host}:${cfg.serve.port}`;
+  const h = `-H 'x-api-key: ${sys.apiKey}'`;
+  return [
+    `# a ranker's call: long-term, short-term and combined vector of one user`,
+    `grpcurl -plaintext ${h} -d '{"user_id":"${user}","view":"VECTOR_VIEW_ALL"}' ${addr} aetn.v1.UserVectorService/GetUserVector`,
+    `# the 10 users nearest to that user`,
+    `grpcurl -plaintext ${h} -d '{"user_id":"${user}","k":10}' ${addr} aetn.v1.AudienceService/SearchNeighbors`,
+    `# a look-alike audience of 1000 users for the installers of niche app ${app}`,
+    `grpcurl -plaintext ${h} -d '{"seed_app_id":"${app}","audience_size":1000}' ${addr} aetn.v1.AudienceService/ExtendLookalike`,
+    `# health and reflection`,
+    `grpcurl -plaintext ${addr} grpc.health.v1.Health/Check`,
+    `grpcurl -plaintext ${addr} list`,
+  ].join('\n');
+}
+
+export async function runStart(o: StartOptions, cfg: AetnConfig): Promise<{ stop(): Promise<void> }> {
+  const t0 = performance.now();
+  const sys = await buildAll(o);
+  if (o.noServe) return { stop: async () => {} };
+  cfg = { ...cfg, storeDir: sys.storeDir, serve: { ...cfg.serve, apiKeys: { ...cfg.serve.apiKeys, [sys.apiKey]: ['vectors:read', 'audience:write', 'events:write'] } } };
+  const { runServe } = await import('./serve.js');
+  const serving = await runServe(cfg, { searchThreads: 1 });
+  const stops: Array<() => Promise<void>> = [() => serving.stop()];
+  let realtimeNote = 'realtime ingestion: off (set kafka.brokers / AETN_KAFKA_BROKERS to consume app-events)';
+  if (cfg.kafka.brokers.length > 0) {
+    const { runRealtime } = await import('./realtime.js');
+    const rt = await runRealtime({ ...cfg, realtime: { ...cfg.realtime, headDir: sys.headDir }, metrics: { ...cfg.metrics, port: null } });
+    stops.unshift(() => rt.stop());
+    realtimeNote = `realtime ingestion: consuming ${cfg.kafka.topic} from ${cfg.kafka.brokers.join(',')}`;
+  }
+  const port = serving.server.port;
+  const shown = { ...cfg, serve: { ...cfg.serve, port } };
+  process.stdout.write(
+    [
+      '',
+      `aetn is up (${((performance.now() - t0) / 1000).toFixed(0)}s).`,
+      `  raw data        ${sys.rawDir}`,
+      `  prepared data   ${sys.preparedDir}`,
+      `  AETN model      ${sys.modelDir}  (feature ${sys.featureId})`,
+      `  realtime head   ${sys.headDir}`,
+      `  store + index   ${sys.storeDir}`,
+      `  gRPC            ${cfg.serve.host}:${port}   API key in ${join(resolve(o.dir), 'api-key.txt')}`,
+      `  metrics         ${serving.metricsUrl ?? 'off'}`,
+      `  ${realtimeNote}`,
+      '',
+      'Try (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest):',
+      await examples(sys, shown),
+      '',
+      'Ctrl-C stops everything cleanly.',
+      '',
+    ].join('\n'),
+  );
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= (async () => { for (const s of stops) await s(); })());
+  return { stop };
+}
