@@ -297,7 +297,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       adam.restore(saved.state.adamStep, saved.m, saved.v);
       featureId = saved.state.featureId;
       loop = saved.state.loop as unknown as LoopState;
-      if (loop.bestEpoch > 0) best = (await loadCheckpoint(out)).weights;
+      if (loop.bestEpoch > 0) best = (await loadCheckpoint(out, { vocabHash: data.vocab.hash })).weights;
       logger.info({ featureId, epochsDone: saved.state.epochsDone }, 'resuming training');
       if (loop.stoppedEarly || loop.history.length >= o.epochs) {
         logger.info({ epochsDone: loop.history.length, stoppedEarly: loop.stoppedEarly }, 'nothing left to train');
