@@ -268,7 +268,10 @@ export class RealtimePipeline {
         return;
       } catch (err) {
         // Another writer applied this partition concurrently (a rebalance overlap): re-read and redo.
-        if (err instanceof ConflictError && attempt < 5) continue;
+        if (err instanceof ConflictError && attempt < 5) {
+          log.warn({ topic: batch.topic, partition: batch.partition, attempt }, 'partition chunk applied concurrently elsewhere; re-reading');
+          continue;
+        }
         throw err;
       }
     }
