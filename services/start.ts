@@ -22,15 +22,19 @@ export interface StartOptions {
   data?: string;
   users: number;
   seed: number;
-  paperSize: boolean;
+  /** 'paper' = the paper's sizes; 'small' (default) finishes in minutes on 2 cores; 'tiny' is for tests. */
+  size: 'tiny' | 'small' | 'paper';
   epochs: number;
-  /** Model size flags when not --paper-size. */
-  small: string[];
+  headEpochs: number;
   /** Stop after the batch stages (build only). */
   noServe: boolean;
 }
 
-export const SMALL_MODEL = ['--d-model', '64', '--d-ff', '128', '--heads', '4', '--enc-layers', '2', '--dec-layers', '1', '--d-emb', '64', '--batch-size', '500', '--lr', '2e-3'];
+const SIZES: Record<StartOptions['size'], { aetn: string[]; head: string[] }> = {
+  paper: { aetn: [], head: [] },
+  small: { aetn: ['--d-model', '64', '--d-ff', '128', '--heads', '4', '--enc-layers', '2', '--dec-layers', '1', '--d-emb', '64', '--batch-size', '500', '--lr', '2e-3'], head: [] },
+  tiny: { aetn: ['--d-model', '16', '--d-ff', '32', '--heads', '2', '--enc-layers', '1', '--dec-layers', '1', '--d-emb', '16', '--batch-size', '250', '--lr', '3e-3'], head: ['--d-model', '16', '--heads', '2', '--d-ff', '32'] },
+};
 
 async function stage(name: string, args: string[]): Promise<void> {
   log.info({ stage: name }, `stage ${name}: aetn ${args.join(' ')}`);
@@ -68,10 +72,10 @@ export async function buildAll(o: StartOptions): Promise<BuiltSystem> {
   mkdirSync(dir, { recursive: true });
   const rawDir = o.data ? resolve(o.data) : join(dir, 'raw');
   const preparedDir = join(dir, 'prepared');
-  const modelDir = join(dir, 'models', o.paperSize ? 'aetn-paper' : 'aetn');
-  const headDir = join(dir, 'models', o.paperSize ? 'head-paper' : 'head');
+  const modelDir = join(dir, 'models', `aetn-${o.size}`);
+  const headDir = join(dir, 'models', `head-${o.size}`);
   const storeDir = join(dir, 'store');
-  const size = o.paperSize ? [] : o.small;
+  const size = SIZES[o.size];
 
   if (!existsSync(join(rawDir, 'dataset.json'))) {
     if (o.data) throw new UserError(`--data ${o.data}: no dataset.json there (see the README for the raw input format)`);
@@ -81,10 +85,10 @@ export async function buildAll(o: StartOptions): Promise<BuiltSystem> {
     await stage('prepare', ['prepare', '--in', rawDir, '--out', preparedDir]);
   }
   if (!existsSync(join(modelDir, 'manifest.json'))) {
-    await stage('train AETN', ['train', '--data', preparedDir, '--out', modelDir, '--epochs', String(o.epochs), '--seed', String(o.seed), ...size]);
+    await stage('train AETN', ['train', '--data', preparedDir, '--out', modelDir, '--epochs', String(o.epochs), '--seed', String(o.seed), ...size.aetn]);
   }
   if (!existsSync(join(headDir, 'manifest.json'))) {
-    await stage('train the realtime head', ['train', '--head', 'realtime', '--base-model', modelDir, '--data', preparedDir, '--out', headDir, '--seed', String(o.seed)]);
+    await stage('train the realtime head', ['train', '--head', 'realtime', '--base-model', modelDir, '--data', preparedDir, '--out', headDir, '--seed', String(o.seed), '--epochs', String(o.headEpochs), ...size.head]);
   }
   const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8')) as { featureId: string };
   const featureId = manifest.featureId;

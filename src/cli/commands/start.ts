@@ -1,5 +1,5 @@
 // `aetn start`: the README's main job.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UserError } from '../../util/errors.js';
 
 function int(flag: string) {
@@ -20,23 +20,25 @@ export function register(program: Command): void {
     )
     .option('--dir <dir>', 'working directory for data, models and the store', 'aetn-data')
     .option('--data <dir>', 'your own raw dataset (see README: raw input format) instead of a demo world')
-    .option('--users <n>', 'users of the demo world', int('--users'), 20000)
+    .option('--users <n>', 'users of the demo world', int('--users'), 10000)
     .option('--seed <n>', 'seed of the demo world and the training', int('--seed'), 1)
     .option('--epochs <n>', 'AETN training epochs', int('--epochs'), 2)
-    .option('--paper-size', 'train at the paper\'s sizes (d_model 512, FFN 1024, 8 heads, 128-d): hours on 2 cores')
+    .option('--head-epochs <n>', 'realtime head training epochs', int('--head-epochs'), 3)
+    .addOption(new Option('--size <size>', "model size: small (minutes on 2 cores), paper (d_model 512, FFN 1024, 8 heads, 128-d: hours on 2 cores), tiny (tests)").choices(['tiny', 'small', 'paper']).default('small'))
+    .option('--paper-size', 'same as --size paper')
     .option('--port <n>', 'gRPC port (default 50051; 0 = any free port)')
     .option('--host <addr>', 'gRPC listen address (default 127.0.0.1)')
     .option('--metrics-port <n>', 'Prometheus /metrics port, or "off" (default 9464)')
     .option('--config <file>', 'JSON configuration file (default: $AETN_CONFIG)')
     .option('--build-only', 'run the batch stages and exit without serving')
-    .action(async (o: { dir: string; data?: string; users: number; seed: number; epochs: number; paperSize?: boolean; port?: string; host?: string; metricsPort?: string; config?: string; buildOnly?: boolean }) => {
+    .action(async (o: { dir: string; data?: string; users: number; seed: number; epochs: number; headEpochs: number; size: 'tiny' | 'small' | 'paper'; paperSize?: boolean; port?: string; host?: string; metricsPort?: string; config?: string; buildOnly?: boolean }) => {
       const { loadConfig } = await import('../../config/config.js');
-      const { runStart, SMALL_MODEL } = await import('../../../services/start.js');
+      const { runStart } = await import('../../../services/start.js');
       const cfg = loadConfig({
         file: o.config ?? null,
         overrides: { 'serve.port': o.port, 'serve.host': o.host, 'metrics.port': o.metricsPort === 'off' ? null : o.metricsPort },
       });
-      const sys = await runStart({ dir: o.dir, data: o.data, users: o.users, seed: o.seed, paperSize: Boolean(o.paperSize), epochs: o.epochs, small: SMALL_MODEL, noServe: Boolean(o.buildOnly) }, cfg);
+      const sys = await runStart({ dir: o.dir, data: o.data, users: o.users, seed: o.seed, size: o.paperSize ? 'paper' : o.size, epochs: o.epochs, headEpochs: o.headEpochs, noServe: Boolean(o.buildOnly) }, cfg);
       if (o.buildOnly) return;
       await new Promise<void>((resolveStop) => {
         const onSignal = () => {
