@@ -1,7 +1,7 @@
 // Where the EventService puts accepted events. Both resolve only once the events are durable:
 // KafkaSink after every in-sync replica has them (acks=all, idempotent producer), DirectSink after
 // the LMDB transaction of the EventProcessor has committed.
-import type { Producer } from 'kafkajs';
+import { Partitioners, type Producer } from 'kafkajs';
 import { encodeEvent } from './codec.js';
 import { createKafka, ensureTopics, DEFAULT_TOPIC, RETRY } from './kafka.js';
 import type { EventProcessor } from './processor.js';
@@ -68,8 +68,16 @@ export class KafkaSink implements EventSink {
         await admin.disconnect();
       }
     }
-    // Idempotent: a retried send after a lost ack does not write the record twice.
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: RETRY });
+    // Idempotent: a retried send after a lost ack does not write the record twice. Retries stay
+    // bounded (kafkajs warns about that): the RPC then fails unacknowledged and the client retries,
+    // which event ids make harmless, instead of a call hanging on a dead broker.
+    const producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      retry: RETRY,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
     await producer.connect();
     return new KafkaSink(producer, topic);
   }
