@@ -1,6 +1,7 @@
 // The serving process: store + indexes + both gRPC services + metrics endpoint, with graceful
 // shutdown on SIGTERM/SIGINT. Wiring only; the behaviour lives in src/serve.
 import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
 import type { AetnConfig } from '../src/config/config.js';
 import { EmbeddingStore } from '../src/store/store.js';
 import { ApiKeyAuth } from '../src/serve/auth.js';
@@ -19,6 +20,8 @@ export interface ServeOptions {
   pollMs?: number;
   /** Install SIGTERM/SIGINT handlers that drain and exit (the CLI does; tests do not). */
   handleSignals?: boolean;
+  /** tfjs backend of the realtime head behind EventService (default wasm). */
+  headBackend?: string;
 }
 
 export interface ServeProcess {
@@ -49,10 +52,19 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
   });
   const backend = new ServingBackend(store, indexes, { log, pollMs: opts.pollMs ?? 2000 });
   const metrics = new RpcMetrics();
+  let events: Awaited<ReturnType<typeof openEventService>>;
+  try {
+    events = await openEventService(cfg, store, opts, log);
+  } catch (err) {
+    await backend.stop();
+    await store.close();
+    throw err;
+  }
   let server: RunningServer;
   try {
-    server = await startServer({ backend, auth, host: cfg.serve.host, port: cfg.serve.port, ...(tls ? { tls } : {}), metrics, log });
+    server = await startServer({ backend, auth, host: cfg.serve.host, port: cfg.serve.port, ...(tls ? { tls } : {}), metrics, log, ...(events ? { extraServices: events.extraServices(auth) } : {}) });
   } catch (err) {
+    await events?.close();
     await backend.stop();
     await store.close();
     throw new UserError(`cannot listen on ${cfg.serve.host}:${cfg.serve.port}: ${(err as Error).message}`);
@@ -73,6 +85,8 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
   const stop = () =>
     (stopped ??= (async () => {
       await server.shutdown(cfg.serve.drainTimeoutMs);
+      // After the drain: every acknowledged event batch is already durable in its sink.
+      await events?.close();
       await metricsServer?.close();
       await store.close();
     })());
@@ -92,4 +106,51 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
     process.once('SIGINT', onSignal);
   }
   return { server, metricsUrl: metricsServer?.url ?? null, stop };
+}
+
+/**
+ * EventService (app events over gRPC) when a realtime head is configured (realtime.headDir): to the
+ * Kafka topic when kafka.brokers is set, otherwise straight into the realtime head through the same
+ * processing code as the Kafka consumer (EventProcessor), durable before the acknowledgement.
+ */
+async function openEventService(cfg: AetnConfig, store: EmbeddingStore, opts: ServeOptions, log: Logger) {
+  if (!cfg.realtime.headDir) return undefined;
+  const { loadHead } = await import('../src/model/head-checkpoint.js');
+  const { registerEventService } = await import('../src/serve/events.js');
+  const { EventService } = await import('../src/gen/aetn/v1/event_service_pb.js');
+  const { DirectSink, KafkaSink } = await import('../src/stream/sinks.js');
+  const { EventProcessor } = await import('../src/stream/processor.js');
+  const head = await loadHead(cfg.realtime.headDir, { backend: opts.headBackend });
+  let sink: import('../src/stream/sinks.js').EventSink;
+  try {
+    if (cfg.kafka.brokers.length > 0) {
+      sink = await KafkaSink.open({ brokers: cfg.kafka.brokers, topic: cfg.kafka.topic, clientId: cfg.kafka.clientId });
+    } else {
+      const base = store.getFeature(head.baseFeatureId);
+      store.registerFeature({
+        featureId: head.featureId,
+        namespace: 'short',
+        dim: head.dim,
+        variant: 'realtime',
+        ...(base ? { baseFeatureId: head.baseFeatureId } : {}),
+        meta: { baseFeatureId: head.baseFeatureId },
+      });
+      const embed = head.embed.bind(head);
+      sink = new DirectSink(new EventProcessor({ store, head: (states, nowMs) => embed(states, nowMs), featureId: head.featureId, maxEvents: Math.max(cfg.realtime.maxEvents, head.maxEvents) }));
+    }
+  } catch (err) {
+    head.dispose?.();
+    throw err;
+  }
+  log.info({ sink: sink.kind, headFeatureId: head.featureId }, 'EventService enabled');
+  return {
+    extraServices: (auth: ApiKeyAuth) => ({
+      register: (server: import('@grpc/grpc-js').Server) => registerEventService(server, { auth, sink, vocab: head.appIndexOfPackage, log }),
+      services: [EventService],
+    }),
+    close: async () => {
+      await sink.close();
+      head.dispose?.();
+    },
+  };
 }

@@ -139,14 +139,14 @@ export async function runStart(o: StartOptions, cfg: AetnConfig): Promise<{ stop
   const t0 = performance.now();
   const sys = await buildAll(o);
   if (o.noServe) return { stop: async () => {} };
-  cfg = { ...cfg, storeDir: sys.storeDir, serve: { ...cfg.serve, apiKeys: { ...cfg.serve.apiKeys, [sys.apiKey]: ['vectors:read', 'audience:write', 'events:write'] } } };
+  cfg = { ...cfg, storeDir: sys.storeDir, realtime: { ...cfg.realtime, headDir: sys.headDir }, serve: { ...cfg.serve, apiKeys: { ...cfg.serve.apiKeys, [sys.apiKey]: ['vectors:read', 'audience:write', 'events:write'] } } };
   const { runServe } = await import('./serve.js');
   const serving = await runServe(cfg, { searchThreads: 1 });
   const stops: Array<() => Promise<void>> = [() => serving.stop()];
-  let realtimeNote = 'realtime ingestion: off (set kafka.brokers / AETN_KAFKA_BROKERS to consume app-events)';
+  let realtimeNote = 'realtime ingestion: EventService/PublishEvents feeds the realtime head directly (set kafka.brokers to use Kafka)';
   if (cfg.kafka.brokers.length > 0) {
     const { runRealtime } = await import('./realtime.js');
-    const rt = await runRealtime({ ...cfg, realtime: { ...cfg.realtime, headDir: sys.headDir }, metrics: { ...cfg.metrics, port: null } });
+    const rt = await runRealtime({ ...cfg, metrics: { ...cfg.metrics, port: null } });
     stops.unshift(() => rt.stop());
     realtimeNote = `realtime ingestion: consuming ${cfg.kafka.topic} from ${cfg.kafka.brokers.join(',')}`;
   }

@@ -1,4 +1,5 @@
 // The gRPC server: both services, health, reflection, auth, metrics, TLS and graceful shutdown.
+import type { DescService } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { UserVectorService } from '../gen/aetn/v1/user_vector_pb.js';
@@ -23,6 +24,8 @@ export interface ServerOptions {
   metrics?: RpcMetrics;
   log?: Logger;
   audience?: AudienceOptions;
+  /** Further services (e.g. EventService) bound next to ours, with health and reflection for them. */
+  extraServices?: { register(server: grpc.Server): void; services: DescService[] };
 }
 
 export interface RunningServer {
@@ -52,9 +55,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const common = { auth: opts.auth, log, metrics, inflight };
   bindService(server, UserVectorService, userVectorHandlers(opts.backend), { ...common, scope: 'vectors:read' });
   bindService(server, AudienceService, audienceHandlers(opts.backend, opts.audience), { ...common, scope: 'audience:write' });
-  const health = new Health(SERVICE_NAMES);
+  opts.extraServices?.register(server);
+  const extra = opts.extraServices?.services ?? [];
+  const health = new Health([...SERVICE_NAMES, ...extra.map((d) => d.typeName)]);
   health.addToServer(server);
-  addReflection(server, [UserVectorService, AudienceService]);
+  addReflection(server, [UserVectorService, AudienceService, ...extra]);
 
   const creds = opts.tls
     ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], false)

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureGoTool } from '../tools/go-tools.js';
+import { openPrepared } from '../../src/data/prepared.js';
 
 const exec = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'aetn-start-'));
@@ -81,6 +82,47 @@ describe('aetn start', () => {
     expect(health).toContain('SERVING');
     expect(list).toContain('aetn.v1.UserVectorService');
     expect(list).toContain('aetn.v1.AudienceService');
+  });
+
+  it('events published through EventService change the short-term vector (grpcurl, client streaming)', async () => {
+    const address = /gRPC\s+(\S+)/.exec(stdout)![1]!;
+    const key = /x-api-key: (demo-[0-9a-f]+)/.exec(stdout)![1]!;
+    const call = async (method: string, body: unknown): Promise<string> =>
+      (await exec(grpcurl, ['-plaintext', '-H', `x-api-key: ${key}`, '-d', typeof body === 'string' ? body : JSON.stringify(body), address, method], { timeout: 60_000 })).stdout;
+    const ds = await openPrepared(join(dir, 'prepared'));
+    let user = '';
+    for await (const ex of ds.examples({ shard: 1 })) {
+      user = ex.userId;
+      break;
+    }
+    const shortOf = async () => {
+      const r = JSON.parse(await call('aetn.v1.UserVectorService/GetUserVector', { user_id: user, view: 'VECTOR_VIEW_ALL' })) as { user: { shortTerm?: { present?: boolean; values?: number[] } } };
+      return r.user.shortTerm?.present ? r.user.shortTerm.values! : null;
+    };
+    expect(await shortOf()).toBeNull();
+    const now = Date.now();
+    const events = (from: number, n: number) =>
+      ds.vocab.apps.slice(from, from + n).map((a, i) => ({ eventId: `t-${from + i}`, userId: user, packageName: a.packages[0], type: 'APP_EVENT_TYPE_INSTALL', timestampMs: String(now - 60_000 + i) }));
+    // Client streaming: two request messages in one call.
+    const body = [{ events: events(0, 2) }, { events: events(2, 1) }].map((m) => JSON.stringify(m)).join('\n');
+    const ack1 = JSON.parse(await call('aetn.v1.EventService/PublishEvents', body)) as { accepted?: number; duplicates?: number };
+    expect(ack1.accepted).toBe(3);
+    // The first short-term vector ever written makes the head's feature the default short-term
+    // feature at the server's next registry poll (2 s); later writes are visible at once.
+    let v1 = await shortOf();
+    for (let i = 0; i < 50 && v1 === null; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      v1 = await shortOf();
+    }
+    expect(v1).not.toBeNull();
+    const ack2 = JSON.parse(await call('aetn.v1.EventService/PublishEvents', { events: events(40, 3) })) as { accepted?: number };
+    expect(ack2.accepted).toBe(3);
+    const v2 = await shortOf();
+    expect(v2).not.toEqual(v1);
+    // A replay of acknowledged events is idempotent: counted as duplicates, the vector stays.
+    const ack3 = JSON.parse(await call('aetn.v1.EventService/PublishEvents', { events: events(40, 3) })) as { duplicates?: number };
+    expect(ack3.duplicates).toBe(3);
+    expect(await shortOf()).toEqual(v2);
   });
 
   it('a re-run reuses what is built, and Ctrl-C stops cleanly', async () => {
