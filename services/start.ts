@@ -28,6 +28,8 @@ export interface StartOptions {
   headEpochs: number;
   /** Stop after the batch stages (build only). */
   noServe: boolean;
+  /** Replay the held-out week through EventService once serving (default true). */
+  replay?: boolean;
 }
 
 const SIZES: Record<StartOptions['size'], { aetn: string[]; head: string[] }> = {
@@ -172,7 +174,73 @@ export async function runStart(o: StartOptions, cfg: AetnConfig): Promise<{ stop
       '',
     ].join('\n'),
   );
+  if (o.replay !== false && cfg.kafka.brokers.length === 0) {
+    // Background traffic; its outcome is printed, and a failure never takes the server down.
+    void replayHeldOut(sys.rawDir, `${cfg.serve.host}:${port}`, sys.apiKey)
+      .then((r) =>
+        process.stdout.write(
+          `replayed ${r.sent} held-out-week events through EventService: ${r.accepted} accepted, ${r.duplicates} duplicates (already applied), ${r.rejected} rejected (apps outside the vocabulary)\n`,
+        ),
+      )
+      .catch((err: Error) => log.warn({ err: err.message }, 'held-out replay failed'));
+  }
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= (async () => { for (const s of stops) await s(); })());
   return { stop };
+}
+
+/**
+ * The demo's live traffic: the held-out week's events, stamped with the current time, published
+ * through the public EventService (client streaming, batches of 100) at `rate` events/s, so that
+ * short-term vectors visibly change. A re-run replays the same event ids: they come back as
+ * duplicates and change nothing.
+ */
+export async function replayHeldOut(rawDir: string, address: string, apiKey: string, rate = 200): Promise<{ sent: number; accepted: number; duplicates: number; rejected: number }> {
+  const { loadDatasetSpec, readRecords } = await import('../src/data/raw.js');
+  const { createClient } = await import('../src/serve/client.js');
+  const { EventService, PublishEventsRequestSchema } = await import('../src/gen/aetn/v1/event_service_pb.js');
+  const { create } = await import('@bufbuild/protobuf');
+  const grpc = await import('@grpc/grpc-js');
+  const spec = loadDatasetSpec(rawDir);
+  const totals = { sent: 0, accepted: 0, duplicates: 0, rejected: 0 };
+  if (!spec.paths.heldOut) return totals;
+  const client = createClient(EventService, address, { apiKey });
+  const raw = client.raw as unknown as Record<string, (md: InstanceType<typeof grpc.Metadata>, cb: (err: Error | null, res: unknown) => void) => { write(m: unknown): void; end(): void }>;
+  const t0 = performance.now();
+  const send = (events: Array<{ eventId: string; userId: string; pkg: string; type: 1 | 2 }>) =>
+    new Promise<void>((resolve, reject) => {
+      const md = new grpc.Metadata();
+      md.set('x-api-key', apiKey);
+      const call = raw.publishEvents!.call(client.raw, md, (err, res) => {
+        if (err) return reject(err);
+        const r = res as { accepted: number; duplicates: number; rejected: unknown[] };
+        totals.accepted += r.accepted;
+        totals.duplicates += r.duplicates;
+        totals.rejected += r.rejected.length;
+        resolve();
+      });
+      const now = BigInt(Date.now());
+      call.write(create(PublishEventsRequestSchema, { events: events.map((e) => ({ eventId: e.eventId, userId: e.userId, packageName: e.pkg, type: e.type, timestampMs: now })) }));
+      call.end();
+    });
+  try {
+    let batch: Array<{ eventId: string; userId: string; pkg: string; type: 1 | 2 }> = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      await send(batch);
+      totals.sent += batch.length;
+      batch = [];
+      const dueMs = (totals.sent / rate) * 1000 - (performance.now() - t0);
+      if (dueMs > 1) await new Promise((r) => setTimeout(r, dueMs));
+    };
+    for (const rec of readRecords<{ eventId: string; userId: string; pkg: string; type: 1 | 2; timeMs: number }>(spec.paths.heldOut, 'events', { lines: 0, ok: 0, bad: 0 })) {
+      if (!rec.ok) continue;
+      batch.push(rec.row);
+      if (batch.length >= 100) await flush();
+    }
+    await flush();
+  } finally {
+    client.close();
+  }
+  return totals;
 }

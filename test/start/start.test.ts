@@ -16,10 +16,10 @@ let stdout = '';
 let stderr = '';
 let grpcurl = '';
 
-function startSystem(): Promise<void> {
+function startSystem(extra: string[] = []): Promise<void> {
   proc = spawn(
     process.execPath,
-    ['bin/aetn.js', 'start', '--dir', dir, '--users', '800', '--epochs', '1', '--head-epochs', '1', '--size', 'tiny', '--port', '0', '--metrics-port', '0'],
+    ['bin/aetn.js', 'start', '--dir', dir, '--users', '800', '--epochs', '1', '--head-epochs', '1', '--size', 'tiny', '--port', '0', '--metrics-port', '0', ...extra],
     { env: { ...process.env, AETN_PROGRESS: '0', AETN_LOG_LEVEL: 'warn' } },
   );
   proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -40,7 +40,8 @@ function startSystem(): Promise<void> {
 
 beforeAll(async () => {
   grpcurl = await ensureGoTool('grpcurl');
-  await startSystem();
+  // The first run without the held-out replay, so the EventService test sees untouched users.
+  await startSystem(['--no-replay']);
 }, 600_000);
 
 afterAll(async () => {
@@ -125,7 +126,7 @@ describe('aetn start', () => {
     expect(await shortOf()).toEqual(v2);
   });
 
-  it('a re-run reuses what is built, and Ctrl-C stops cleanly', async () => {
+  it('a re-run reuses what is built, replays the held-out week through EventService, and Ctrl-C stops cleanly', async () => {
     const exited = new Promise<number | null>((r) => proc!.once('exit', (code) => r(code)));
     proc!.kill('SIGINT');
     expect(await exited).toBe(0);
@@ -136,5 +137,11 @@ describe('aetn start', () => {
     expect(stderr).not.toContain('✔ train AETN');
     expect(stderr).not.toContain('✔ embed');
     expect(performance.now() - t0).toBeLessThan(60_000);
+    // The demo traffic: the held-out week through EventService, durable before each ack.
+    for (let i = 0; i < 300 && !stdout.includes('replayed '); i++) await new Promise((r) => setTimeout(r, 200));
+    const m = /replayed (\d+) held-out-week events through EventService: (\d+) accepted, (\d+) duplicates/.exec(stdout);
+    expect(m, stdout).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThan(0);
+    expect(Number(m![2])).toBeGreaterThan(0);
   });
 });

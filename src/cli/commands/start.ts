@@ -31,14 +31,15 @@ export function register(program: Command): void {
     .option('--metrics-port <n>', 'Prometheus /metrics port, or "off" (default 9464)')
     .option('--config <file>', 'JSON configuration file (default: $AETN_CONFIG)')
     .option('--build-only', 'run the batch stages and exit without serving')
-    .action(async (o: { dir: string; data?: string; users: number; seed: number; epochs: number; headEpochs: number; size: 'tiny' | 'small' | 'paper'; paperSize?: boolean; port?: string; host?: string; metricsPort?: string; config?: string; buildOnly?: boolean }) => {
+    .option('--no-replay', "do not replay the held-out week's events through EventService once serving")
+    .action(async (o: { dir: string; data?: string; users: number; seed: number; epochs: number; headEpochs: number; size: 'tiny' | 'small' | 'paper'; paperSize?: boolean; port?: string; host?: string; metricsPort?: string; config?: string; buildOnly?: boolean; replay: boolean }) => {
       const { loadConfig } = await import('../../config/config.js');
       const { runStart } = await import('../../../services/start.js');
       const cfg = loadConfig({
         file: o.config ?? null,
         overrides: { 'serve.port': o.port, 'serve.host': o.host, 'metrics.port': o.metricsPort === 'off' ? null : o.metricsPort },
       });
-      const sys = await runStart({ dir: o.dir, data: o.data, users: o.users, seed: o.seed, size: o.paperSize ? 'paper' : o.size, epochs: o.epochs, headEpochs: o.headEpochs, noServe: Boolean(o.buildOnly) }, cfg);
+      const sys = await runStart({ dir: o.dir, data: o.data, users: o.users, seed: o.seed, size: o.paperSize ? 'paper' : o.size, epochs: o.epochs, headEpochs: o.headEpochs, noServe: Boolean(o.buildOnly), replay: o.replay }, cfg);
       if (o.buildOnly) return;
       await new Promise<void>((resolveStop) => {
         const onSignal = () => {
