@@ -1,6 +1,7 @@
 // The realtime process: Kafka app-events -> per-user recent events -> short-term head -> store,
 // plus a metrics endpoint, with graceful shutdown on SIGTERM/SIGINT (stop fetching, finish the
 // chunk in flight, commit, disconnect). Wiring only; the behaviour lives in src/stream.
+import { registerHeadFeature } from './head-feature.js';
 import type { AetnConfig } from '../src/config/config.js';
 import { EmbeddingStore } from '../src/store/store.js';
 import { RealtimePipeline } from '../src/stream/pipeline.js';
@@ -54,17 +55,7 @@ export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): 
   const store = EmbeddingStore.open(cfg.storeDir);
   let pipeline: RealtimePipeline;
   try {
-    const base = store.getFeature(head.baseFeatureId);
-    // The short-term vectors are usable without long-term ones; the link is recorded either way.
-    if (!base) log.warn({ baseFeatureId: head.baseFeatureId }, 'the AETN feature of this head is not in the store yet (run the batch embed); registering the short-term feature without the link');
-    store.registerFeature({
-      featureId: head.featureId,
-      namespace: 'short',
-      dim: head.dim,
-      variant: 'realtime',
-      ...(base ? { baseFeatureId: head.baseFeatureId } : {}),
-      meta: { baseFeatureId: head.baseFeatureId },
-    });
+    registerHeadFeature(store, head, log);
     const embed = head.embed.bind(head);
     pipeline = new RealtimePipeline({
       brokers: cfg.kafka.brokers,

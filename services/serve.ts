@@ -1,5 +1,6 @@
 // The serving process: store + indexes + both gRPC services + metrics endpoint, with graceful
 // shutdown on SIGTERM/SIGINT. Wiring only; the behaviour lives in src/serve.
+import { registerHeadFeature } from './head-feature.js';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { AetnConfig } from '../src/config/config.js';
@@ -126,15 +127,7 @@ async function openEventService(cfg: AetnConfig, store: EmbeddingStore, opts: Se
     if (cfg.kafka.brokers.length > 0) {
       sink = await KafkaSink.open({ brokers: cfg.kafka.brokers, topic: cfg.kafka.topic, clientId: cfg.kafka.clientId });
     } else {
-      const base = store.getFeature(head.baseFeatureId);
-      store.registerFeature({
-        featureId: head.featureId,
-        namespace: 'short',
-        dim: head.dim,
-        variant: 'realtime',
-        ...(base ? { baseFeatureId: head.baseFeatureId } : {}),
-        meta: { baseFeatureId: head.baseFeatureId },
-      });
+      registerHeadFeature(store, head, log);
       const embed = head.embed.bind(head);
       sink = new DirectSink(new EventProcessor({ store, head: (states, nowMs) => embed(states, nowMs), featureId: head.featureId, maxEvents: Math.max(cfg.realtime.maxEvents, head.maxEvents) }));
     }
