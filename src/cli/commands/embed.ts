@@ -1,14 +1,7 @@
 // `aetn embed`: the batch job that writes long-term vectors of a trained model into the store.
 import type { Command } from 'commander';
-import { UserError } from '../../util/errors.js';
+import { positiveInt as int } from '../flags.js';
 
-function int(flag: string) {
-  return (v: string): number => {
-    const x = Number(v);
-    if (!Number.isInteger(x) || x < 1) throw new UserError(`${flag} must be a positive integer, got '${v}'`);
-    return x;
-  };
-}
 
 export function register(program: Command): void {
   program

@@ -1,16 +1,5 @@
+import { integer as int, finite as num } from '../flags.js';
 import type { Command } from 'commander';
-import { UserError } from '../../util/errors.js';
-
-const int = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new UserError(`${name} must be an integer (got ${v})`);
-  return n;
-};
-const num = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UserError(`${name} must be a number (got ${v})`);
-  return n;
-};
 
 export function register(program: Command): void {
   program

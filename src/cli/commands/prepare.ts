@@ -1,11 +1,7 @@
+import { integer as int } from '../flags.js';
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
 
-const int = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new UserError(`${name} must be an integer (got ${v})`);
-  return n;
-};
 
 export function register(program: Command): void {
   program
