@@ -7,6 +7,9 @@ import { dot } from './linalg.js';
 
 export interface LogisticModel {
   readonly p: number;
+  /** Weights on raw (unstandardised) features and the bias: logit(x) = weights . x + bias. */
+  readonly weights: Float32Array;
+  readonly bias: number;
   /** Logit of row `off/p` of a raw (unstandardised) feature matrix. */
   logit(x: Float32Array, off: number): number;
 }
@@ -98,7 +101,7 @@ export function fitLogistic(x: Float32Array, y: Uint8Array, n: number, p: number
     wr[j] = w[j]! * inv[j]!;
     br -= wr[j]! * mean[j]!;
   }
-  return { p, logit: (xx, off) => dot(xx, off, wr, 0, p) + br };
+  return { p, weights: wr, bias: br, logit: (xx, off) => dot(xx, off, wr, 0, p) + br };
 }
 
 /** ROC AUC with ties counted half (Mann-Whitney). */

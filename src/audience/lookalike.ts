@@ -56,6 +56,8 @@ export interface LookalikeOptions {
   maxClusterSeeds?: number;
   /** Seeds used to fit the scoring model at most (a spread-out subset; default 600). */
   maxTrainSeeds?: number;
+  /** Gradient steps of the model fit (default 50). */
+  fitIterations?: number;
 }
 
 export interface LookalikeResult {
@@ -67,6 +69,7 @@ export interface LookalikeResult {
   clusters: number;
   populationSampled: number;
   trainingAuc: number;
+  timings: LookalikeTimings;
 }
 
 export class LookalikeError extends Error {
@@ -98,7 +101,88 @@ function subset<T>(xs: T[], max: number, seed: number): T[] {
     .map((i) => xs[i]!);
 }
 
+/** Wall-clock milliseconds per phase of one call (for logs and benchmarks). */
+export interface LookalikeTimings {
+  seeds: number;
+  cluster: number;
+  population: number;
+  /** Model fit, overlapping the index searches when those run off this thread. */
+  fit: number;
+  /** From launching the searches to having all their answers (overlaps `fit`). */
+  search: number;
+  /** Waiting for searches after the fit was done: what the overlap did not hide. */
+  searchWait: number;
+  vectors: number;
+  score: number;
+  total: number;
+}
+
+/**
+ * Top-`cap` of (score, id) pairs in a binary min-heap over typed arrays, so the ranking costs
+ * O(n log N) and memory bounded by the audience size however many candidates are scored. Ties are
+ * broken by user id (smaller id ranks higher) so the result is deterministic.
+ */
+class TopN {
+  private readonly score: Float64Array;
+  private readonly ids: string[];
+  size = 0;
+  constructor(private readonly cap: number) {
+    this.score = new Float64Array(cap);
+    this.ids = new Array<string>(cap);
+  }
+  /** a ranks below b. */
+  private worse(sa: number, ia: string, sb: number, ib: string): boolean {
+    return sa < sb || (sa === sb && ia > ib);
+  }
+  push(s: number, id: string): void {
+    if (this.cap === 0) return;
+    if (this.size < this.cap) {
+      let i = this.size++;
+      while (i > 0) {
+        const p = (i - 1) >> 1;
+        if (!this.worse(s, id, this.score[p]!, this.ids[p]!)) break;
+        this.score[i] = this.score[p]!;
+        this.ids[i] = this.ids[p]!;
+        i = p;
+      }
+      this.score[i] = s;
+      this.ids[i] = id;
+      return;
+    }
+    if (!this.worse(this.score[0]!, this.ids[0]!, s, id)) return;
+    // Replace the root (the worst kept) and sift down.
+    let i = 0;
+    const n = this.size;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && this.worse(this.score[r]!, this.ids[r]!, this.score[l]!, this.ids[l]!) ? r : l;
+      if (!this.worse(this.score[c]!, this.ids[c]!, s, id)) break;
+      this.score[i] = this.score[c]!;
+      this.ids[i] = this.ids[c]!;
+      i = c;
+    }
+    this.score[i] = s;
+    this.ids[i] = id;
+  }
+  /** Best first. */
+  sorted(): Neighbor[] {
+    const out: Neighbor[] = new Array(this.size);
+    for (let i = 0; i < this.size; i++) out[i] = { userId: this.ids[i]!, score: this.score[i]! };
+    return out.sort((a, b) => b.score - a.score || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
+  }
+}
+
 export async function extendLookalike(seedIdsIn: readonly string[], opts: LookalikeOptions, deps: LookalikeDeps): Promise<LookalikeResult> {
+  const t0 = performance.now();
+  let tMark = t0;
+  const lap = () => {
+    const now = performance.now();
+    const ms = now - tMark;
+    tMark = now;
+    return ms;
+  };
   const check = async () => deps.checkCancelled?.();
   const d = deps.dim;
   const N = opts.audienceSize;
@@ -125,6 +209,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   const trainIdx = subset(knownIds.map((_, i) => i), opts.maxClusterSeeds ?? 1000, seed);
   const nS = trainIdx.length;
   const S = normalizedMatrix(trainIdx.map((i) => knownVecs[i]!), d);
+  const tSeeds = lap();
 
   // 2. Clusters.
   const maxClusters = opts.maxClusters ?? 20;
@@ -135,19 +220,48 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   const spreadOf = new Float64Array(K);
   for (let r = 0; r < nS; r++) spreadOf[km.assignment[r]!]! += dot(S, r * d, km.centroids, km.assignment[r]! * d, d);
   for (let j = 0; j < K; j++) spreadOf[j] = Math.max(0.05, 1 - spreadOf[j]! / km.sizes[j]!);
+  const tCluster = lap();
   await check();
 
-  // 3. Scoring model: seeds vs population.
+  // 3. Population sample (negatives of the model).
   const exclude = new Set<string>(knownIds);
   for (const s of seedIds) exclude.add(s);
   const fitRows = subset(Array.from({ length: nS }, (_, r) => r), opts.maxTrainSeeds ?? 600, seed + 1);
   const nF = fitRows.length;
   const popWanted = opts.populationSample ?? Math.min(1200, Math.max(800, 2 * nF));
+  tMark = performance.now();
   const pop = await deps.samplePopulation(popWanted);
+  const tPopulation = lap();
   await check();
   const negIdx: number[] = [];
   for (let i = 0; i < pop.userIds.length; i++) if (!exclude.has(pop.userIds[i]!)) negIdx.push(i);
   if (negIdx.length === 0) throw new LookalikeError('FAILED_PRECONDITION', 'the population sample holds no user besides the seeds: the store is too small for a look-alike model');
+
+  // 4. Launch the candidate searches (centroids with a large k each, plus spread-out single
+  // seeds), then fit the model while they run: with a worker-pool index the searches and the fit
+  // use different cores. Exclusions are applied when the answers are merged.
+  for (const e of opts.exclude ?? []) exclude.add(e);
+  const maxK = Math.max(1, deps.maxSearchK ?? 10_000);
+  const oversample = opts.oversample ?? 1.3;
+  // Neighbour lists also return seeds and exclusions: budget for them.
+  let budget = Math.ceil(oversample * N) + knownIds.length + Math.min(exclude.size, 10 * N);
+  const probes = subset(trainIdx, Math.min(opts.seedProbes ?? 50, nS), seed + 2);
+  const probeK = Math.min(maxK, 100, Math.max(10, Math.ceil((2 * budget) / Math.max(1, knownIds.length))));
+  const centroidKs = (b: number) => km.sizes.map((s) => Math.min(maxK, Math.max(20, Math.ceil((b * s) / nS))));
+  const searchCentroids = (ks: number[]) => Promise.all(ks.map((k, j) => deps.search(km.centroids.subarray(j * d, j * d + d), k)));
+  const tSearch0 = performance.now();
+  let tSearchDone = 0;
+  const firstKs = centroidKs(budget);
+  const first = Promise.all([searchCentroids(firstKs), Promise.all(probes.map((i) => deps.search(knownVecs[i]!, probeK)))]).then((r) => {
+    tSearchDone = performance.now();
+    return r;
+  });
+  // Settled below; a failure or cancellation during the fit must not leave it unhandled.
+  first.catch(() => undefined);
+
+  // 5. Scoring model: seeds vs population. Features: unit vector + one RBF-like similarity per
+  // centroid.
+  tMark = performance.now();
   const P = d + K;
   const featurize = (vecs: Float32Array, rows: number, out: Float32Array) => {
     for (let r = 0; r < rows; r++) {
@@ -165,68 +279,101 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   featurize(Xraw, nTrain, X);
   const y = new Uint8Array(nTrain);
   y.fill(1, 0, nF);
-  const model = fitLogistic(X, y, nTrain, P, { iterations: 50 });
+  const model = fitLogistic(X, y, nTrain, P, { iterations: opts.fitIterations ?? 50 });
   const trainScores = new Float64Array(nTrain);
   for (let i = 0; i < nTrain; i++) trainScores[i] = model.logit(X, i * P);
   const trainingAuc = auc(trainScores, y);
+  const tFit = lap();
   await check();
 
-  // 4. Candidates around centroids and seed probes.
-  for (const e of opts.exclude ?? []) exclude.add(e);
-  const maxK = Math.max(1, deps.maxSearchK ?? 10_000);
+  // 6. Merge the candidate lists; widen and search again when too few remain.
+  const [centroidRes, probeRes] = await first;
+  const tSearchWait = lap();
+  await check();
   const candidates = new Set<string>();
   const addAll = (ns: Neighbor[]) => {
     for (const n of ns) if (!exclude.has(n.userId)) candidates.add(n.userId);
   };
-  const oversample = opts.oversample ?? 1.3;
-  // Neighbour lists also return seeds and exclusions: budget for them.
-  let budget = Math.ceil(oversample * N) + knownIds.length + Math.min(exclude.size, 10 * N);
-  const probes = subset(trainIdx, Math.min(opts.seedProbes ?? 50, nS), seed + 2);
-  const probeK = Math.min(maxK, 100, Math.max(10, Math.ceil((2 * budget) / Math.max(1, knownIds.length))));
-  const probeRes = await Promise.all(probes.map((i) => deps.search(knownVecs[i]!, probeK)));
   for (const r of probeRes) addAll(r);
-  await check();
-  for (let round = 0; round < 4; round++) {
-    const ks = km.sizes.map((s) => Math.min(maxK, Math.max(20, Math.ceil((budget * s) / nS))));
-    const res = await Promise.all(ks.map((k, j) => deps.search(km.centroids.subarray(j * d, j * d + d), k)));
-    await check();
+  let res = centroidRes;
+  let ks = firstKs;
+  let retryMs = 0;
+  for (let round = 0; ; round++) {
     let exhausted = true;
     res.forEach((r, j) => {
       addAll(r);
       if (r.length >= ks[j]! && ks[j]! < maxK) exhausted = false;
     });
-    if (candidates.size >= N * oversample || exhausted) break;
+    if (candidates.size >= N * oversample || exhausted || round >= 3) break;
     budget *= 2;
+    ks = centroidKs(budget);
+    const tr = performance.now();
+    res = await searchCentroids(ks);
+    retryMs += performance.now() - tr;
+    await check();
   }
+  const tSearchAll = tSearchDone - tSearch0 + retryMs;
+  tMark = performance.now();
 
-  // 5. Score and rank.
+  // 7. Score: candidate vectors into one contiguous matrix of unit rows, then one fused pass per
+  // row (linear part + centroid similarities), keeping only the best N.
+  const w = model.weights;
+  const wc = new Float64Array(K);
+  const invSpread = new Float64Array(K);
+  for (let j = 0; j < K; j++) {
+    wc[j] = w[d + j]!;
+    invSpread[j] = 1 / spreadOf[j]!;
+  }
+  const wLin = w.subarray(0, d);
+  const C = km.centroids;
   const ids = [...candidates];
-  const scored: Neighbor[] = [];
+  const top = new TopN(Math.min(N, ids.length));
+  let scoredCount = 0;
+  let tVectors = 0;
   const CHUNK = 4096;
-  const buf = new Float32Array(CHUNK * P);
+  const M = new Float32Array(Math.min(CHUNK, ids.length) * d);
   for (let s = 0; s < ids.length; s += CHUNK) {
+    const tv = performance.now();
     const part = ids.slice(s, s + CHUNK);
     const vecs = await deps.getVectors(part);
-    const present: number[] = [];
-    vecs.forEach((v, i) => v && present.push(i));
-    const M = normalizedMatrix(present.map((i) => vecs[i]!), d);
-    featurize(M, present.length, buf);
-    for (let r = 0; r < present.length; r++) {
-      const z = model.logit(buf, r * P);
-      scored.push({ userId: part[present[r]!]!, score: 1 / (1 + Math.exp(-z)) });
+    tVectors += performance.now() - tv;
+    for (let r = 0; r < part.length; r++) {
+      const v = vecs[r];
+      if (!v) continue;
+      let nn = 0;
+      for (let i = 0; i < d; i++) nn += v[i]! * v[i]!;
+      if (!(nn > 0)) continue;
+      const inv = 1 / Math.sqrt(nn);
+      for (let i = 0; i < d; i++) M[i] = v[i]! * inv;
+      let z = dot(M, 0, wLin, 0, d) + model.bias;
+      for (let j = 0; j < K; j++) z += wc[j]! * Math.exp((dot(M, 0, C, j * d, d) - 1) * invSpread[j]!);
+      top.push(1 / (1 + Math.exp(-z)), part[r]!);
+      scoredCount++;
     }
     await check();
   }
-  scored.sort((a, b) => b.score - a.score || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
+  const users = top.sorted();
+  const tScore = lap() - tVectors;
   return {
-    users: scored.slice(0, N),
+    users,
     seedsRequested: seedIds.length,
     seedsUsed: knownIds.length,
     seedsUnknown: seedIds.length - knownIds.length,
-    candidatesScored: scored.length,
+    candidatesScored: scoredCount,
     clusters: K,
     populationSampled: negIdx.length,
     trainingAuc,
+    timings: {
+      seeds: tSeeds,
+      cluster: tCluster,
+      population: tPopulation,
+      fit: tFit,
+      search: tSearchAll,
+      searchWait: tSearchWait,
+      vectors: tVectors,
+      score: tScore,
+      total: performance.now() - t0,
+    },
   };
 }
 

@@ -4,6 +4,7 @@
 import { AudienceService } from '../gen/aetn/v1/audience_pb.js';
 import { extendLookalike, type LookalikeDeps } from '../audience/lookalike.js';
 import type { ServingBackend, AnnSearcher } from './backend.js';
+import type { FeatureInfo } from '../store/types.js';
 import { invalid, notFound } from './errors.js';
 import type { ServiceImpl } from './rpc.js';
 import { checkRange, checkUserId, checkUserIds, checkVector, LIMITS } from './validate.js';
@@ -21,6 +22,25 @@ async function search(idx: AnnSearcher, v: Float32Array, k: number, ef?: number)
   const kk = Math.min(k, idx.size);
   if (kk <= 0) return [];
   return idx.search(v, kk, ef !== undefined ? Math.max(ef, kk) : undefined);
+}
+
+/** The look-alike's view of the store and index for one feature (also used by the benchmark's in-process profile). */
+export function lookalikeDeps(
+  backend: ServingBackend,
+  f: FeatureInfo,
+  idx: AnnSearcher,
+  salt: string,
+  maxSearchK = 10_000,
+  checkCancelled?: () => Promise<void>,
+): LookalikeDeps {
+  return {
+    dim: f.dim,
+    getVectors: (ids) => backend.getMany(f.featureId, ids).map((v) => v?.vector),
+    search: (v, k) => search(idx, v, k, k),
+    samplePopulation: (n) => backend.population(f.featureId, n, salt),
+    maxSearchK: Math.min(idx.size, maxSearchK),
+    ...(checkCancelled ? { checkCancelled } : {}),
+  };
 }
 
 export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions = {}): ServiceImpl<typeof AudienceService> {
@@ -87,21 +107,26 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
       const { f, res } = await backend.withFeature('long', req.featureId, 'feature_id', async (f) => {
         const idx = await backend.index(f);
         ctx.throwIfCancelled();
-        const deps: LookalikeDeps = {
-          dim: f.dim,
-          getVectors: (ids) => backend.getMany(f.featureId, ids).map((v) => v?.vector),
-          search: (v, k) => search(idx, v, k, k),
-          samplePopulation: (n) => backend.population(f.featureId, n, ctx.requestId),
-          maxSearchK: Math.min(idx.size, opts.maxSearchK ?? 10_000),
-          checkCancelled: async () => {
-            // Yield so rankers' calls and a cancellation can be handled between heavy phases.
-            await yieldToLoop();
-            ctx.throwIfCancelled();
-          },
-        };
+        const deps = lookalikeDeps(backend, f, idx, ctx.requestId, opts.maxSearchK, async () => {
+          // Yield so rankers' calls and a cancellation can be handled between heavy phases.
+          await yieldToLoop();
+          ctx.throwIfCancelled();
+        });
         const res = await extendLookalike(seeds, { audienceSize: req.audienceSize, exclude: req.excludeUserIds, maxClusters: req.maxClusters || LIMITS.defaultClusters }, deps);
         return { f, res };
       });
+      const ms = (x: number) => Math.round(x * 10) / 10;
+      const t = res.timings;
+      ctx.log.info(
+        {
+          seeds: res.seedsUsed,
+          audience: res.users.length,
+          candidates: res.candidatesScored,
+          clusters: res.clusters,
+          phasesMs: { seeds: ms(t.seeds), cluster: ms(t.cluster), population: ms(t.population), fit: ms(t.fit), search: ms(t.search), searchWait: ms(t.searchWait), vectors: ms(t.vectors), score: ms(t.score), total: ms(t.total) },
+        },
+        'look-alike computed',
+      );
       for (let i = 0; i < res.users.length; i += chunkSize) {
         await send({ message: { case: 'chunk', value: { users: res.users.slice(i, i + chunkSize) } } });
         if ((i / chunkSize) % 8 === 7) await yieldToLoop();
