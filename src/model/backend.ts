@@ -5,11 +5,16 @@
 //   tensorflow - libtensorflow through @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node.
 //                Optional: they download libtensorflow at install, which these machines cannot do.
 //   cpu        - pure JS reference kernels: slow, used by tests as the ground truth.
+// On wasm and cpu, BatchMatMul (~70% of a training step) runs OpenBLAS through the optional addon in
+// native/gemm when it is built (src/model/native-gemm.ts); the detail then reads 'wasm+openblas ...'.
+// AETN_NATIVE_GEMM=0 keeps the stock kernels.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
+import { loadNativeGemm, nativeGemmSummary, nativeGemmWanted, useNativeMatMul } from './native-gemm.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 // Side effect: registers every op gradient (tf-core's Node bundle ships none).
 import './tf-gradients.js';
@@ -19,8 +24,13 @@ export const BACKENDS: readonly BackendName[] = ['wasm', 'tensorflow', 'cpu'];
 
 export interface BackendInfo {
   name: BackendName;
-  /** What actually runs, e.g. 'wasm (simd, 1 thread)' or 'tensorflow (@tensorflow/tfjs-node-gpu)'. */
+  /**
+   * What actually runs, e.g. 'wasm+openblas (simd, 1 thread; OpenBLAS 0.3.21 Zen, 2 threads)',
+   * 'wasm (simd, 1 thread; stock matMul: addon not built ...)' or 'tensorflow (@tensorflow/tfjs-node-gpu)'.
+   */
   detail: string;
+  /** Which GEMM runs BatchMatMul: 'openblas' (native addon) or 'stock' (the backend's own kernel). */
+  gemm: 'openblas' | 'stock';
 }
 
 const logger = child('backend');
@@ -43,7 +53,9 @@ let current: BackendInfo | undefined;
  */
 export async function initBackend(requested?: string): Promise<BackendInfo> {
   const name = resolveBackendName(requested);
-  if (current?.name === name && tf.getBackend() === name) return current;
+  // The native GEMM switch is read every time, so one process can compare both (bench/model-train.ts).
+  const wantNative = name !== 'tensorflow' && nativeGemmWanted();
+  if (current?.name === name && tf.getBackend() === name && (current.gemm === 'openblas') === (wantNative && loadNativeGemm().ok)) return current;
   let detail: string;
   if (name === 'cpu') {
     await import('@tensorflow/tfjs-backend-cpu');
@@ -58,6 +70,8 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
   } else {
     detail = await loadTensorflow();
   }
+  // Registered before setBackend: the replaced kernel's setupFunc then still runs at initialisation.
+  const native = name !== 'tensorflow' && useNativeMatMul(name, wantNative);
   // Production mode: no debug checks, and no console banner from the cpu backend.
   tf.enableProdMode();
   const ok = await tf.setBackend(name);
@@ -68,8 +82,18 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
     const threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT');
     detail = `wasm (${simd ? 'simd' : 'no simd'}, ${threads ? 'multi-threaded' : '1 thread'})`;
   }
-  current = { name, detail };
-  logger.debug({ backend: name, detail }, 'tfjs backend ready');
+  if (native) {
+    detail = detail.replace(/^(\w+) \((.*)\)$/, `$1+openblas ($2; ${nativeGemmSummary()})`);
+  } else if (name !== 'tensorflow') {
+    const g = loadNativeGemm();
+    const why = !nativeGemmWanted() ? 'AETN_NATIVE_GEMM=0' : g.ok ? 'no BatchMatMul kernel to replace' : g.reason;
+    detail = detail.replace(/\)$/, `; stock matMul: ${why})`);
+  }
+  const first = current === undefined;
+  current = { name, detail, gemm: native ? 'openblas' : 'stock' };
+  // Info once per main thread (every command's log then says which GEMM runs); workers log at debug.
+  const log = first && isMainThread ? logger.info.bind(logger) : logger.debug.bind(logger);
+  log({ backend: name, detail, gemm: current.gemm }, 'tfjs backend ready');
   return current;
 }
 

@@ -1,6 +1,7 @@
 // Data parallelism over worker threads: every call splits its users into contiguous near-equal
 // parts, one per worker, and combines the answers (gradients weighted by each part's user count, so
 // the result equals the full-batch mean gradient up to float rounding).
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { UserExample } from '../data/types.js';
 import {
@@ -101,9 +102,12 @@ export class WorkerPool implements Engine {
     const fromSource = here.endsWith('.ts');
     const url = new URL(fromSource ? './worker.ts' : './worker.js', here);
     this.handles = [];
+    // The workers already fill the cores: OpenBLAS (process-wide) gets the cores left per worker,
+    // 1 on this 2-core machine with 2 workers, so BLAS threads do not contend with the workers.
+    const blasThreads = Math.max(1, Math.floor(availableParallelism() / opts.workers));
     for (let i = 0; i < opts.workers; i++) {
       const gradSab = new SharedArrayBuffer(opts.numParams * 4);
-      const init: WorkerInit = { factoryUrl: opts.factoryUrl, cfg: opts.cfg, seed: opts.seed, backend: opts.backend, weights: weightsSab, grad: gradSab };
+      const init: WorkerInit = { factoryUrl: opts.factoryUrl, cfg: opts.cfg, seed: opts.seed, backend: opts.backend, weights: weightsSab, grad: gradSab, blasThreads };
       // Under vitest/tsx the sources are TypeScript: the worker registers the tsx loader itself
       // (loader hooks of the parent thread do not reach worker threads on Node 20).
       const worker = fromSource

@@ -5,6 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { UserExample } from '../data/types.js';
 import { initBackend } from './backend.js';
+import { setNativeGemmThreads } from './native-gemm.js';
 import { LocalEngine, loadFactory, type GradResult } from './train-engine.js';
 
 export interface WorkerInit {
@@ -14,6 +15,7 @@ export interface WorkerInit {
   backend: string;
   weights: SharedArrayBuffer; // numParams float32, written by the main thread
   grad: SharedArrayBuffer; // numParams float32, written by this worker
+  blasThreads: number; // OpenBLAS threads (process-wide) when the native GEMM is in use
 }
 
 export type WorkerRequest =
@@ -33,6 +35,7 @@ export interface WorkerReply {
 async function main(): Promise<void> {
   const init = workerData as WorkerInit;
   await initBackend(init.backend);
+  setNativeGemmThreads(init.blasThreads);
   const factory = await loadFactory(init.factoryUrl);
   const engine = LocalEngine.create(factory, init.cfg, init.seed);
   const weights = new Float32Array(init.weights);
