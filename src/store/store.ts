@@ -71,6 +71,8 @@ export class EmbeddingStore {
   private readonly runsDb: Database<{ state: RunState; updatedAtMs: number }, string>;
   private readonly installersDb: Database<string[], string>;
   private txnDepth = 0;
+  /** Feature records checked in the current write transaction (see putInTxn). */
+  private readonly txnFeatures = new Map<string, FeatureRecord>();
   private closed = false;
   private scratch = Buffer.alloc(0);
 
@@ -307,7 +309,15 @@ export class EmbeddingStore {
   /** Writes one vector inside a transaction opened with `transaction`/`transactionSync`. */
   putInTxn(featureId: string, userId: string, vector: Float32Array, updatedAtMs = Date.now()): void {
     if (this.txnDepth === 0) throw new Error('putInTxn must be called inside store.transaction(...)');
-    const rec = this.writable(featureId);
+    // The feature record is read once per transaction, not per vector: the realtime writer puts
+    // thousands of vectors per transaction, and each read also decoded the record (measured as a
+    // large share of the write time). A retire commits in its own transaction, so the check per
+    // transaction is as strict as the check per put.
+    let rec = this.txnFeatures.get(featureId);
+    if (!rec) {
+      rec = this.writable(featureId);
+      this.txnFeatures.set(featureId, rec);
+    }
     checkKey('user id', userId);
     checkVector(vector, rec.dim, featureId, userId);
     this.vecDb(featureId).putSync(userId, this.encode(vector, updatedAtMs));
@@ -358,23 +368,43 @@ export class EmbeddingStore {
   transactionSync<T>(fn: () => T): T {
     this.checkOpen();
     if (this.txnDepth > 0) return fn(); // nested: join the outer transaction
-    this.txnDepth++;
-    try {
-      return this.root.transactionSync(() => {
-        const r = fn();
-        if (r !== null && typeof r === 'object' && typeof (r as { then?: unknown }).then === 'function') {
-          throw new Error('store.transaction callback returned a promise; it must be synchronous (the transaction was rolled back)');
-        }
-        return r;
-      });
-    } finally {
-      this.txnDepth--;
-    }
+    return this.root.transactionSync(() => this.runInTxn(fn));
   }
 
-  /** Promise form of `transactionSync` (resolves after the durable commit). */
-  async transaction<T>(fn: () => T): Promise<T> {
-    return this.transactionSync(fn);
+  /**
+   * Asynchronous form: `fn` runs (synchronously, on this thread) inside an abortable child of
+   * lmdb-js's batched write transaction, and the promise resolves once that batch has committed
+   * durably (fsync'd: the store is opened with overlappingSync off). Transactions queued while a
+   * commit is in progress are grouped into the next batch, so many writers share one fsync, and
+   * the commit itself runs on lmdb-js's write thread instead of blocking the event loop. If `fn`
+   * throws, only its own writes are rolled back and the promise rejects; the others in the
+   * batch still commit. Use it for throughput; `transactionSync` where the caller must not yield.
+   */
+  transaction<T>(fn: () => T): Promise<T> {
+    this.checkOpen();
+    if (this.txnDepth > 0) {
+      // Nested: join the transaction already running on this thread, as transactionSync does.
+      try {
+        return Promise.resolve(this.runInTxn(fn));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    return this.root.childTransaction(() => this.runInTxn(fn)) as Promise<T>;
+  }
+
+  private runInTxn<T>(fn: () => T): T {
+    this.txnDepth++;
+    try {
+      const r = fn();
+      if (r !== null && typeof r === 'object' && typeof (r as { then?: unknown }).then === 'function') {
+        throw new Error('store.transaction callback returned a promise; it must be synchronous (the transaction was rolled back)');
+      }
+      return r;
+    } finally {
+      this.txnDepth--;
+      if (this.txnDepth === 0) this.txnFeatures.clear();
+    }
   }
 
   get inTransaction(): boolean {

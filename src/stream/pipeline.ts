@@ -1,10 +1,13 @@
-// The realtime pipeline: consume `app-events`, keep each user's most recent events, run the
-// short-term head for the users a batch touched, and write states + vectors durably.
+// The realtime pipeline: consume `app-events`, decode and validate (bad messages to the DLQ), and
+// hand each chunk to the EventProcessor (processor.ts) — the same code the EventService's direct
+// path uses — which dedupes, updates each user's recent events, runs the short-term head and
+// writes states + vectors + the partition's applied offset in one LMDB transaction.
 //
-// Delivery: Kafka offsets are resolved only after the LMDB transaction holding the states, the
-// vectors and the partition's applied offset has committed, so a crash replays and never loses.
-// Replays are idempotent: messages at or below the applied offset recorded in LMDB are skipped,
-// and an event id already in a user's window is not applied again.
+// Delivery: a chunk's Kafka offset is resolved only after its transaction is durable, so a crash
+// replays and never loses. Replays are idempotent: messages at or below the applied offset
+// recorded in LMDB are skipped, and an event id already in a user's window is not applied again.
+// Chunks are pipelined (several in flight per partition, all partitions' transactions grouped
+// into shared commits on lmdb-js's write thread), so the event loop never waits on an fsync.
 //
 // Lifecycle in the manner of kafkajs: connect() -> run() -> stop()/disconnect(). Failures of the
 // broker are retried with backoff and the consumer restarts; any other failure (store, head) stops
@@ -17,7 +20,8 @@ import { decodeEvent, isRejection, DEFAULT_MAX_FUTURE_MS } from './codec.js';
 import { dlqMessage } from './dlq.js';
 import { createKafka, ensureTopics, DEFAULT_DLQ_TOPIC, DEFAULT_GROUP_ID, DEFAULT_TOPIC, RETRY } from './kafka.js';
 import { StreamMetrics } from './metrics.js';
-import { applyEvents, StateDb, DEFAULT_MAX_EVENTS } from './state.js';
+import { EventProcessor, type UnitResult } from './processor.js';
+import { DEFAULT_MAX_EVENTS } from './state.js';
 import type { DlqReason, HeadFn, RecentEvents, ValidEvent } from './types.js';
 
 const log = child('stream');
@@ -60,8 +64,13 @@ export interface PipelineOptions {
   maxEvents?: number;
   /** Partitions processed at once (kafkajs partitionsConsumedConcurrently). */
   partitionsConcurrently?: number;
-  /** A partition batch is processed in chunks of this many messages (bounds latency per commit). */
+  /** A partition batch is processed in chunks of this many messages (one head call and one unit of durability each). */
   chunkSize?: number;
+  /**
+   * Chunks of one partition submitted before the oldest is durable (default 4): decoding and the
+   * head of the next chunks overlap with the commit, and the bound keeps memory and latency finite.
+   */
+  chunksInFlight?: number;
   maxFutureMs?: number;
   /** Where a group with no committed offset starts. */
   fromBeginning?: boolean;
@@ -93,16 +102,28 @@ export interface PipelineStats {
   dlqByReason: Partial<Record<DlqReason, number>>;
 }
 
-class ConflictError extends Error {}
+interface Prepared {
+  topic: string;
+  partition: number;
+  events: ValidEvent[];
+  produceTimes: number[];
+  dlq: Message[];
+  dlqReasons: DlqReason[];
+  skipped: number;
+  firstOffset: number;
+  lastOffset: number;
+  highWatermark: number;
+}
 
 export class RealtimePipeline {
   readonly metrics: StreamMetrics;
   readonly topic: string;
   readonly dlqTopic: string;
   readonly groupId: string;
-  private readonly stateDb: StateDb;
-  private readonly maxEvents: number;
+  /** The processing shared with the EventService's direct path (dedupe, state, head, write). */
+  readonly processor: EventProcessor;
   private readonly chunkSize: number;
+  private readonly chunksInFlight: number;
   private readonly consumer: Consumer;
   private readonly producer: Producer;
   private readonly admin: Admin;
@@ -128,13 +149,12 @@ export class RealtimePipeline {
     this.topic = opts.topic ?? DEFAULT_TOPIC;
     this.dlqTopic = opts.dlqTopic ?? DEFAULT_DLQ_TOPIC;
     this.groupId = opts.groupId ?? DEFAULT_GROUP_ID;
-    this.maxEvents = opts.maxEvents ?? DEFAULT_MAX_EVENTS;
-    if (!Number.isInteger(this.maxEvents) || this.maxEvents < 1 || this.maxEvents > 255) {
-      throw new UserError(`maxEvents must be an integer in 1..255, got ${opts.maxEvents}`);
-    }
     this.chunkSize = opts.chunkSize ?? 2000;
+    this.chunksInFlight = opts.chunksInFlight ?? 4;
+    if (!Number.isInteger(this.chunkSize) || this.chunkSize < 1) throw new UserError(`chunkSize must be a positive integer, got ${opts.chunkSize}`);
+    if (!Number.isInteger(this.chunksInFlight) || this.chunksInFlight < 1) throw new UserError(`chunksInFlight must be a positive integer, got ${opts.chunksInFlight}`);
     this.metrics = opts.metrics ?? new StreamMetrics();
-    this.stateDb = new StateDb(opts.store.root);
+    this.processor = new EventProcessor({ store: opts.store, head: opts.head, featureId: opts.featureId, maxEvents: opts.maxEvents ?? DEFAULT_MAX_EVENTS });
     const retry = { ...RETRY, ...(opts.kafka?.retry ?? {}) };
     const kafka = createKafka({ brokers: opts.brokers, clientId: opts.clientId ?? 'aetn-realtime', ...opts.kafka, retry });
     this.admin = kafka.admin();
@@ -236,58 +256,102 @@ export class RealtimePipeline {
 
   private async eachBatch(p: EachBatchPayload): Promise<void> {
     const { batch } = p;
-    const msgs = batch.messages;
-    for (let i = 0; i < msgs.length; i += this.chunkSize) {
-      if (!p.isRunning() || p.isStale()) break;
-      const chunk = msgs.slice(i, i + this.chunkSize);
-      this.opts.hooks?.beforeChunk?.(batch.topic, batch.partition, chunk.length);
-      this.inFlight++;
-      this.counters.maxConcurrentChunks = Math.max(this.counters.maxConcurrentChunks, this.inFlight);
+    let from = 0;
+    for (let attempt = 0; ; attempt++) {
+      let conflictAt: number | undefined;
       try {
-        await this.processChunk(batch, chunk);
+        conflictAt = await this.runChunks(p, from);
       } catch (err) {
         // kafkajs retries whatever eachBatch throws; only broker trouble deserves that. Our own
         // failures are marked non-retriable so that they end the pipeline at once.
         if (err instanceof Error && !isKafkaError(rootCause(err))) (err as Error & { retriable?: boolean }).retriable = false;
         throw err;
-      } finally {
-        this.inFlight--;
       }
-      // Only now may Kafka learn that these offsets are done.
-      p.resolveOffset(chunk[chunk.length - 1]!.offset);
-      await p.heartbeat();
-      if (p.isRunning()) await p.commitOffsetsIfNecessary();
+      if (conflictAt === undefined) break;
+      // Another writer applied this partition concurrently (a rebalance overlap): re-read and redo.
+      this.processor.clearConflict(batch.topic, batch.partition);
+      if (attempt >= 5) {
+        const err = new Error(`partition ${batch.topic}/${batch.partition} kept being applied concurrently by another writer`) as Error & { retriable?: boolean };
+        err.retriable = false;
+        throw err;
+      }
+      log.warn({ topic: batch.topic, partition: batch.partition, attempt }, 'partition chunk applied concurrently elsewhere; re-reading');
+      from = conflictAt;
     }
     if (!p.isRunning()) await p.commitOffsetsIfNecessary(p.uncommittedOffsets());
   }
 
-  private async processChunk(batch: Batch, chunk: KafkaMessage[]): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
+  /**
+   * Processes the batch's messages from index `from` in chunks. Chunks are submitted to the
+   * processor without waiting for the previous one to be durable (up to `chunksInFlight`), so
+   * decoding and the head overlap with the commits; each chunk's offset is resolved, in order,
+   * only once that chunk is durable. Returns the index of the first chunk that met a conflict.
+   */
+  private async runChunks(p: EachBatchPayload, from: number): Promise<number | undefined> {
+    const { batch } = p;
+    const { topic, partition } = batch;
+    const msgs = batch.messages;
+    // No unit of this partition is in flight here (kafkajs hands a partition to one eachBatch
+    // at a time, and we drain before returning), so the stored offset is current.
+    let appliedBefore = this.processor.appliedOffset(topic, partition);
+    type Pending = { start: number; size: number; t0: number; prep: Prepared; unit: Promise<UnitResult> | null };
+    const inflight: Pending[] = [];
+    let conflictAt: number | undefined;
+    const settleOldest = async () => {
+      const f = inflight.shift()!;
+      let r: UnitResult | null;
       try {
-        await this.processChunkOnce(batch, chunk);
-        return;
-      } catch (err) {
-        // Another writer applied this partition concurrently (a rebalance overlap): re-read and redo.
-        if (err instanceof ConflictError && attempt < 5) {
-          log.warn({ topic: batch.topic, partition: batch.partition, attempt }, 'partition chunk applied concurrently elsewhere; re-reading');
-          continue;
-        }
-        throw err;
+        r = f.unit ? await f.unit : null;
+      } finally {
+        if (f.unit) this.inFlight--;
       }
+      if (r?.conflict) conflictAt ??= f.start;
+      if (conflictAt !== undefined) return; // nothing after a conflict is resolved; it is redone
+      await this.chunkDone(p, f.prep, r, f.size, f.t0);
+      // Only now may Kafka learn that these offsets are done.
+      p.resolveOffset(String(f.prep.lastOffset));
+      await p.heartbeat();
+      if (p.isRunning()) await p.commitOffsetsIfNecessary();
+    };
+    try {
+      for (let i = from; i < msgs.length; i += this.chunkSize) {
+        if (!p.isRunning() || p.isStale() || conflictAt !== undefined) break;
+        const chunk = msgs.slice(i, i + this.chunkSize);
+        this.opts.hooks?.beforeChunk?.(topic, partition, chunk.length);
+        const t0 = performance.now();
+        const prep = this.prepare(batch, chunk, appliedBefore);
+        let unit: Promise<UnitResult> | null = null;
+        if (prep.lastOffset > appliedBefore) {
+          // Dead letters first: once the offset below commits they are never looked at again.
+          if (prep.dlq.length > 0) await this.producer.send({ topic: this.dlqTopic, messages: prep.dlq, acks: -1 });
+          unit = this.processor.submit({ events: prep.events, produceTimesMs: prep.produceTimes, offset: { topic, partition, appliedBefore, lastOffset: prep.lastOffset } });
+          unit.catch(() => undefined); // awaited in order by settleOldest
+          this.inFlight++;
+          this.counters.maxConcurrentChunks = Math.max(this.counters.maxConcurrentChunks, this.inFlight);
+          appliedBefore = prep.lastOffset;
+        } // else: the whole chunk was applied before a crash; a replay, nothing to write
+        inflight.push({ start: i, size: chunk.length, t0, prep, unit });
+        while (inflight.length >= this.chunksInFlight) await settleOldest();
+      }
+      while (inflight.length > 0) await settleOldest();
+    } finally {
+      // On a failure, the units still in flight settle on their own (their rejections are observed).
+      for (const f of inflight) if (f.unit) f.unit.finally(() => this.inFlight--).catch(() => undefined);
     }
+    return conflictAt;
   }
 
-  private async processChunkOnce(batch: Batch, chunk: KafkaMessage[]): Promise<void> {
-    const t0 = performance.now();
+  /** Decodes and validates a chunk: events to apply, dead letters, replayed messages skipped. */
+  private prepare(batch: Batch, chunk: KafkaMessage[], appliedBefore: number): Prepared {
     const { topic, partition } = batch;
     const nowMs = Date.now();
-    const appliedBefore = this.stateDb.appliedOffset(topic, partition);
-    const byUser = new Map<string, ValidEvent[]>();
-    const produceTimes = new Map<string, number[]>();
+    const events: ValidEvent[] = [];
+    const produceTimes: number[] = [];
     const dlq: Message[] = [];
     const dlqReasons: DlqReason[] = [];
     let skipped = 0;
     let lastOffset = -1;
+    const decodeOpts = { vocab: this.opts.vocab, nowMs, maxFutureMs: this.opts.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS };
     for (const m of chunk) {
       const offset = Number(m.offset);
       lastOffset = offset;
@@ -295,7 +359,7 @@ export class RealtimePipeline {
         skipped++;
         continue;
       }
-      const r = decodeEvent(m.value, m.key, { vocab: this.opts.vocab, nowMs, maxFutureMs: this.opts.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS });
+      const r = decodeEvent(m.value, m.key, decodeOpts);
       if (isRejection(r)) {
         dlqReasons.push(r.reason);
         dlq.push(
@@ -314,94 +378,57 @@ export class RealtimePipeline {
         );
         continue;
       }
-      let list = byUser.get(r.userId);
-      if (!list) {
-        list = [];
-        byUser.set(r.userId, list);
-        produceTimes.set(r.userId, []);
-      }
-      list.push(r);
-      produceTimes.get(r.userId)!.push(Number(m.timestamp));
+      events.push(r);
+      produceTimes.push(Number(m.timestamp));
     }
-    if (lastOffset <= appliedBefore) {
-      // The whole chunk was applied before a crash: a replay, nothing to do.
-      this.counters.skipped += skipped;
-      this.metrics.replaySkipped.inc(skipped);
-      return;
-    }
+    return { events, produceTimes, dlq, dlqReasons, skipped, firstOffset: Number(chunk[0]!.offset), lastOffset, highWatermark: Number(batch.highWatermark), topic, partition };
+  }
 
-    // Dead letters first: once the offset below commits they are never looked at again.
-    if (dlq.length > 0) await this.producer.send({ topic: this.dlqTopic, messages: dlq, acks: -1 });
-
-    const changed: RecentEvents[] = [];
-    const changedTimes: number[] = [];
-    let applied = 0;
-    let duplicates = 0;
-    for (const [userId, events] of byUser) {
-      const res = applyEvents(this.stateDb.get(userId), userId, events, this.maxEvents, nowMs);
-      applied += res.applied;
-      duplicates += res.duplicates;
-      if (res.applied > 0) {
-        changed.push(res.state);
-        for (const t of produceTimes.get(userId)!) changedTimes.push(t);
-      }
-    }
-    const vectors = changed.length > 0 ? await this.opts.head(changed, nowMs) : [];
-    if (!Array.isArray(vectors) || vectors.length !== changed.length) {
-      throw new Error(`realtime head returned ${Array.isArray(vectors) ? vectors.length : typeof vectors} vectors for ${changed.length} users`);
-    }
-    const { featureId } = this.opts;
-    await this.opts.store.transaction(() => {
-      // Serialised with every other writer: if the partition moved on since we read it, redo.
-      if (this.stateDb.appliedOffset(topic, partition) !== appliedBefore) throw new ConflictError('partition applied concurrently');
-      for (let i = 0; i < changed.length; i++) {
-        this.stateDb.putInTxn(changed[i]!);
-        this.opts.store.putInTxn(featureId, changed[i]!.userId, vectors[i]!);
-      }
-      this.stateDb.setAppliedOffsetInTxn(topic, partition, lastOffset);
-    });
-    const durableAtMs = Date.now();
-
-    this.counters.chunks++;
-    this.counters.consumed += chunk.length - skipped;
+  /** Counters, metrics and the afterDurable hook of a chunk that is durable (or was all replay). */
+  private async chunkDone(_p: EachBatchPayload, prep: Prepared, r: UnitResult | null, size: number, t0: number): Promise<void> {
+    const { topic, partition, skipped } = prep;
     this.counters.skipped += skipped;
     if (skipped > 0) this.metrics.replaySkipped.inc(skipped);
-    this.counters.applied += applied;
-    this.counters.duplicates += duplicates;
-    this.counters.dlq += dlq.length;
-    this.counters.usersUpdated += changed.length;
-    for (const r of dlqReasons) {
-      this.counters.dlqByReason[r] = (this.counters.dlqByReason[r] ?? 0) + 1;
-      this.metrics.dlq.inc({ reason: r });
+    if (!r) return; // a replay of what was applied before a crash: nothing else happened
+    const durableAtMs = r.durableAtMs;
+    this.counters.chunks++;
+    this.counters.consumed += size - skipped;
+    this.counters.applied += r.applied;
+    this.counters.duplicates += r.duplicates;
+    this.counters.dlq += prep.dlq.length;
+    this.counters.usersUpdated += r.users.length;
+    for (const reason of prep.dlqReasons) {
+      this.counters.dlqByReason[reason] = (this.counters.dlqByReason[reason] ?? 0) + 1;
+      this.metrics.dlq.inc({ reason });
     }
-    this.metrics.events.inc({ result: 'applied' }, applied);
-    if (duplicates) this.metrics.events.inc({ result: 'duplicate' }, duplicates);
-    if (dlq.length) this.metrics.events.inc({ result: 'dlq' }, dlq.length);
-    this.metrics.usersUpdated.inc(changed.length);
-    this.metrics.batchEvents.observe(chunk.length);
+    this.metrics.events.inc({ result: 'applied' }, r.applied);
+    if (r.duplicates) this.metrics.events.inc({ result: 'duplicate' }, r.duplicates);
+    if (prep.dlq.length) this.metrics.events.inc({ result: 'dlq' }, prep.dlq.length);
+    this.metrics.usersUpdated.inc(r.users.length);
+    this.metrics.batchEvents.observe(size);
     this.metrics.batchSeconds.observe((performance.now() - t0) / 1000);
-    this.metrics.lag.set({ partition: String(partition) }, Math.max(0, Number(batch.highWatermark) - 1 - lastOffset));
-    for (const t of changedTimes) this.metrics.freshness.observe(Math.max(0, durableAtMs - t) / 1000);
-    if (dlq.length > 0) log.warn({ partition, count: dlq.length, reasons: countBy(dlqReasons) }, 'messages sent to the dead-letter topic');
+    this.metrics.lag.set({ partition: String(partition) }, Math.max(0, prep.highWatermark - 1 - prep.lastOffset));
+    for (const t of r.produceTimesMs) this.metrics.freshness.observe(Math.max(0, durableAtMs - t) / 1000);
+    if (prep.dlq.length > 0) log.warn({ partition, count: prep.dlq.length, reasons: countBy(prep.dlqReasons) }, 'messages sent to the dead-letter topic');
 
     await this.opts.hooks?.afterDurable?.({
       topic,
       partition,
-      firstOffset: Number(chunk[0]!.offset),
-      lastOffset,
-      applied,
-      duplicates,
-      dlq: dlq.length,
+      firstOffset: prep.firstOffset,
+      lastOffset: prep.lastOffset,
+      applied: r.applied,
+      duplicates: r.duplicates,
+      dlq: prep.dlq.length,
       skipped,
-      users: changed.map((s) => s.userId),
-      produceTimesMs: changedTimes,
+      users: r.users,
+      produceTimesMs: r.produceTimesMs,
       durableAtMs,
     });
   }
 
   /** A user's current recent-event state (read-only view for tools and tests). */
   recentEvents(userId: string): RecentEvents | undefined {
-    return this.stateDb.get(userId);
+    return this.processor.state(userId);
   }
 }
 

@@ -1,8 +1,25 @@
-// Transport-agnostic application of validated events: per-user state, the realtime head for the
-// users touched, and the short-term vectors, committed in one LMDB transaction. The EventService
-// uses it when no Kafka is configured. It is built from the very pieces the Kafka pipeline uses
-// (applyEvents, StateDb, the HeadFn), so validation, windowing and idempotence by event id are the
-// same; the pipeline itself is not yet refactored onto it (it also tracks Kafka offsets).
+// The one processing path of the realtime head, whatever the transport: validated events ->
+// dedupe by event id against each user's window -> state update -> the head for the users whose
+// state changed -> states, vectors (and, for Kafka, the partition's applied offset) in one LMDB
+// transaction. The Kafka pipeline (pipeline.ts, after decoding and DLQ routing) and the
+// EventService's DirectSink both call `submit`, so validation-free logic, windowing and
+// idempotence are the same code.
+//
+// Throughput without giving up durability:
+//   - `submit` applies the events at once (synchronously) and remembers the new states in an
+//     overlay until their transaction commits, so the next submit for the same user builds on
+//     them without waiting for the disk;
+//   - the head runs while earlier units are still committing (an async head, e.g. a worker pool,
+//     overlaps with the event loop);
+//   - transactions are queued in the order the units were applied (a later unit's state contains
+//     the earlier one's events, so it must not land first) through store.transaction, which
+//     lmdb-js groups: all units queued while one commit is in progress share the next commit and
+//     its fsync, on lmdb-js's write thread;
+//   - a unit's promise resolves only once its transaction is durable. Callers acknowledge (gRPC)
+//     or resolve Kafka offsets only then.
+// A failure (head, store) rejects that unit and every unit applied after it (their states were
+// built on it), drops the overlay, and lets new units start once what was queued before has
+// committed, so nothing reads a state that will never exist.
 import { UserError } from '../util/errors.js';
 import type { PipelineStore } from './pipeline.js';
 import { applyEvents, StateDb, DEFAULT_MAX_EVENTS } from './state.js';
@@ -16,6 +33,23 @@ export interface ProcessorOptions {
   maxEvents?: number;
 }
 
+/** Kafka progress written in the unit's transaction (exactly-once across crashes and rebalances). */
+export interface OffsetMark {
+  topic: string;
+  partition: number;
+  /** The applied offset the unit was computed against; any other value in the store is a conflict. */
+  appliedBefore: number;
+  /** The last offset this unit covers (DLQ'd and skipped messages included). */
+  lastOffset: number;
+}
+
+export interface UnitInput {
+  events: readonly ValidEvent[];
+  /** Kafka produce time of each event (parallel to `events`), reported back for the applied ones. */
+  produceTimesMs?: readonly number[];
+  offset?: OffsetMark;
+}
+
 export interface ProcessResult {
   /** Events new for their user (now durable). */
   applied: number;
@@ -25,12 +59,37 @@ export interface ProcessResult {
   users: string[];
 }
 
+export interface UnitResult extends ProcessResult {
+  /** Produce times of the events of users whose vector was rewritten (freshness). */
+  produceTimesMs: number[];
+  durableAtMs: number;
+  /**
+   * Kafka only: the partition's applied offset in the store was not `offset.appliedBefore` (another
+   * consumer applied it during a rebalance, or an earlier unit of this partition conflicted).
+   * Nothing was written; re-read the applied offset and redo.
+   */
+  conflict: boolean;
+}
+
+const CONFLICT = Symbol('conflict');
+const STALE = Symbol('stale');
+
 export class EventProcessor {
-  private readonly stateDb: StateDb;
+  readonly stateDb: StateDb;
   private readonly maxEvents: number;
-  /** Calls run one after another: state is read outside the transaction, so two overlapping
-   *  calls for one user would otherwise each miss the other's events. */
-  private tail: Promise<unknown> = Promise.resolve();
+  /** States applied but not yet durable, newest per user. */
+  private readonly overlay = new Map<string, RecentEvents>();
+  /** Resolves when the previously submitted unit has queued its transaction (or failed). */
+  private queueTail: Promise<void> = Promise.resolve();
+  /** The last queued transaction; lmdb-js commits in queue order, so it covers all before it. */
+  private lastTxn: Promise<unknown> = Promise.resolve();
+  /** Bumped by a failure: units applied in an older epoch are refused. */
+  private epoch = 0;
+  /** After a failure, new units wait for this (everything queued before it durable) before reading. */
+  private barrier: Promise<unknown> | undefined;
+  /** Partitions with a conflicted unit: the units queued after it in that partition conflict too. */
+  private readonly conflicted = new Set<string>();
+  private readonly counters = { units: 0 };
 
   constructor(private readonly opts: ProcessorOptions) {
     this.maxEvents = opts.maxEvents ?? DEFAULT_MAX_EVENTS;
@@ -40,11 +99,125 @@ export class EventProcessor {
     this.stateDb = new StateDb(opts.store.root);
   }
 
-  /** Applies `events`; resolves once their effects are committed to disk. */
-  process(events: readonly ValidEvent[]): Promise<ProcessResult> {
-    const run = this.tail.then(() => this.processNow(events));
-    this.tail = run.catch(() => undefined);
-    return run;
+  /** Applies `events` (the direct path); resolves once their effects are committed to disk. */
+  async process(events: readonly ValidEvent[]): Promise<ProcessResult> {
+    const r = await this.submit({ events });
+    return { applied: r.applied, duplicates: r.duplicates, users: r.users };
+  }
+
+  /**
+   * Applies one unit. The state update happens before this returns (so call order is apply
+   * order); the promise resolves when the unit is durable.
+   */
+  submit(input: UnitInput): Promise<UnitResult> {
+    if (this.barrier) {
+      const b = this.barrier;
+      return b.then(() => {
+        if (this.barrier === b) this.barrier = undefined;
+        return this.submit(input);
+      });
+    }
+    const nowMs = Date.now();
+    const epoch = this.epoch;
+    const byUser = new Map<string, { events: ValidEvent[]; times: number[] }>();
+    const times = input.produceTimesMs;
+    for (let i = 0; i < input.events.length; i++) {
+      const e = input.events[i]!;
+      let g = byUser.get(e.userId);
+      if (!g) byUser.set(e.userId, (g = { events: [], times: [] }));
+      g.events.push(e);
+      if (times) g.times.push(times[i]!);
+    }
+    const changed: RecentEvents[] = [];
+    const changedTimes: number[] = [];
+    let applied = 0;
+    let duplicates = 0;
+    for (const [userId, g] of byUser) {
+      const res = applyEvents(this.current(userId), userId, g.events, this.maxEvents, nowMs);
+      applied += res.applied;
+      duplicates += res.duplicates;
+      if (res.applied > 0) {
+        changed.push(res.state);
+        this.overlay.set(userId, res.state);
+        for (const t of g.times) changedTimes.push(t);
+      }
+    }
+    const users = changed.map((s) => s.userId);
+    // Nothing to write and no offset to record: durable already (a pure duplicate delivery).
+    if (changed.length === 0 && !input.offset) {
+      return Promise.resolve({ applied, duplicates, users, produceTimesMs: [], durableAtMs: Date.now(), conflict: false });
+    }
+    // Started now: the head of this unit overlaps with earlier units' commits.
+    const vectorsP = changed.length > 0 ? Promise.resolve().then(() => this.opts.head(changed, nowMs)) : Promise.resolve([] as Float32Array[]);
+    const prev = this.queueTail;
+    let markQueued!: () => void;
+    this.queueTail = new Promise<void>((r) => (markQueued = r));
+    const run = async (): Promise<UnitResult> => {
+      let txn: Promise<unknown> | undefined;
+      try {
+        const head = await vectorsP.then(
+          (v) => ({ v, err: undefined }),
+          (err: unknown) => ({ v: undefined, err }),
+        );
+        // Failures are handled in apply order: a unit's failure must not reject the units
+        // applied before it, which are sound.
+        await prev;
+        if (this.epoch !== epoch) throw new Error('not applied: an earlier batch this one builds on failed');
+        if (head.err !== undefined) throw head.err;
+        const vectors = head.v;
+        if (!Array.isArray(vectors) || vectors.length !== changed.length) {
+          throw new Error(`realtime head returned ${Array.isArray(vectors) ? vectors.length : typeof vectors} vectors for ${changed.length} users`);
+        }
+        const { featureId, store } = this.opts;
+        const off = input.offset;
+        const pkey = off ? `${off.topic}\u0000${off.partition}` : '';
+        txn = store.transaction(() => {
+          // Inside the write transaction: serialised with every other writer, so a consumer that
+          // overlapped with us in a rebalance cannot both apply this range.
+          // A unit queued before us in this same batch failed inside its callback: we built on it.
+          if (this.epoch !== epoch) return STALE;
+          if (off && (this.conflicted.has(pkey) || this.stateDb.appliedOffset(off.topic, off.partition) !== off.appliedBefore)) {
+            this.conflicted.add(pkey);
+            return CONFLICT;
+          }
+          try {
+            for (let i = 0; i < changed.length; i++) {
+              this.stateDb.putInTxn(changed[i]!);
+              store.putInTxn(featureId, changed[i]!.userId, vectors[i]!);
+            }
+            if (off) this.stateDb.setAppliedOffsetInTxn(off.topic, off.partition, off.lastOffset);
+          } catch (err) {
+            this.fail(epoch); // at once, so the units after us in this batch see it
+            throw err;
+          }
+          return undefined;
+        });
+        this.lastTxn = txn;
+        markQueued();
+        const result = await txn;
+        if (result === STALE) throw new Error('not applied: an earlier batch this one builds on failed');
+        this.counters.units++;
+        this.release(changed);
+        const durableAtMs = Date.now();
+        if (result === CONFLICT) return { applied: 0, duplicates: 0, users: [], produceTimesMs: [], durableAtMs, conflict: true };
+        return { applied, duplicates, users, produceTimesMs: changedTimes, durableAtMs, conflict: false };
+      } catch (err) {
+        if (!txn) markQueued();
+        this.fail(epoch);
+        throw err;
+      }
+    };
+    return run();
+  }
+
+  /** Forget a conflict of `topic`/`partition` (the caller re-reads the applied offset and redoes). */
+  clearConflict(topic: string, partition: number): void {
+    this.conflicted.delete(`${topic}\u0000${partition}`);
+  }
+
+  /** The user's window including applied-but-not-yet-durable events. */
+  current(userId: string): RecentEvents | undefined {
+    return this.overlay.get(userId) ?? this.stateDb.get(userId);
   }
 
   /** The user's recent-events window as stored (for checks and tools). */
@@ -52,35 +225,32 @@ export class EventProcessor {
     return this.stateDb.get(userId);
   }
 
-  private async processNow(events: readonly ValidEvent[]): Promise<ProcessResult> {
-    const nowMs = Date.now();
-    const byUser = new Map<string, ValidEvent[]>();
-    for (const e of events) {
-      let list = byUser.get(e.userId);
-      if (!list) byUser.set(e.userId, (list = []));
-      list.push(e);
-    }
-    const changed: RecentEvents[] = [];
-    let applied = 0;
-    let duplicates = 0;
-    for (const [userId, list] of byUser) {
-      const res = applyEvents(this.stateDb.get(userId), userId, list, this.maxEvents, nowMs);
-      applied += res.applied;
-      duplicates += res.duplicates;
-      if (res.applied > 0) changed.push(res.state);
-    }
-    if (changed.length === 0) return { applied, duplicates, users: [] };
-    const vectors = await this.opts.head(changed, nowMs);
-    if (!Array.isArray(vectors) || vectors.length !== changed.length) {
-      throw new Error(`realtime head returned ${Array.isArray(vectors) ? vectors.length : typeof vectors} vectors for ${changed.length} users`);
-    }
-    const { featureId, store } = this.opts;
-    await store.transaction(() => {
-      for (let i = 0; i < changed.length; i++) {
-        this.stateDb.putInTxn(changed[i]!);
-        store.putInTxn(featureId, changed[i]!.userId, vectors[i]!);
-      }
-    });
-    return { applied, duplicates, users: changed.map((s) => s.userId) };
+  /** The last applied offset of a partition as stored. */
+  appliedOffset(topic: string, partition: number): number {
+    return this.stateDb.appliedOffset(topic, partition);
+  }
+
+  /** Units whose transaction has committed (or conflicted). */
+  get unitsDone(): number {
+    return this.counters.units;
+  }
+
+  /** Resolves once everything queued so far is durable (or failed). */
+  async drain(): Promise<void> {
+    await this.queueTail;
+    await this.lastTxn.catch(() => undefined);
+  }
+
+  private release(states: RecentEvents[]): void {
+    // Durable (or, on conflict, never to be): later reads go to LMDB, unless a newer state is pending.
+    for (const s of states) if (this.overlay.get(s.userId) === s) this.overlay.delete(s.userId);
+  }
+
+  private fail(epoch: number): void {
+    if (epoch !== this.epoch) return; // a unit of an epoch that already failed
+    this.epoch++;
+    this.overlay.clear();
+    const queued = this.lastTxn.catch(() => undefined);
+    this.barrier = queued;
   }
 }
