@@ -10,6 +10,8 @@ export function methodPath(service: DescService, method: DescMethod): string {
 
 function serializer(desc: DescMessage): (msg: unknown) => Buffer {
   return (msg) => {
+    // Hot-path handlers hand in their own encoding of the message (src/serve/encode.ts).
+    if (msg instanceof Uint8Array) return Buffer.isBuffer(msg) ? msg : Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
     const bytes = toBinary(desc, msg as MessageShape<DescMessage>);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };

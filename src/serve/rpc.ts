@@ -24,10 +24,16 @@ export interface CallContext {
   throwIfCancelled(): void;
 }
 
+/**
+ * A response already encoded as the output message's protobuf bytes (for hot paths that encode
+ * by hand, see src/serve/encode.ts). The brand only documents intent; any bytes pass.
+ */
+export type Encoded<O extends DescMessage> = Uint8Array & { readonly __encodes?: O };
+
 export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
   req: MessageShape<I>,
   ctx: CallContext,
-) => MessageInitShape<O> | Promise<MessageInitShape<O>>;
+) => MessageInitShape<O> | Encoded<O> | Promise<MessageInitShape<O> | Encoded<O>>;
 
 export type ServerStreamHandler<I extends DescMessage, O extends DescMessage> = (
   req: MessageShape<I>,
@@ -173,9 +179,9 @@ function unary(name: string, output: DescMessage, fn: UnaryHandler<DescMessage, 
     const start = performance.now();
     opts.inflight?.enter();
     const ctx = new Ctx(call, requestIdOf(call.metadata), name, opts.log);
-    const ok = (v: MessageInitShape<DescMessage>) => {
+    const ok = (v: MessageInitShape<DescMessage> | Uint8Array) => {
       finish(opts, ctx, start, undefined);
-      callback(null, toMessage(output, v), trailerFor(ctx.requestId));
+      callback(null, v instanceof Uint8Array ? v : toMessage(output, v), trailerFor(ctx.requestId));
     };
     const fail = (err: unknown) => {
       const s = finish(opts, ctx, start, err);

@@ -1,5 +1,6 @@
 // UserVectorService: the rankers' API. Small and synchronous on purpose (LMDB reads are
-// memory-mapped), so a call costs one event-loop turn.
+// memory-mapped), so a call costs one event-loop turn; responses are encoded by hand
+// (src/serve/encode.ts) instead of building protobuf-es messages per call.
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { UserVectorService, VectorView, type UserVectorSchema, type VectorPartSchema } from '../gen/aetn/v1/user_vector_pb.js';
 import type { FeatureInfo, StoredVector } from '../store/types.js';
@@ -8,19 +9,14 @@ import { RpcError, notFound } from './errors.js';
 import type { ServiceImpl } from './rpc.js';
 import { checkUserId, checkUserIds, LIMITS } from './validate.js';
 import { status } from '@grpc/grpc-js';
+import { encodeBatchGetUserVectorsResponse, encodeGetUserVectorResponse, type UserVectorPlan } from './encode.js';
 
 type UserVectorInit = MessageInitShape<typeof UserVectorSchema>;
 type PartInit = MessageInitShape<typeof VectorPartSchema>;
 
-interface Plan {
-  long: FeatureInfo | undefined;
-  short: FeatureInfo | undefined;
-  wantLong: boolean;
-  wantShort: boolean;
-  wantCombined: boolean;
-}
+type Plan = UserVectorPlan;
 
-function plan(backend: ServingBackend, view: VectorView, longId: string, shortId: string): Plan {
+export function plan(backend: ServingBackend, view: VectorView, longId: string, shortId: string): Plan {
   const long = backend.resolve('long', longId, 'long_term_feature_id');
   const short = backend.resolve('short', shortId, 'short_term_feature_id');
   if (!long && !short) throw new RpcError(status.FAILED_PRECONDITION, 'the store has no active long-term or short-term feature yet: embed users first');
@@ -84,26 +80,27 @@ export function userVectorHandlers(backend: ServingBackend): ServiceImpl<typeof 
     getUserVector(req) {
       checkUserId(req.userId, 'user_id');
       const { p, ls, ss } = read(backend, req.view, req.longTermFeatureId, req.shortTermFeatureId, [req.userId]);
-      const u = assemble(p, req.userId, ls[0], ss[0], Date.now());
-      if (!u.found) {
+      const l = ls[0];
+      const s = ss[0];
+      if (l === undefined && s === undefined) {
         const where = [p.long?.featureId, p.short?.featureId].filter(Boolean).join(' or ');
         throw notFound(`user "${req.userId}" has no vector in feature ${where}`);
       }
-      return { user: u };
+      return encodeGetUserVectorResponse(p, req.userId, l, s, Date.now());
     },
 
     batchGetUserVectors(req) {
       checkUserIds(req.userIds, 'user_ids', LIMITS.batchUsers);
       const { p, ls, ss } = read(backend, req.view, req.longTermFeatureId, req.shortTermFeatureId, req.userIds);
-      const now = Date.now();
-      const users: UserVectorInit[] = new Array(req.userIds.length);
-      let found = 0;
-      for (let i = 0; i < req.userIds.length; i++) {
-        const u = assemble(p, req.userIds[i]!, ls[i], ss[i], now);
-        if (u.found) found++;
-        users[i] = u;
-      }
-      return { users, foundCount: found };
+      return encodeBatchGetUserVectorsResponse(p, req.userIds, ls, ss, Date.now());
     },
   };
+}
+
+/**
+ * The same response as a protobuf-es message init, built the generic way: the reference the
+ * hand-written encoders are tested against.
+ */
+export function assembleUserVector(p: Plan, userId: string, l: StoredVector | undefined, s: StoredVector | undefined, now: number): UserVectorInit {
+  return assemble(p, userId, l, s, now);
 }
