@@ -18,8 +18,10 @@ export interface StreamHead {
   dim: number;
   maxEvents: number;
   appIndexOfPackage: Map<string, number>;
-  embed(states: readonly RecentEvents[], nowMs: number): Float32Array[];
+  embed(states: readonly RecentEvents[], nowMs: number): Float32Array[] | Promise<Float32Array[]>;
   dispose?(): void;
+  /** Worker pools (loadHeadPool) end their threads here. */
+  close?(): Promise<void>;
 }
 
 export interface RealtimeOptions {
@@ -33,7 +35,17 @@ export interface RealtimeOptions {
   handleSignals?: boolean;
   /** Use this head instead of loading cfg.realtime.headDir (benchmarks with a stand-in head). */
   head?: StreamHead;
+  /**
+   * Worker threads running the head (loadHeadPool); 0 runs it on the main thread. Default
+   * DEFAULT_HEAD_WORKERS: on the main thread its forward pass blocks Kafka fetches, decoding
+   * and the commit bookkeeping; on a worker they overlap (bench/stream-realtime.ts measures both).
+   */
+  headWorkers?: number;
+  /** Chunks of one partition in flight before the oldest is durable (see PipelineOptions). */
+  chunksInFlight?: number;
 }
+
+export const DEFAULT_HEAD_WORKERS = 1;
 
 export interface RealtimeProcess {
   pipeline: RealtimePipeline;
@@ -49,10 +61,22 @@ export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): 
   let head = opts.head;
   if (!head) {
     if (!cfg.realtime.headDir) throw new UserError('no realtime head: pass --head <model dir> (from `aetn train --head realtime`) or set realtime.headDir');
-    const { loadHead } = await import('../src/model/head-checkpoint.js');
-    head = await loadHead(cfg.realtime.headDir, { backend: opts.backend });
+    const workers = opts.headWorkers ?? DEFAULT_HEAD_WORKERS;
+    if (!Number.isInteger(workers) || workers < 0) throw new UserError(`head workers must be a non-negative integer, got ${workers}`);
+    const { loadHead, loadHeadPool } = await import('../src/model/head-checkpoint.js');
+    head = workers > 0 ? await loadHeadPool(cfg.realtime.headDir, { backend: opts.backend, workers }) : await loadHead(cfg.realtime.headDir, { backend: opts.backend });
   }
-  const store = EmbeddingStore.open(cfg.storeDir);
+  const closeHead = async (h: StreamHead) => {
+    h.dispose?.();
+    await h.close?.();
+  };
+  let store: EmbeddingStore;
+  try {
+    store = EmbeddingStore.open(cfg.storeDir);
+  } catch (err) {
+    if (!opts.head) await closeHead(head);
+    throw err;
+  }
   let pipeline: RealtimePipeline;
   try {
     registerHeadFeature(store, head, log);
@@ -70,6 +94,7 @@ export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): 
       maxEvents: Math.max(cfg.realtime.maxEvents, head.maxEvents),
       partitionsConcurrently: opts.partitionsConcurrently,
       chunkSize: opts.chunkSize,
+      chunksInFlight: opts.chunksInFlight,
       fromBeginning: opts.fromBeginning,
       numPartitions: opts.numPartitions,
     });
@@ -77,6 +102,7 @@ export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): 
     await pipeline.run();
   } catch (err) {
     await store.close();
+    if (!opts.head) await closeHead(head);
     throw err;
   }
   let metricsServer: MetricsServer | undefined;
@@ -93,7 +119,7 @@ export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): 
       } finally {
         await metricsServer?.close();
         await store.close();
-        head.dispose?.();
+        await closeHead(head);
       }
     })());
 

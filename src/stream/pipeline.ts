@@ -335,8 +335,16 @@ export class RealtimePipeline {
       }
       while (inflight.length > 0) await settleOldest();
     } finally {
-      // On a failure, the units still in flight settle on their own (their rejections are observed).
-      for (const f of inflight) if (f.unit) f.unit.finally(() => this.inFlight--).catch(() => undefined);
+      // On a failure (or a rebalance error from heartbeat/commit), the units still in flight
+      // settle on their own: those that become durable are still counted and reported, but their
+      // offsets are left unresolved (a redelivery skips them by the applied offset in LMDB).
+      for (const f of inflight) {
+        if (!f.unit) continue;
+        f.unit
+          .finally(() => this.inFlight--)
+          .then((r) => (r.conflict ? undefined : this.chunkDone(p, f.prep, r, f.size, f.t0)))
+          .catch(() => undefined);
+      }
     }
     return conflictAt;
   }

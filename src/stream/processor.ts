@@ -148,7 +148,9 @@ export class EventProcessor {
       return Promise.resolve({ applied, duplicates, users, produceTimesMs: [], durableAtMs: Date.now(), conflict: false });
     }
     // Started now: the head of this unit overlaps with earlier units' commits.
-    const vectorsP = changed.length > 0 ? Promise.resolve().then(() => this.opts.head(changed, nowMs)) : Promise.resolve([] as Float32Array[]);
+    // A macrotask, not a microtask: several units in flight with a synchronous head would
+    // otherwise run their forward passes back to back, starving Kafka heartbeats and fetches.
+    const vectorsP = changed.length > 0 ? new Promise<void>((r) => setImmediate(r)).then(() => this.opts.head(changed, nowMs)) : Promise.resolve([] as Float32Array[]);
     const prev = this.queueTail;
     let markQueued!: () => void;
     this.queueTail = new Promise<void>((r) => (markQueued = r));
