@@ -5,9 +5,9 @@
 //   tensorflow - libtensorflow through @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node.
 //                Optional: they download libtensorflow at install, which these machines cannot do.
 //   cpu        - pure JS reference kernels: slow, used by tests as the ground truth.
-// On wasm and cpu, BatchMatMul (~70% of a training step) runs OpenBLAS through the optional addon in
-// native/gemm when it is built (src/model/native-gemm.ts); the detail then reads 'wasm+openblas ...'.
-// AETN_NATIVE_GEMM=0 keeps the stock kernels.
+// On wasm, BatchMatMul (~70% of a training step) runs OpenBLAS through the optional addon in
+// native/gemm when it is built (src/model/native-gemm.ts); the detail then says 'wasm+openblas'.
+// AETN_NATIVE_GEMM=0 keeps the stock kernel. cpu stays pure JS (the reference; see native-gemm.ts).
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
@@ -25,7 +25,7 @@ export const BACKENDS: readonly BackendName[] = ['wasm', 'tensorflow', 'cpu'];
 export interface BackendInfo {
   name: BackendName;
   /**
-   * What actually runs, e.g. 'wasm+openblas (simd, 1 thread; OpenBLAS 0.3.21 Zen, 2 threads)',
+   * What actually runs, e.g. 'wasm (simd, 1 thread; wasm+openblas: BatchMatMul on OpenBLAS 0.3.21 Zen, 2 threads ...)',
    * 'wasm (simd, 1 thread; stock matMul: addon not built ...)' or 'tensorflow (@tensorflow/tfjs-node-gpu)'.
    */
   detail: string;
@@ -54,7 +54,7 @@ let current: BackendInfo | undefined;
 export async function initBackend(requested?: string): Promise<BackendInfo> {
   const name = resolveBackendName(requested);
   // The native GEMM switch is read every time, so one process can compare both (bench/model-train.ts).
-  const wantNative = name !== 'tensorflow' && nativeGemmWanted();
+  const wantNative = name === 'wasm' && nativeGemmWanted();
   if (current?.name === name && tf.getBackend() === name && (current.gemm === 'openblas') === (wantNative && loadNativeGemm().ok)) return current;
   let detail: string;
   if (name === 'cpu') {
@@ -71,7 +71,7 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
     detail = await loadTensorflow();
   }
   // Registered before setBackend: the replaced kernel's setupFunc then still runs at initialisation.
-  const native = name !== 'tensorflow' && useNativeMatMul(name, wantNative);
+  const native = name === 'wasm' && useNativeMatMul(name, wantNative);
   // Production mode: no debug checks, and no console banner from the cpu backend.
   tf.enableProdMode();
   const ok = await tf.setBackend(name);
@@ -83,8 +83,9 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
     detail = `wasm (${simd ? 'simd' : 'no simd'}, ${threads ? 'multi-threaded' : '1 thread'})`;
   }
   if (native) {
-    detail = detail.replace(/^(\w+) \((.*)\)$/, `$1+openblas ($2; ${nativeGemmSummary()})`);
-  } else if (name !== 'tensorflow') {
+    // Kept in the form '<name> (...)' that logs and tests parse; the tag says which GEMM runs.
+    detail = detail.replace(/\)$/, `; ${name}+openblas: BatchMatMul on ${nativeGemmSummary()})`);
+  } else if (name === 'wasm') {
     const g = loadNativeGemm();
     const why = !nativeGemmWanted() ? 'AETN_NATIVE_GEMM=0' : g.ok ? 'no BatchMatMul kernel to replace' : g.reason;
     detail = detail.replace(/\)$/, `; stock matMul: ${why})`);

@@ -1,7 +1,10 @@
 // Optional native GEMM: OpenBLAS's cblas_sgemm through the N-API addon in native/gemm, registered as
 // the BatchMatMul kernel of the wasm and cpu backends. Matrix products are ~70% of a training step's
 // time, and XNNPACK compiled to WebAssembly reaches a fraction of the per-core rate OpenBLAS gets
-// (bench/model-train.ts measures both in one run). The addon is built by `npm run build:native`
+// (bench/model-train.ts measures both in one run). The cpu backend keeps its pure-JS kernel: it is
+// the tests' ground truth, and its naive loops give bit-identical rows however a batch is split over
+// worker threads (test/model/head.test.ts relies on it); OpenBLAS's blocking does not (~3e-8 apart).
+// The addon is built by `npm run build:native`
 // when a compiler and libopenblas-dev are present; without it, or with AETN_NATIVE_GEMM=0, the stock
 // kernels run and the backend report says so.
 import { existsSync } from 'node:fs';
@@ -170,10 +173,6 @@ interface WasmBackendLike {
   makeOutput(shape: number[], dtype: DataType): TensorInfo;
   typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array | Uint8Array;
 }
-interface CpuBackendLike {
-  data: { get(dataId: unknown): { values: ArrayLike<number> } };
-  makeTensorInfo(shape: number[], dtype: DataType, values: Float32Array): TensorInfo;
-}
 
 type KernelArgs = Parameters<KernelConfig['kernelFunc']>[0];
 
@@ -203,23 +202,6 @@ export function wasmNativeMatMul(addon: GemmAddon): KernelConfig['kernelFunc'] {
   };
 }
 
-/** BatchMatMul for the cpu backend (tensor values are plain typed arrays there). */
-export function cpuNativeMatMul(addon: GemmAddon): KernelConfig['kernelFunc'] {
-  return (args) => {
-    const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
-    if (a.dtype !== 'float32' || b.dtype !== 'float32') throw new Error('BatchMatMul for non-float32 tensors is not supported');
-    const { transposeA, transposeB } = attrsOf(args);
-    const p = planBatchMatMul(a.shape, b.shape, transposeA, transposeB);
-    const backend = args.backend as unknown as CpuBackendLike;
-    const av = backend.data.get(a.dataId).values;
-    const bv = backend.data.get(b.dataId).values;
-    if (!(av instanceof Float32Array) || !(bv instanceof Float32Array)) throw new Error('BatchMatMul: cpu operands are not Float32Array');
-    const ov = new Float32Array(p.batch * p.m * p.n);
-    addon.gemm(av, bv, ov, p.batch, p.m, p.n, p.k, transposeA, transposeB, p.batchA, p.batchB, p.aIndex, p.bIndex);
-    return backend.makeTensorInfo(p.outShape, 'float32', ov);
-  };
-}
-
 const stock = new Map<string, KernelConfig>();
 
 /**
@@ -227,7 +209,7 @@ const stock = new Map<string, KernelConfig>();
  * replaced (idempotent both ways). Returns whether the native kernel is now active. The replaced
  * kernel stays reachable through stockKernel() for comparisons.
  */
-export function useNativeMatMul(backendName: 'wasm' | 'cpu', enabled: boolean): boolean {
+export function useNativeMatMul(backendName: 'wasm', enabled: boolean): boolean {
   const active = stock.get(backendName);
   if (!enabled) {
     if (active) {
@@ -248,13 +230,13 @@ export function useNativeMatMul(backendName: 'wasm' | 'cpu', enabled: boolean): 
     // setupFunc is kept: it binds the wasm export the stock kernel calls, so switching back later
     // (benchmarks, tests) finds it set up even when the native kernel was registered first.
     ...current,
-    kernelFunc: backendName === 'wasm' ? wasmNativeMatMul(g.addon) : cpuNativeMatMul(g.addon),
+    kernelFunc: wasmNativeMatMul(g.addon),
   });
   return true;
 }
 
 /** The BatchMatMul kernel that was registered before useNativeMatMul replaced it. */
-export function stockKernel(backendName: 'wasm' | 'cpu'): KernelConfig | undefined {
+export function stockKernel(backendName: 'wasm'): KernelConfig | undefined {
   return stock.get(backendName);
 }
 
