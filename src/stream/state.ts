@@ -15,9 +15,11 @@ const VERSION = 1;
 const HEAD = 14;
 
 function encodeState(s: RecentEvents): Buffer {
+  // Sizes first, then one allocation: a Buffer per event id was a measurable share of the GC
+  // time of the realtime consumer.
   let size = HEAD;
-  const ids = s.events.map((e) => Buffer.from(e.eventId, 'utf8'));
-  for (const id of ids) size += 15 + id.length;
+  const idLens = new Array<number>(s.events.length);
+  for (let i = 0; i < s.events.length; i++) size += 15 + (idLens[i] = Buffer.byteLength(s.events[i]!.eventId, 'utf8'));
   const b = Buffer.allocUnsafe(size);
   b.writeUInt8(VERSION, 0);
   b.writeUInt8(s.events.length, 1);
@@ -26,13 +28,13 @@ function encodeState(s: RecentEvents): Buffer {
   let o = HEAD;
   for (let i = 0; i < s.events.length; i++) {
     const e = s.events[i]!;
-    const id = ids[i]!;
+    const len = idLens[i]!;
     b.writeInt32LE(e.app, o);
     b.writeUInt8(e.type, o + 4);
     b.writeDoubleLE(e.timestampMs, o + 5);
-    b.writeUInt16LE(id.length, o + 13);
-    id.copy(b, o + 15);
-    o += 15 + id.length;
+    b.writeUInt16LE(len, o + 13);
+    b.write(e.eventId, o + 15, len, 'utf8');
+    o += 15 + len;
   }
   return b;
 }
