@@ -17,9 +17,10 @@
 //     its fsync, on lmdb-js's write thread;
 //   - a unit's promise resolves only once its transaction is durable. Callers acknowledge (gRPC)
 //     or resolve Kafka offsets only then.
-// A failure (head, store) rejects that unit and every unit applied after it (their states were
-// built on it), drops the overlay, and lets new units start once what was queued before has
-// committed, so nothing reads a state that will never exist.
+// A failure (head, store) rejects that unit and every unit applied after it that is still in
+// flight (their states were built on it), never the units applied before it; it drops the
+// overlay, and new units start once what was queued before has committed, so nothing reads a
+// state that will never exist.
 import { UserError } from '../util/errors.js';
 import type { PipelineStore } from './pipeline.js';
 import { applyEvents, StateDb, DEFAULT_MAX_EVENTS } from './state.js';
@@ -83,8 +84,13 @@ export class EventProcessor {
   private queueTail: Promise<void> = Promise.resolve();
   /** The last queued transaction; lmdb-js commits in queue order, so it covers all before it. */
   private lastTxn: Promise<unknown> = Promise.resolve();
-  /** Bumped by a failure: units applied in an older epoch are refused. */
-  private epoch = 0;
+  /** Apply order of units. */
+  private nextSeq = 0;
+  /**
+   * Failures as [failed unit, first unit applied after the overlay was dropped): the units in
+   * between built on the failed one and are refused. Failures are rare; the list is capped.
+   */
+  private readonly poisoned: [number, number][] = [];
   /** After a failure, new units wait for this (everything queued before it durable) before reading. */
   private barrier: Promise<unknown> | undefined;
   /** Partitions with a conflicted unit: the units queued after it in that partition conflict too. */
@@ -118,7 +124,7 @@ export class EventProcessor {
       });
     }
     const nowMs = Date.now();
-    const epoch = this.epoch;
+    const seq = this.nextSeq++;
     const byUser = new Map<string, { events: ValidEvent[]; times: number[] }>();
     const times = input.produceTimesMs;
     for (let i = 0; i < input.events.length; i++) {
@@ -164,7 +170,7 @@ export class EventProcessor {
         // Failures are handled in apply order: a unit's failure must not reject the units
         // applied before it, which are sound.
         await prev;
-        if (this.epoch !== epoch) throw new Error('not applied: an earlier batch this one builds on failed');
+        if (this.isPoisoned(seq)) throw new Error('not applied: an earlier batch this one builds on failed');
         if (head.err !== undefined) throw head.err;
         const vectors = head.v;
         if (!Array.isArray(vectors) || vectors.length !== changed.length) {
@@ -177,7 +183,7 @@ export class EventProcessor {
           // Inside the write transaction: serialised with every other writer, so a consumer that
           // overlapped with us in a rebalance cannot both apply this range.
           // A unit queued before us in this same batch failed inside its callback: we built on it.
-          if (this.epoch !== epoch) return STALE;
+          if (this.isPoisoned(seq)) return STALE;
           if (off && (this.conflicted.has(pkey) || this.stateDb.appliedOffset(off.topic, off.partition) !== off.appliedBefore)) {
             this.conflicted.add(pkey);
             return CONFLICT;
@@ -189,7 +195,7 @@ export class EventProcessor {
             }
             if (off) this.stateDb.setAppliedOffsetInTxn(off.topic, off.partition, off.lastOffset);
           } catch (err) {
-            this.fail(epoch); // at once, so the units after us in this batch see it
+            this.fail(seq); // at once, so the units after us in this batch see it
             throw err;
           }
           return undefined;
@@ -205,7 +211,7 @@ export class EventProcessor {
         return { applied, duplicates, users, produceTimesMs: changedTimes, durableAtMs, conflict: false };
       } catch (err) {
         if (!txn) markQueued();
-        this.fail(epoch);
+        this.fail(seq);
         throw err;
       }
     };
@@ -248,9 +254,18 @@ export class EventProcessor {
     for (const s of states) if (this.overlay.get(s.userId) === s) this.overlay.delete(s.userId);
   }
 
-  private fail(epoch: number): void {
-    if (epoch !== this.epoch) return; // a unit of an epoch that already failed
-    this.epoch++;
+  private isPoisoned(seq: number): boolean {
+    for (const [failed, reset] of this.poisoned) if (seq > failed && seq < reset) return true;
+    return false;
+  }
+
+  private fail(seq: number): void {
+    if (this.isPoisoned(seq)) return; // a consequence of an earlier failure, already handled
+    if (this.poisoned.some(([failed]) => failed === seq)) return;
+    this.poisoned.push([seq, this.nextSeq]);
+    if (this.poisoned.length > 1000) this.poisoned.shift();
+    // Units applied before this one are sound but may not be durable yet; their states leave
+    // the overlay too, so new units wait (barrier) until everything queued so far has committed.
     this.overlay.clear();
     const queued = this.lastTxn.catch(() => undefined);
     this.barrier = queued;
