@@ -2,6 +2,7 @@
 // input. Used to split a seed audience into modes before searching the index, so a multi-modal
 // seed set (e.g. gamers + new parents) is not averaged into a centroid that resembles neither.
 import { dot, normalizeInPlace, rng } from './linalg.js';
+import { gemmRows } from './simd.js';
 
 export interface KMeansResult {
   /** k x d, unit rows. */
@@ -25,10 +26,12 @@ export function sphericalKMeans(x: Float32Array, n: number, d: number, k: number
   const first = Math.floor(rand() * n);
   c.set(x.subarray(first * d, first * d + d), 0);
   const best = new Float64Array(n).fill(Infinity);
+  const simNew = new Float32Array(n);
   for (let j = 1; j < k; j++) {
     let total = 0;
+    gemmRows(x, n, c.subarray((j - 1) * d, j * d), 1, d, simNew);
     for (let r = 0; r < n; r++) {
-      const dist = Math.max(0, 1 - dot(x, r * d, c, (j - 1) * d, d));
+      const dist = Math.max(0, 1 - simNew[r]!);
       if (dist < best[r]!) best[r] = dist;
       total += best[r]! * best[r]!;
     }
@@ -43,13 +46,15 @@ export function sphericalKMeans(x: Float32Array, n: number, d: number, k: number
     c.set(x.subarray(pick * d, pick * d + d), j * d);
   }
   const assignment = new Int32Array(n).fill(-1);
+  const sims = new Float32Array(n * k);
   for (let it = 0; it < maxIter; it++) {
     let changed = 0;
+    gemmRows(x, n, c, k, d, sims);
     for (let r = 0; r < n; r++) {
       let bj = 0;
       let bs = -Infinity;
       for (let j = 0; j < k; j++) {
-        const s = dot(x, r * d, c, j * d, d);
+        const s = sims[r * k + j]!;
         if (s > bs) {
           bs = s;
           bj = j;

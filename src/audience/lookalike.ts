@@ -17,6 +17,7 @@
 import { auc, fitLogistic } from './logistic.js';
 import { sphericalKMeans } from './kmeans.js';
 import { dot, hashStrings, normalizedMatrix, rng } from './linalg.js';
+import { gemmRows } from './simd.js';
 
 export interface Neighbor {
   userId: string;
@@ -206,7 +207,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     throw new LookalikeError('NOT_FOUND', `none of the ${seedIds.length} seed users has a vector in this feature`);
   }
   const seed = hashStrings(knownIds);
-  const trainIdx = subset(knownIds.map((_, i) => i), opts.maxClusterSeeds ?? 1000, seed);
+  const trainIdx = subset(knownIds.map((_, i) => i), opts.maxClusterSeeds ?? 500, seed);
   const nS = trainIdx.length;
   const S = normalizedMatrix(trainIdx.map((i) => knownVecs[i]!), d);
   const tSeeds = lap();
@@ -226,9 +227,9 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   // 3. Population sample (negatives of the model).
   const exclude = new Set<string>(knownIds);
   for (const s of seedIds) exclude.add(s);
-  const fitRows = subset(Array.from({ length: nS }, (_, r) => r), opts.maxTrainSeeds ?? 600, seed + 1);
+  const fitRows = subset(Array.from({ length: nS }, (_, r) => r), opts.maxTrainSeeds ?? 300, seed + 1);
   const nF = fitRows.length;
-  const popWanted = opts.populationSample ?? Math.min(1200, Math.max(800, 2 * nF));
+  const popWanted = opts.populationSample ?? Math.min(1200, Math.max(600, 2 * nF));
   tMark = performance.now();
   const pop = await deps.samplePopulation(popWanted);
   const tPopulation = lap();
@@ -279,7 +280,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   featurize(Xraw, nTrain, X);
   const y = new Uint8Array(nTrain);
   y.fill(1, 0, nF);
-  const model = fitLogistic(X, y, nTrain, P, { iterations: opts.fitIterations ?? 50 });
+  const model = fitLogistic(X, y, nTrain, P, { iterations: opts.fitIterations ?? 30 });
   const trainScores = new Float64Array(nTrain);
   for (let i = 0; i < nTrain; i++) trainScores[i] = model.logit(X, i * P);
   const trainingAuc = auc(trainScores, y);
@@ -315,41 +316,53 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   const tSearchAll = tSearchDone - tSearch0 + retryMs;
   tMark = performance.now();
 
-  // 7. Score: candidate vectors into one contiguous matrix of unit rows, then one fused pass per
-  // row (linear part + centroid similarities), keeping only the best N.
-  const w = model.weights;
-  const wc = new Float64Array(K);
-  const invSpread = new Float64Array(K);
-  for (let j = 0; j < K; j++) {
-    wc[j] = w[d + j]!;
-    invSpread[j] = 1 / spreadOf[j]!;
+  // 7. Score: candidate vectors copied into one contiguous matrix per chunk, then all K+1 dot
+  // products per candidate (the linear part and the centroids) in one batched SIMD pass, the
+  // vector's norm folded in afterwards; only the best N are kept.
+  const R = K + 1;
+  const W = new Float32Array(R * d);
+  W.set(model.weights.subarray(0, d), 0);
+  W.set(km.centroids.subarray(0, K * d), d);
+  const wc = new Float64Array(R);
+  const invSpread = new Float64Array(R);
+  for (let j = 1; j < R; j++) {
+    wc[j] = model.weights[d + j - 1]!;
+    invSpread[j] = 1 / spreadOf[j - 1]!;
   }
-  const wLin = w.subarray(0, d);
-  const C = km.centroids;
   const ids = [...candidates];
   const top = new TopN(Math.min(N, ids.length));
   let scoredCount = 0;
   let tVectors = 0;
   const CHUNK = 4096;
-  const M = new Float32Array(Math.min(CHUNK, ids.length) * d);
+  const Xc = new Float32Array(Math.min(CHUNK, ids.length) * d);
+  const invNorm = new Float64Array(Math.min(CHUNK, ids.length));
+  const rowOf = new Int32Array(Math.min(CHUNK, ids.length));
+  const dots = new Float32Array(Math.min(CHUNK, ids.length) * R);
   for (let s = 0; s < ids.length; s += CHUNK) {
     const tv = performance.now();
     const part = ids.slice(s, s + CHUNK);
     const vecs = await deps.getVectors(part);
     tVectors += performance.now() - tv;
+    let n = 0;
     for (let r = 0; r < part.length; r++) {
       const v = vecs[r];
       if (!v) continue;
       let nn = 0;
       for (let i = 0; i < d; i++) nn += v[i]! * v[i]!;
       if (!(nn > 0)) continue;
-      const inv = 1 / Math.sqrt(nn);
-      for (let i = 0; i < d; i++) M[i] = v[i]! * inv;
-      let z = dot(M, 0, wLin, 0, d) + model.bias;
-      for (let j = 0; j < K; j++) z += wc[j]! * Math.exp((dot(M, 0, C, j * d, d) - 1) * invSpread[j]!);
-      top.push(1 / (1 + Math.exp(-z)), part[r]!);
-      scoredCount++;
+      Xc.set(v, n * d);
+      invNorm[n] = 1 / Math.sqrt(nn);
+      rowOf[n++] = r;
     }
+    gemmRows(Xc, n, W, R, d, dots);
+    for (let q = 0; q < n; q++) {
+      const o = q * R;
+      const inv = invNorm[q]!;
+      let z = dots[o]! * inv + model.bias;
+      for (let j = 1; j < R; j++) z += wc[j]! * Math.exp((dots[o + j]! * inv - 1) * invSpread[j]!);
+      top.push(1 / (1 + Math.exp(-z)), part[rowOf[q]!]!);
+    }
+    scoredCount += n;
     await check();
   }
   const users = top.sorted();
