@@ -6,6 +6,7 @@ import { extendLookalike, type LookalikeDeps } from '../audience/lookalike.js';
 import type { ServingBackend, AnnSearcher } from './backend.js';
 import type { FeatureInfo } from '../store/types.js';
 import { invalid, notFound } from './errors.js';
+import { encodeAudienceChunk } from './encode.js';
 import type { ServiceImpl } from './rpc.js';
 import { checkRange, checkUserId, checkUserIds, checkVector, LIMITS } from './validate.js';
 
@@ -128,7 +129,7 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
         'look-alike computed',
       );
       for (let i = 0; i < res.users.length; i += chunkSize) {
-        await send({ message: { case: 'chunk', value: { users: res.users.slice(i, i + chunkSize) } } });
+        await send(encodeAudienceChunk(res.users, i, Math.min(res.users.length, i + chunkSize)));
         if ((i / chunkSize) % 8 === 7) await yieldToLoop();
       }
       await send({

@@ -253,3 +253,39 @@ export function encodeBatchGetUserVectorsResponse(
   }
   return w.buf;
 }
+
+/**
+ * ExtendLookalikeResponse { chunk = 1 { repeated ScoredUser users = 1 { user_id = 1; float score = 2 } } }
+ * for users[from, to): the look-alike streams up to 100k of these per call.
+ */
+export function encodeAudienceChunk(users: readonly { userId: string; score: number }[], from: number, to: number): Buffer {
+  const ids: Buffer[] = new Array(to - from);
+  const f32 = new Float32Array(1);
+  let chunkLen = 0;
+  for (let i = from; i < to; i++) {
+    const id = Buffer.from(users[i]!.userId, 'utf8');
+    ids[i - from] = id;
+    f32[0] = users[i]!.score;
+    const u = (id.length > 0 ? 1 + varintLen(id.length) + id.length : 0) + (f32[0] !== 0 ? 5 : 0);
+    chunkLen += 1 + varintLen(u) + u;
+  }
+  const w = new Writer(Buffer.allocUnsafe(1 + varintLen(chunkLen) + chunkLen));
+  w.byte(0x0a);
+  w.varint(chunkLen);
+  for (let i = from; i < to; i++) {
+    const id = ids[i - from]!;
+    f32[0] = users[i]!.score;
+    const u = (id.length > 0 ? 1 + varintLen(id.length) + id.length : 0) + (f32[0] !== 0 ? 5 : 0);
+    w.byte(0x0a);
+    w.varint(u);
+    if (id.length > 0) {
+      w.byte(0x0a);
+      w.str(id);
+    }
+    if (f32[0] !== 0) {
+      w.byte(0x15);
+      w.floats(f32);
+    }
+  }
+  return w.buf;
+}

@@ -38,7 +38,7 @@ export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
 export type ServerStreamHandler<I extends DescMessage, O extends DescMessage> = (
   req: MessageShape<I>,
   ctx: CallContext,
-  send: (msg: MessageInitShape<O>) => Promise<void>,
+  send: (msg: MessageInitShape<O> | Encoded<O>) => Promise<void>,
 ) => Promise<void>;
 
 type MethodImpl<M> = M extends { methodKind: 'unary'; input: infer I extends DescMessage; output: infer O extends DescMessage }
@@ -203,9 +203,9 @@ function serverStream(name: string, output: DescMessage, fn: ServerStreamHandler
     const start = performance.now();
     opts.inflight?.enter();
     const ctx = new Ctx(call, requestIdOf(call.metadata), name, opts.log);
-    const send = async (msg: MessageInitShape<DescMessage>): Promise<void> => {
+    const send = async (msg: MessageInitShape<DescMessage> | Uint8Array): Promise<void> => {
       ctx.throwIfCancelled();
-      if (!call.write(toMessage(output, msg))) {
+      if (!call.write(msg instanceof Uint8Array ? msg : toMessage(output, msg))) {
         // Backpressure: wait for the client to read, unless it goes away meanwhile.
         await Promise.race([once(call, 'drain'), once(ctx.signal, 'abort')]);
         ctx.throwIfCancelled();

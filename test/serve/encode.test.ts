@@ -7,7 +7,8 @@ import {
   GetUserVectorResponseSchema,
   VectorView,
 } from '../../src/gen/aetn/v1/user_vector_pb.js';
-import { encodeBatchGetUserVectorsResponse, encodeGetUserVectorResponse, type UserVectorPlan } from '../../src/serve/encode.js';
+import { encodeAudienceChunk, encodeBatchGetUserVectorsResponse, encodeGetUserVectorResponse, type UserVectorPlan } from '../../src/serve/encode.js';
+import { ExtendLookalikeResponseSchema } from '../../src/gen/aetn/v1/audience_pb.js';
 import { assembleUserVector } from '../../src/serve/user-vectors.js';
 import type { FeatureInfo, StoredVector } from '../../src/store/types.js';
 import { rng } from '../../src/audience/linalg.js';
@@ -98,5 +99,25 @@ describe('hand-written UserVectorService encoders', () => {
   it('handle an empty batch', () => {
     const p = plans()[0]!;
     expect(encodeBatchGetUserVectorsResponse(p, [], [], [], NOW)).toHaveLength(0);
+  });
+
+  it('write look-alike chunks as protobuf-es does (zero score omitted, non-ASCII ids)', () => {
+    const users = [
+      { userId: 'u1', score: 0.96796155 },
+      { userId: 'ユーザー', score: 1e-30 },
+      { userId: 'u3', score: 0 },
+      { userId: 'u4', score: 0.5 },
+    ];
+    for (const [from, to] of [
+      [0, 4],
+      [1, 3],
+      [2, 2],
+    ] as const) {
+      const ref = toBinary(ExtendLookalikeResponseSchema, create(ExtendLookalikeResponseSchema, { message: { case: 'chunk', value: { users: users.slice(from, to) } } }));
+      expect(encodeAudienceChunk(users, from, to).toString('hex')).toBe(Buffer.from(ref).toString('hex'));
+    }
+    const dec = fromBinary(ExtendLookalikeResponseSchema, encodeAudienceChunk(users, 0, 4));
+    expect(dec.message.case).toBe('chunk');
+    expect(dec.message.case === 'chunk' && dec.message.value.users.map((u) => u.userId)).toEqual(users.map((u) => u.userId));
   });
 });
