@@ -5,7 +5,8 @@
 //   2. freshness under load: produce -> vector durable in the store, p50/p99, while a separate
 //      producer process writes at a fixed rate;
 //   3. kill -9 of the consumer process mid-run, restart, and an exactly-once check of the state.
-// Run: npx tsx bench/stream-realtime.ts [--events 200000] [--rate 10000] [--seconds 20] [--kill-events N] [--no-real]
+// Run: npx tsx bench/stream-realtime.ts [--events 200000] [--rate 10000] [--seconds 20] [--kill-events N] [--chunk N]
+//        [--no-real] [--throughput-only]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,7 @@ import { AppEventSchema } from '../src/gen/aetn/v1/events_pb.js';
 import { EmbeddingStore } from '../src/store/store.js';
 import { encodeEvent, type PlainEvent } from '../src/stream/codec.js';
 import { createKafka } from '../src/stream/kafka.js';
-import { RealtimePipeline, type DurableInfo } from '../src/stream/pipeline.js';
+import { DEFAULT_CHUNK_SIZE, RealtimePipeline, type DurableInfo } from '../src/stream/pipeline.js';
 import { StateDb } from '../src/stream/state.js';
 import type { HeadFn, RecentEvents } from '../src/stream/types.js';
 
@@ -31,6 +32,10 @@ function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : def;
 }
+
+/** Messages per chunk (one head call, one unit of durability); the pipeline's default unless given. */
+const CHUNK = process.env.BENCH_CHUNK ? Number(process.env.BENCH_CHUNK) : arg('chunk', 0) || undefined;
+if (CHUNK) process.env.BENCH_CHUNK = String(CHUNK); // the child consumer of the kill run uses it too
 
 function vocab(): Map<string, number> {
   const m = new Map<string, number>();
@@ -147,6 +152,7 @@ async function childConsumer(): Promise<void> {
     topic: process.env.TOPIC!,
     dlqTopic: `${process.env.TOPIC!}.dlq`,
     groupId: process.env.GROUP!,
+    chunkSize: CHUNK,
     createTopics: false,
   });
   await p.connect();
@@ -210,7 +216,7 @@ async function pipelineThroughput(brokers: string, topic: string, total: number,
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
   const p = new RealtimePipeline({
-    brokers, store, head, featureId, vocab: vocab(), topic, dlqTopic: `${topic}.dlq`, groupId: `${label}-${Date.now()}`,
+    brokers, store, head, featureId, vocab: vocab(), topic, dlqTopic: `${topic}.dlq`, groupId: `${label}-${Date.now()}`, chunkSize: CHUNK,
     hooks: {
       beforeChunk: () => {
         if (t0 === 0) t0 = performance.now(); // first data in hand, as for the bare consumer
@@ -246,7 +252,7 @@ async function freshness(brokers: string, rate: number, seconds: number, head: H
   let firstDurable = 0;
   let lastDurable = 0;
   const p = new RealtimePipeline({
-    brokers, store, head, featureId, vocab: vocab(), topic, dlqTopic: `${topic}.dlq`, groupId: `fresh-${Date.now()}`, fromBeginning: true,
+    brokers, store, head, featureId, vocab: vocab(), topic, dlqTopic: `${topic}.dlq`, groupId: `fresh-${Date.now()}`, fromBeginning: true, chunkSize: CHUNK,
     hooks: {
       afterDurable: (info) => {
         applied += info.applied;
@@ -457,6 +463,11 @@ async function main(): Promise<void> {
     const poolTput = realPool ? await pipelineThroughput(brokers, topic, total, realPool.head, realPool.dim, realPool.featureId, 'realpool') : null;
     if (poolTput) console.log(`pipeline, real head on 1 worker thread: ${poolTput.rate.toFixed(0)} events/s (${loadavg()})`);
 
+    if (process.argv.includes('--throughput-only')) {
+      await realPool?.close();
+      console.log(`throughput only (chunk ${CHUNK ?? 'default'}): stand-in ${(standIn.rate / bare.rate).toFixed(3)} of bare; users written ${standIn.users}, chunks ${standIn.chunks}`);
+      return;
+    }
     // Freshness is measured at a load the pipeline sustains on this machine (at most --rate):
     // above its throughput the backlog, not the pipeline, sets the latency.
     const freshRate = Math.max(500, Math.min(rate, Math.floor((standIn.rate * 0.6) / 500) * 500));
@@ -492,7 +503,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
       broker: 'Apache Kafka 3.9.1 KRaft single node (test/kafka harness), same machine',
-      workload: { events: total, users: USERS, apps: APPS, partitions: 4, chunkSize: 2000, chunksInFlight: 4, partitionsConcurrently: 4 },
+      workload: { events: total, users: USERS, apps: APPS, partitions: 4, chunkSize: CHUNK ?? DEFAULT_CHUNK_SIZE, chunksInFlight: 4, partitionsConcurrently: 4 },
       loadavg: { start: loadStart, end: loadavg() },
       throughput: { produceRate, bare, standIn, real: realTput, realPool: poolTput, realHead: realMain?.info ?? null, realPoolHead: realPool?.info ?? null },
       freshness: { standIn: fresh, real: freshReal },

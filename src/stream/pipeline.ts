@@ -102,6 +102,8 @@ export interface PipelineStats {
   dlqByReason: Partial<Record<DlqReason, number>>;
 }
 
+export const DEFAULT_CHUNK_SIZE = 10_000;
+
 interface Prepared {
   topic: string;
   partition: number;
@@ -149,7 +151,11 @@ export class RealtimePipeline {
     this.topic = opts.topic ?? DEFAULT_TOPIC;
     this.dlqTopic = opts.dlqTopic ?? DEFAULT_DLQ_TOPIC;
     this.groupId = opts.groupId ?? DEFAULT_GROUP_ID;
-    this.chunkSize = opts.chunkSize ?? 2000;
+    // 10,000 (about what one 1 MB partition fetch holds): under a backlog a bigger unit touches
+    // each user once for several events (fewer head rows and puts); measured 1.2x (stand-in) to
+    // 2x (real head on a worker) the throughput of 2,000. Under a light load fetches are smaller
+    // than this anyway, so it does not add latency there.
+    this.chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.chunksInFlight = opts.chunksInFlight ?? 4;
     if (!Number.isInteger(this.chunkSize) || this.chunkSize < 1) throw new UserError(`chunkSize must be a positive integer, got ${opts.chunkSize}`);
     if (!Number.isInteger(this.chunksInFlight) || this.chunksInFlight < 1) throw new UserError(`chunksInFlight must be a positive integer, got ${opts.chunksInFlight}`);
