@@ -3,7 +3,10 @@
 // Prints a table and writes bench/results/model-train.json.
 //
 // Baseline: numpy float32 SGEMM 2048x2048 (OpenBLAS) with 2 threads and 1 thread, and tfjs-wasm's
-// own 1024x1024 matMul (1 thread). Workloads: one Adam step = gradient of a batch (workers) + flat
+// own 1024x1024 matMul (stock kernel, 1 thread; native OpenBLAS kernel, 1 and 2 threads). Each wasm
+// workload runs twice: with the stock BatchMatMul ('wasm') and with the native OpenBLAS one
+// ('wasm+openblas', src/model/native-gemm.ts; skipped when the addon is not built).
+// Workloads: one Adam step = gradient of a batch (workers) + flat
 // Adam + weight sync, at paper size (d 512, FFN 1024, 8 heads, 2+1 layers, 128-d u, I = 25) with a
 // reduced vocabulary M (the FLOPs still include every M-wide output layer), and at a small size.
 // Users have full sequences (25 installs + 25 uninstalls) and 50 retained apps: the averages that
@@ -16,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type { UserExample, Vocabulary } from '../src/data/types.js';
 import { initBackend } from '../src/model/backend.js';
+import { loadNativeGemm, setNativeGemmThreads } from '../src/model/native-gemm.js';
 import { startEngine } from '../src/model/train.js';
 import { FlatAdam } from '../src/model/train-adam.js';
 import { LocalEngine, defaultFactoryUrl, type Engine } from '../src/model/train-engine.js';
@@ -88,8 +92,24 @@ print(2 * n ** 3 / best / 1e9, 2 * n ** 3 * reps / cpu / 1e9)
   }
 }
 
-async function tfjsMatmul(): Promise<number> {
-  await initBackend('wasm');
+type Gemm = 'stock' | 'openblas';
+const nativeGemm = loadNativeGemm();
+
+/**
+ * Selects the BatchMatMul for what runs next: the env switch is read by initBackend on this thread
+ * and copied into worker threads when a pool starts. OpenBLAS's thread count is process-wide, so it
+ * is set for every measurement: cores on the main thread alone, cores/workers with a pool.
+ */
+async function useGemm(backend: string, gemm: Gemm, workers: number): Promise<void> {
+  process.env.AETN_NATIVE_GEMM = gemm === 'openblas' ? '1' : '0';
+  const info = await initBackend(backend);
+  if (backend !== 'cpu' && info.gemm !== gemm) throw new Error(`asked for the ${gemm} GEMM, backend reports ${info.detail}`);
+  setNativeGemmThreads(Math.max(1, Math.floor(availableParallelism() / Math.max(1, workers))));
+}
+
+async function tfjsMatmul(gemm: Gemm, threads = 1): Promise<number> {
+  await useGemm('wasm', gemm, 1);
+  setNativeGemmThreads(threads);
   const n = 1024;
   const a = tf.randomNormal([n, n]);
   const b = tf.randomNormal([n, n]);
@@ -105,6 +125,8 @@ async function tfjsMatmul(): Promise<number> {
   tf.dispose([a, b]);
   return (2 * n ** 3) / (best / 1000) / 1e9;
 }
+
+const label = (backend: string, gemm: Gemm) => (backend === 'wasm' && gemm === 'openblas' ? 'wasm+openblas' : backend);
 
 interface Measured {
   ups: number;
@@ -131,8 +153,8 @@ interface Row {
 const PAPER = { dModel: 512, dFf: 1024, heads: 8, encLayers: 2, decLayers: 1, dEmb: 128 };
 const SMALL = { dModel: 64, dFf: 128, heads: 4, encLayers: 2, decLayers: 1, dEmb: 32 };
 
-async function measureTrain(size: 'paper' | 'small', backend: string, workers: number, batch: number, steps: number): Promise<Measured> {
-  await initBackend(backend);
+async function measureTrain(size: 'paper' | 'small', backend: string, gemm: Gemm, workers: number, batch: number, steps: number): Promise<Measured> {
+  await useGemm(backend, gemm, workers);
   const vocab = vocabulary(M);
   const cfg = factory.makeConfig(vocab, size === 'paper' ? PAPER : SMALL, { seqLen: 25, dateBuckets: 52 });
   const { engine, local } = await startEngine({ factoryUrl: defaultFactoryUrl(), cfg, seed: 1, backend, workers });
@@ -161,8 +183,8 @@ async function measureTrain(size: 'paper' | 'small', backend: string, workers: n
   }
 }
 
-async function measureEmbed(backend: string, workers: number, n: number): Promise<Measured> {
-  await initBackend(backend);
+async function measureEmbed(backend: string, gemm: Gemm, workers: number, n: number): Promise<Measured> {
+  await useGemm(backend, gemm, workers);
   const cfg = factory.makeConfig(vocabulary(M), PAPER, { seqLen: 25, dateBuckets: 52 });
   const { engine, local } = await startEngine({ factoryUrl: defaultFactoryUrl(), cfg, seed: 1, backend, workers });
   try {
@@ -181,9 +203,10 @@ async function measureEmbed(backend: string, workers: number, n: number): Promis
   }
 }
 
-/** Kernel time by op of one paper-size training step on this thread (wasm). */
-async function profileStep(batch: number): Promise<Array<{ kernel: string; calls: number; ms: number; pct: number }>> {
-  await initBackend('wasm');
+/** Kernel time by op of one paper-size training step on this thread (wasm; OpenBLAS on 1 thread). */
+async function profileStep(batch: number, gemm: Gemm): Promise<Array<{ kernel: string; calls: number; ms: number; pct: number }>> {
+  await useGemm('wasm', gemm, 1);
+  setNativeGemmThreads(1);
   const cfg = factory.makeConfig(vocabulary(M), PAPER, { seqLen: 25, dateBuckets: 52 });
   const engine = LocalEngine.create(factory, cfg, 1);
   try {
@@ -219,29 +242,33 @@ async function main(): Promise<void> {
   const sgemm2 = sgemm(2);
   const sgemm1 = sgemm(1);
   const sg2 = sgemm2.wall;
-  const wasmMm = await tfjsMatmul();
+  const wasmMm = await tfjsMatmul('stock');
+  const nativeMm1 = nativeGemm.ok ? await tfjsMatmul('openblas', 1) : NaN;
+  const nativeMm2 = nativeGemm.ok ? await tfjsMatmul('openblas', 2) : NaN;
   console.log(
-    `SGEMM numpy 2048^2: ${sg2.toFixed(1)} GFLOP/s (2 threads), ${sgemm1.wall.toFixed(1)} (1 thread); per CPU-second ${sgemm2.perCore.toFixed(1)} (2 threads), ${sgemm1.perCore.toFixed(1)} (1 thread); tfjs-wasm matMul 1024^2: ${wasmMm.toFixed(1)} GFLOP/s (1 thread)`,
+    `SGEMM numpy 2048^2: ${sg2.toFixed(1)} GFLOP/s (2 threads), ${sgemm1.wall.toFixed(1)} (1 thread); per CPU-second ${sgemm2.perCore.toFixed(1)} (2 threads), ${sgemm1.perCore.toFixed(1)} (1 thread); tfjs matMul 1024^2: stock wasm ${wasmMm.toFixed(1)} GFLOP/s (1 thread), native OpenBLAS ${nativeMm1.toFixed(1)} (1 thread) ${nativeMm2.toFixed(1)} (2 threads)`,
   );
+  if (!nativeGemm.ok) console.log(`native GEMM rows skipped: ${nativeGemm.reason}`);
 
   const rows: Row[] = [];
   const add = (workload: string, size: string, backend: string, workers: number, batch: number, r: Measured) => {
     const row = { workload, size, backend, workers, batch, usersPerSec: r.ups, gflopPerSec: r.gfs, pctOfSgemm2: (100 * r.gfs) / sg2, secondsPerStep: r.sps, coresUsed: r.cores, gflopPerCoreSecond: r.gfs / r.cores };
     rows.push(row);
-    console.log(`${workload.padEnd(6)} ${size.padEnd(6)} ${backend.padEnd(5)} w${workers} B${String(batch).padEnd(5)} ${r.ups.toFixed(1).padStart(8)} users/s ${r.gfs.toFixed(2).padStart(7)} GFLOP/s ${row.pctOfSgemm2.toFixed(1).padStart(5)}% of SGEMM(2)  cores used ${r.cores.toFixed(2)}  ${row.gflopPerCoreSecond.toFixed(2)} GFLOP/core-s`);
+    console.log(`${workload.padEnd(6)} ${size.padEnd(6)} ${backend.padEnd(13)} w${workers} B${String(batch).padEnd(5)} ${r.ups.toFixed(1).padStart(8)} users/s ${r.gfs.toFixed(2).padStart(7)} GFLOP/s ${row.pctOfSgemm2.toFixed(1).padStart(5)}% of SGEMM(2)  cores used ${r.cores.toFixed(2)}  ${row.gflopPerCoreSecond.toFixed(2)} GFLOP/core-s`);
   };
   // The machine is shared: other jobs take varying shares of the cores. Each measurement runs in
   // ROUNDS interleaved rounds and keeps its best (least disturbed) result.
   const embedN = quick ? 64 : 128;
-  const plan: Array<{ key: [string, string, string, number, number]; run: () => Promise<Measured> }> = [
-    { key: ['train', 'paper', 'wasm', 1, PAPER_BATCH], run: () => measureTrain('paper', 'wasm', 1, PAPER_BATCH, STEPS) },
-    { key: ['train', 'paper', 'wasm', 2, PAPER_BATCH], run: () => measureTrain('paper', 'wasm', 2, PAPER_BATCH, STEPS) },
-    { key: ['train', 'small', 'wasm', 1, SMALL_BATCH], run: () => measureTrain('small', 'wasm', 1, SMALL_BATCH, STEPS) },
-    { key: ['train', 'small', 'wasm', 2, SMALL_BATCH], run: () => measureTrain('small', 'wasm', 2, SMALL_BATCH, STEPS) },
-    { key: ['train', 'small', 'cpu', 1, 16], run: () => measureTrain('small', 'cpu', 1, 16, 1) },
-    { key: ['embed', 'paper', 'wasm', 1, embedN], run: () => measureEmbed('wasm', 1, embedN) },
-    { key: ['embed', 'paper', 'wasm', 2, embedN], run: () => measureEmbed('wasm', 2, embedN) },
-  ];
+  const plan: Array<{ key: [string, string, string, number, number]; run: () => Promise<Measured> }> = [];
+  // Stock and native rows alternate, so both see about the same neighbours' load.
+  const gemms: Gemm[] = nativeGemm.ok ? ['stock', 'openblas'] : ['stock'];
+  for (const [size, workers, batch] of [['paper', 1, PAPER_BATCH], ['paper', 2, PAPER_BATCH], ['small', 1, SMALL_BATCH], ['small', 2, SMALL_BATCH]] as const) {
+    for (const g of gemms) plan.push({ key: ['train', size, label('wasm', g), workers, batch], run: () => measureTrain(size, 'wasm', g, workers, batch, STEPS) });
+  }
+  plan.push({ key: ['train', 'small', 'cpu', 1, 16], run: () => measureTrain('small', 'cpu', 'stock', 1, 16, 1) });
+  for (const workers of [1, 2]) {
+    for (const g of gemms) plan.push({ key: ['embed', 'paper', label('wasm', g), workers, embedN], run: () => measureEmbed('wasm', g, workers, embedN) });
+  }
   const best = new Map<number, Measured>();
   for (let round = 0; round < ROUNDS; round++) {
     for (let i = 0; i < plan.length; i++) {
@@ -253,15 +280,37 @@ async function main(): Promise<void> {
   }
   plan.forEach((p, i) => add(...p.key, best.get(i)!));
 
-  const profile = await profileStep(quick ? 4 : 8);
-  console.log('\nwhere a paper-size training step spends its time (wasm, 1 thread):');
-  for (const p of profile.slice(0, 14)) console.log(`  ${p.kernel.padEnd(52)} ${String(p.calls).padStart(5)} calls ${p.ms.toFixed(0).padStart(7)} ms ${p.pct.toFixed(1).padStart(5)}%`);
-  if (profile.length > 14) {
-    const last = profile[profile.length - 1]!;
-    console.log(`  ${last.kernel.padEnd(52)} ${''.padStart(11)} ${last.ms.toFixed(0).padStart(7)} ms ${last.pct.toFixed(1).padStart(5)}%`);
+  const profiles: Record<string, Awaited<ReturnType<typeof profileStep>>> = {};
+  for (const g of gemms) {
+    const profile = await profileStep(quick ? 4 : 8, g);
+    profiles[label('wasm', g)] = profile;
+    console.log(`\nwhere a paper-size training step spends its time (${label('wasm', g)}, 1 thread):`);
+    for (const p of profile.slice(0, 14)) console.log(`  ${p.kernel.padEnd(52)} ${String(p.calls).padStart(5)} calls ${p.ms.toFixed(0).padStart(7)} ms ${p.pct.toFixed(1).padStart(5)}%`);
+    if (profile.length > 14) {
+      const last = profile[profile.length - 1]!;
+      console.log(`  ${last.kernel.padEnd(52)} ${''.padStart(11)} ${last.ms.toFixed(0).padStart(7)} ms ${last.pct.toFixed(1).padStart(5)}%`);
+    }
   }
 
   const find = (w: string, s: string, b: string, k: number) => rows.find((r) => r.workload === w && r.size === s && r.backend === b && r.workers === k)!;
+  const nb = 'wasm+openblas';
+  const nativeRatios = nativeGemm.ok
+    ? {
+        nativeTrainPaperPctOfSgemm2: find('train', 'paper', nb, 2).pctOfSgemm2,
+        nativeTrainPaperBestPctOfSgemm2: Math.max(find('train', 'paper', nb, 1).pctOfSgemm2, find('train', 'paper', nb, 2).pctOfSgemm2),
+        nativeEmbedPaperPctOfSgemm2: find('embed', 'paper', nb, 2).pctOfSgemm2,
+        nativeEmbedPaperBestPctOfSgemm2: Math.max(find('embed', 'paper', nb, 1).pctOfSgemm2, find('embed', 'paper', nb, 2).pctOfSgemm2),
+        nativeTrainPaperPerCorePctOfSgemm: (100 * find('train', 'paper', nb, 2).gflopPerCoreSecond) / sgemm2.perCore,
+        nativeEmbedPaperPerCorePctOfSgemm: (100 * find('embed', 'paper', nb, 2).gflopPerCoreSecond) / sgemm2.perCore,
+        nativeVsStockTrainPaperW1: find('train', 'paper', nb, 1).usersPerSec / find('train', 'paper', 'wasm', 1).usersPerSec,
+        nativeVsStockTrainPaperW2: find('train', 'paper', nb, 2).usersPerSec / find('train', 'paper', 'wasm', 2).usersPerSec,
+        nativeVsStockTrainSmallW1: find('train', 'small', nb, 1).usersPerSec / find('train', 'small', 'wasm', 1).usersPerSec,
+        nativeVsStockTrainSmallW2: find('train', 'small', nb, 2).usersPerSec / find('train', 'small', 'wasm', 2).usersPerSec,
+        nativeVsStockEmbedW1: find('embed', 'paper', nb, 1).usersPerSec / find('embed', 'paper', 'wasm', 1).usersPerSec,
+        nativeVsStockEmbedW2: find('embed', 'paper', nb, 2).usersPerSec / find('embed', 'paper', 'wasm', 2).usersPerSec,
+        nativeMatmul1ThreadVsNumpy1Thread: nativeMm1 / sgemm1.wall,
+      }
+    : {};
   const ratios = {
     trainPaper2vs1: find('train', 'paper', 'wasm', 2).usersPerSec / find('train', 'paper', 'wasm', 1).usersPerSec,
     trainSmall2vs1: find('train', 'small', 'wasm', 2).usersPerSec / find('train', 'small', 'wasm', 1).usersPerSec,
@@ -275,6 +324,7 @@ async function main(): Promise<void> {
     embedPaperPerCorePctOfSgemm: (100 * find('embed', 'paper', 'wasm', 2).gflopPerCoreSecond) / sgemm2.perCore,
     trainPaperPerCore2vs1: find('train', 'paper', 'wasm', 2).gflopPerCoreSecond / find('train', 'paper', 'wasm', 1).gflopPerCoreSecond,
     embedPerCore2vs1: find('embed', 'paper', 'wasm', 2).gflopPerCoreSecond / find('embed', 'paper', 'wasm', 1).gflopPerCoreSecond,
+    ...nativeRatios,
   };
   console.log('\nratios:');
   for (const [k, v] of Object.entries(ratios)) console.log(`  ${k.padEnd(28)} ${v.toFixed(2)}`);
@@ -282,10 +332,20 @@ async function main(): Promise<void> {
     when: new Date().toISOString(),
     machine: { ...machine, loadavgAtEnd: loadavg()[0] },
     settings: { apps: M, rounds: ROUNDS, paperBatch: PAPER_BATCH, smallBatch: SMALL_BATCH, steps: STEPS, paper: PAPER, small: SMALL, seqLen: 25, retention: 50 },
-    baseline: { sgemm2ThreadsGflops: sg2, sgemm1ThreadGflops: sgemm1.wall, sgemm2ThreadsGflopPerCoreSecond: sgemm2.perCore, sgemm1ThreadGflopPerCoreSecond: sgemm1.perCore, tfjsWasmMatmulGflops: wasmMm },
+    baseline: {
+      sgemm2ThreadsGflops: sg2,
+      sgemm1ThreadGflops: sgemm1.wall,
+      sgemm2ThreadsGflopPerCoreSecond: sgemm2.perCore,
+      sgemm1ThreadGflopPerCoreSecond: sgemm1.perCore,
+      tfjsWasmMatmulGflops: wasmMm,
+      nativeMatmul1ThreadGflops: nativeMm1,
+      nativeMatmul2ThreadsGflops: nativeMm2,
+    },
+    nativeGemm: nativeGemm.ok ? { path: nativeGemm.path, config: nativeGemm.addon.config() } : { skipped: nativeGemm.reason },
     rows,
     ratios,
-    profile,
+    profile: profiles['wasm'],
+    profileNative: profiles[nb],
     seconds: (performance.now() - started) / 1000,
   };
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results');
