@@ -1,6 +1,7 @@
 // API-key authentication with scopes. Keys arrive as `x-api-key: K` or `authorization: Bearer K`.
 // Only SHA-256 digests of the configured keys are kept in memory, so a heap dump or a stray log
 // line of this object reveals no key; keys themselves are never logged.
+import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { status, type Metadata } from '@grpc/grpc-js';
 import { RpcError } from './errors.js';
@@ -15,8 +16,11 @@ export interface Principal {
 
 const ANONYMOUS: Principal = { keyId: 'auth-disabled', scopes: new Set(['*']) };
 
+// One-shot crypto.hash (Node >= 20.12) is ~2x cheaper than a Hash object; this runs on every call.
+const oneShot = (crypto as { hash?: (alg: string, data: string, enc: 'hex') => string }).hash;
+
 function digest(key: string): string {
-  return createHash('sha256').update(key, 'utf8').digest('hex');
+  return oneShot ? oneShot('sha256', key, 'hex') : createHash('sha256').update(key, 'utf8').digest('hex');
 }
 
 export class ApiKeyAuth {
