@@ -140,10 +140,10 @@ async function childProducer(): Promise<void> {
   process.stdout.write(JSON.stringify({ sent, seconds: (performance.now() - t0) / 1000 }) + '\n');
 }
 
-/** Consumer process for the kill -9 run: reports its counters every 200 ms on stdout. */
+/** Consumer process for the kill -9 run: reports its counters after every durable chunk and every 200 ms on stdout. */
 async function childConsumer(): Promise<void> {
   const store = openStore(process.env.STORE_DIR!);
-  const p = new RealtimePipeline({
+  const p: RealtimePipeline = new RealtimePipeline({
     brokers: process.env.BROKERS!,
     store,
     head: standInHead,
@@ -154,6 +154,8 @@ async function childConsumer(): Promise<void> {
     groupId: process.env.GROUP!,
     chunkSize: CHUNK,
     createTopics: false,
+    // At once, so that the parent's kill -9 lands mid-stream even when chunks are large and fast.
+    hooks: { afterDurable: () => void process.stdout.write(JSON.stringify(p.stats()) + '\n') },
   });
   await p.connect();
   await p.run();
@@ -474,10 +476,18 @@ async function main(): Promise<void> {
     const fresh = await freshness(brokers, freshRate, seconds, standInHead, DIM, SHORT);
     console.log(`freshness at ${freshRate}/s: p50 ${fresh.p50ms} ms, p99 ${fresh.p99ms} ms (${loadavg()})`);
     const bestReal = poolTput && realTput ? Math.max(poolTput.rate, realTput.rate) : (poolTput?.rate ?? realTput?.rate ?? 0);
+    // The real head at 60 % of its backlog throughput, and at half that: in steady state each
+    // fetch holds fewer events per user than a backlog does, so the head costs more per event.
     const realRate = Math.min(rate, Math.max(100, Math.floor((bestReal * 0.6) / 100) * 100));
-    const freshReal = realPool && bestReal > 0 ? await freshness(brokers, realRate, seconds, realPool.head, realPool.dim, realPool.featureId) : null;
+    const freshReals = [];
+    for (const r of realPool && bestReal > 0 ? [realRate, Math.max(100, Math.floor(realRate / 200) * 100)] : []) {
+      const f = await freshness(brokers, r, seconds, realPool!.head, realPool!.dim, realPool!.featureId);
+      console.log(`freshness with the real head (1 worker) at ${r}/s: p50 ${f.p50ms} ms, p99 ${f.p99ms} ms (${loadavg()})`);
+      freshReals.push(f);
+    }
+    const freshReal = freshReals[0] ?? null;
+    const freshRealHalf = freshReals[1] ?? null;
     await realPool?.close();
-    if (freshReal) console.log(`freshness with the real head (1 worker) at ${realRate}/s: p50 ${freshReal.p50ms} ms, p99 ${freshReal.p99ms} ms (${loadavg()})`);
 
     const kill = await killRestart(brokers, killTotal);
 
@@ -492,7 +502,7 @@ async function main(): Promise<void> {
     for (const r of rows) console.log(`| ${r.join(' | ')} |`);
     console.log(`\nFreshness under load (produce -> vector durable in the store; producer in its own process)`);
     console.log('| head | target rate | consumed rate | p50 ms | p90 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|');
-    for (const [name, f] of [['stand-in', fresh], ['real (wasm, 1 worker)', freshReal]] as const) {
+    for (const [name, f] of [['stand-in', fresh], ['real (wasm, 1 worker)', freshReal], ['real (wasm, 1 worker)', freshRealHalf]] as const) {
       if (f) console.log(`| ${name} | ${f.targetRate} | ${f.consumedRate.toFixed(0)} | ${f.p50ms} | ${f.p90ms} | ${f.p99ms} | ${f.maxMs} |`);
     }
     console.log('\nkill -9 of the consumer process at ~40 %, then restart');
@@ -506,12 +516,12 @@ async function main(): Promise<void> {
       workload: { events: total, users: USERS, apps: APPS, partitions: 4, chunkSize: CHUNK ?? DEFAULT_CHUNK_SIZE, chunksInFlight: 4, partitionsConcurrently: 4 },
       loadavg: { start: loadStart, end: loadavg() },
       throughput: { produceRate, bare, standIn, real: realTput, realPool: poolTput, realHead: realMain?.info ?? null, realPoolHead: realPool?.info ?? null },
-      freshness: { standIn: fresh, real: freshReal },
+      freshness: { standIn: fresh, real: freshReal, realHalfRate: freshRealHalf },
       killRestart: kill,
       targets: {
         eventsPerSecond: { target: 10_000, standIn: standIn.rate, real: realTput?.rate ?? null, realPool: poolTput?.rate ?? null, met: standIn.rate >= 10_000 },
         ratioVsBare: { target: 0.5, standIn: standIn.rate / bare.rate, real: realTput ? realTput.rate / bare.rate : null, realPool: poolTput ? poolTput.rate / bare.rate : null, met: standIn.rate / bare.rate >= 0.5 },
-        freshnessP99Ms: { target: 1000, standIn: fresh.p99ms, real: freshReal?.p99ms ?? null, met: fresh.p99ms <= 1000 },
+        freshnessP99Ms: { target: 1000, standIn: fresh.p99ms, real: freshReal?.p99ms ?? null, realHalfRate: freshRealHalf?.p99ms ?? null, met: fresh.p99ms <= 1000 },
         exactlyOnce: kill.exactlyOnce,
       },
     };
