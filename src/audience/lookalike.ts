@@ -49,7 +49,10 @@ export interface LookalikeOptions {
   maxClusters?: number;
   /** Candidates gathered per wanted user (default 1.3). */
   oversample?: number;
-  /** Single seeds searched around besides the centroids (default 50). */
+  /**
+   * Single seeds searched around besides the centroids (default 16): cheap insurance for a small
+   * mode that k-means merged into a bigger one.
+   */
   seedProbes?: number;
   /** Population users sampled as negatives: default clamp(2 x training seeds, 800, 1200). */
   populationSample?: number;
@@ -241,12 +244,13 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   // 4. Launch the candidate searches (centroids with a large k each, plus spread-out single
   // seeds), then fit the model while they run: with a worker-pool index the searches and the fit
   // use different cores. Exclusions are applied when the answers are merged.
+  const seedsExcluded = exclude.size;
   for (const e of opts.exclude ?? []) exclude.add(e);
   const maxK = Math.max(1, deps.maxSearchK ?? 10_000);
   const oversample = opts.oversample ?? 1.3;
-  // Neighbour lists also return seeds and exclusions: budget for them.
-  let budget = Math.ceil(oversample * N) + knownIds.length + Math.min(exclude.size, 10 * N);
-  const probes = subset(trainIdx, Math.min(opts.seedProbes ?? 50, nS), seed + 2);
+  // Neighbour lists also return seeds and exclusions: budget for them (seeds counted once).
+  let budget = Math.ceil(oversample * N) + seedsExcluded + Math.min(exclude.size - seedsExcluded, 10 * N);
+  const probes = subset(trainIdx, Math.min(opts.seedProbes ?? 16, nS), seed + 2);
   const probeK = Math.min(maxK, 100, Math.max(10, Math.ceil((2 * budget) / Math.max(1, knownIds.length))));
   const centroidKs = (b: number) => km.sizes.map((s) => Math.min(maxK, Math.max(20, Math.ceil((b * s) / nS))));
   const searchCentroids = (ks: number[]) => Promise.all(ks.map((k, j) => deps.search(km.centroids.subarray(j * d, j * d + d), k)));
@@ -305,8 +309,10 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
       addAll(r);
       if (r.length >= ks[j]! && ks[j]! < maxK) exhausted = false;
     });
-    if (candidates.size >= N * oversample || exhausted || round >= 3) break;
-    budget *= 2;
+    // Oversampling is a soft target; only an audience that cannot be filled is worth another
+    // round of searches, widened by the shortfall (at most doubled).
+    if (candidates.size >= N || exhausted || round >= 3) break;
+    budget = Math.ceil(budget * Math.min(2, Math.max(1.25, (1.2 * N) / Math.max(1, candidates.size))));
     ks = centroidKs(budget);
     const tr = performance.now();
     res = await searchCentroids(ks);
