@@ -307,12 +307,15 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     let exhausted = true;
     res.forEach((r, j) => {
       addAll(r);
-      if (r.length >= ks[j]! && ks[j]! < maxK) exhausted = false;
+      // A list that came back short is not proof of exhaustion (an index skips deleted points),
+      // so only lists already at the largest k are done.
+      if (ks[j]! < maxK) exhausted = false;
     });
     // Oversampling is a soft target; only an audience that cannot be filled is worth another
-    // round of searches, widened by the shortfall (at most doubled).
+    // round of searches. Doubled: overlapping lists around nearby centroids yield new users
+    // much more slowly than k grows.
     if (candidates.size >= N || exhausted || round >= 3) break;
-    budget = Math.ceil(budget * Math.min(2, Math.max(1.25, (1.2 * N) / Math.max(1, candidates.size))));
+    budget *= 2;
     ks = centroidKs(budget);
     const tr = performance.now();
     res = await searchCentroids(ks);
