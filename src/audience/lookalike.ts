@@ -11,9 +11,14 @@
 //      separate seeds from everyone else (popular-app users are near many seeds but not seed-like);
 //      the centroid features let a linear model reward closeness to any one mode, which a plain
 //      linear score cannot do for modes on opposite sides of the space. Logistic regression is
-//      fast enough to fit per request (~100 ms on thousands of rows), deterministic, and gives
-//      scores comparable across candidates;
+//      fast enough to fit per request (~10 ms on 900 rows with the SIMD kernel), deterministic,
+//      and gives scores comparable across candidates;
 //   4. drop seeds and exclusions, return the top N.
+// Order of work, for latency (1,000 seeds -> 10,000 users in well under 500 ms of CPU): the model
+// is fitted before the searches are launched, all searches go out at once (to a worker pool when
+// the index has one), and each answer is scored as it arrives into a top-N heap, so reading and
+// scoring overlap the remaining searches. The dense math (k-means, fit, scoring) is batched dot
+// products in a WebAssembly SIMD kernel (simd.ts).
 import { auc, fitLogistic } from './logistic.js';
 import { sphericalKMeans } from './kmeans.js';
 import { dot, hashStrings, normalizedMatrix, rng } from './linalg.js';
@@ -110,13 +115,14 @@ export interface LookalikeTimings {
   seeds: number;
   cluster: number;
   population: number;
-  /** Model fit, overlapping the index searches when those run off this thread. */
   fit: number;
-  /** From launching the searches to having all their answers (overlaps `fit`). */
+  /** From launching the searches to their last answer (overlaps reading and scoring). */
   search: number;
-  /** Waiting for searches after the fit was done: what the overlap did not hide. */
+  /** Waiting for answers not there yet: the part of the searches nothing else hid. */
   searchWait: number;
+  /** Reading candidate vectors from the store. */
   vectors: number;
+  /** Scoring and ranking (the rest of the candidate phase). */
   score: number;
   total: number;
 }
@@ -241,47 +247,21 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   for (let i = 0; i < pop.userIds.length; i++) if (!exclude.has(pop.userIds[i]!)) negIdx.push(i);
   if (negIdx.length === 0) throw new LookalikeError('FAILED_PRECONDITION', 'the population sample holds no user besides the seeds: the store is too small for a look-alike model');
 
-  // 4. Launch the candidate searches (centroids with a large k each, plus spread-out single
-  // seeds), then fit the model while they run: with a worker-pool index the searches and the fit
-  // use different cores. Exclusions are applied when the answers are merged.
-  const seedsExcluded = exclude.size;
-  for (const e of opts.exclude ?? []) exclude.add(e);
-  const maxK = Math.max(1, deps.maxSearchK ?? 10_000);
-  const oversample = opts.oversample ?? 1.3;
-  // Neighbour lists also return seeds and exclusions: budget for them (seeds counted once).
-  let budget = Math.ceil(oversample * N) + seedsExcluded + Math.min(exclude.size - seedsExcluded, 10 * N);
-  const probes = subset(trainIdx, Math.min(opts.seedProbes ?? 16, nS), seed + 2);
-  const probeK = Math.min(maxK, 100, Math.max(10, Math.ceil((2 * budget) / Math.max(1, knownIds.length))));
-  const centroidKs = (b: number) => km.sizes.map((s) => Math.min(maxK, Math.max(20, Math.ceil((b * s) / nS))));
-  const searchCentroids = (ks: number[]) => Promise.all(ks.map((k, j) => deps.search(km.centroids.subarray(j * d, j * d + d), k)));
-  const tSearch0 = performance.now();
-  let tSearchDone = 0;
-  const firstKs = centroidKs(budget);
-  const first = Promise.all([searchCentroids(firstKs), Promise.all(probes.map((i) => deps.search(knownVecs[i]!, probeK)))]).then((r) => {
-    tSearchDone = performance.now();
-    return r;
-  });
-  // Settled below; a failure or cancellation during the fit must not leave it unhandled.
-  first.catch(() => undefined);
-
-  // 5. Scoring model: seeds vs population. Features: unit vector + one RBF-like similarity per
-  // centroid.
+  // 4. Scoring model: seeds vs population. Features: the unit vector plus one RBF-like
+  // similarity per centroid (similarities for all rows in one batched pass).
   tMark = performance.now();
   const P = d + K;
-  const featurize = (vecs: Float32Array, rows: number, out: Float32Array) => {
-    for (let r = 0; r < rows; r++) {
-      const o = r * P;
-      out.set(vecs.subarray(r * d, r * d + d), o);
-      for (let j = 0; j < K; j++) out[o + d + j] = Math.exp(-(1 - dot(vecs, r * d, km.centroids, j * d, d)) / spreadOf[j]!);
-    }
-  };
   const nTrain = nF + negIdx.length;
   const Xraw = new Float32Array(nTrain * d);
   fitRows.forEach((r, i) => Xraw.set(S.subarray(r * d, r * d + d), i * d));
-  const negM = normalizedMatrix(negIdx.map((i) => pop.vectors[i]!), d);
-  Xraw.set(negM, nF * d);
+  Xraw.set(normalizedMatrix(negIdx.map((i) => pop.vectors[i]!), d), nF * d);
+  const sims = new Float32Array(nTrain * K);
+  gemmRows(Xraw, nTrain, km.centroids, K, d, sims);
   const X = new Float32Array(nTrain * P);
-  featurize(Xraw, nTrain, X);
+  for (let r = 0; r < nTrain; r++) {
+    X.set(Xraw.subarray(r * d, r * d + d), r * P);
+    for (let j = 0; j < K; j++) X[r * P + d + j] = Math.exp(-(1 - sims[r * K + j]!) / spreadOf[j]!);
+  }
   const y = new Uint8Array(nTrain);
   y.fill(1, 0, nF);
   const model = fitLogistic(X, y, nTrain, P, { iterations: opts.fitIterations ?? 30 });
@@ -291,43 +271,22 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   const tFit = lap();
   await check();
 
-  // 6. Merge the candidate lists; widen and search again when too few remain.
-  const [centroidRes, probeRes] = await first;
-  const tSearchWait = lap();
-  await check();
-  const candidates = new Set<string>();
-  const addAll = (ns: Neighbor[]) => {
-    for (const n of ns) if (!exclude.has(n.userId)) candidates.add(n.userId);
-  };
-  for (const r of probeRes) addAll(r);
-  let res = centroidRes;
-  let ks = firstKs;
-  let retryMs = 0;
-  for (let round = 0; ; round++) {
-    let exhausted = true;
-    res.forEach((r, j) => {
-      addAll(r);
-      // A list that came back short is not proof of exhaustion (an index skips deleted points),
-      // so only lists already at the largest k are done.
-      if (ks[j]! < maxK) exhausted = false;
-    });
-    // Oversampling is a soft target; only an audience that cannot be filled is worth another
-    // round of searches. Doubled: overlapping lists around nearby centroids yield new users
-    // much more slowly than k grows.
-    if (candidates.size >= N || exhausted || round >= 3) break;
-    budget *= 2;
-    ks = centroidKs(budget);
-    const tr = performance.now();
-    res = await searchCentroids(ks);
-    retryMs += performance.now() - tr;
-    await check();
-  }
-  const tSearchAll = tSearchDone - tSearch0 + retryMs;
-  tMark = performance.now();
+  // 5. Candidates: every search (one per centroid with a large k, plus a few single seeds) is
+  // launched at once, and each answer is read and scored as soon as it arrives, so with a
+  // worker-pool index the searches run on other threads while this one reads and scores.
+  // Scoring: the new candidates' vectors copied into one contiguous matrix, all K+1 dot products
+  // per candidate (the linear part and the centroids) in one batched SIMD pass, the vector's norm
+  // folded in afterwards; only the best N are kept.
+  const seedsExcluded = exclude.size;
+  for (const e of opts.exclude ?? []) exclude.add(e);
+  const maxK = Math.max(1, deps.maxSearchK ?? 10_000);
+  const oversample = opts.oversample ?? 1.3;
+  // Neighbour lists also return seeds and exclusions: budget for them (seeds counted once).
+  let budget = Math.ceil(oversample * N) + seedsExcluded + Math.min(exclude.size - seedsExcluded, 10 * N);
+  const probes = subset(trainIdx, Math.min(opts.seedProbes ?? 16, nS), seed + 2);
+  const probeK = Math.min(maxK, 100, Math.max(10, Math.ceil((2 * budget) / Math.max(1, knownIds.length))));
+  const centroidKs = (b: number) => km.sizes.map((s) => Math.min(maxK, Math.max(20, Math.ceil((b * s) / nS))));
 
-  // 7. Score: candidate vectors copied into one contiguous matrix per chunk, then all K+1 dot
-  // products per candidate (the linear part and the centroids) in one batched SIMD pass, the
-  // vector's norm folded in afterwards; only the best N are kept.
   const R = K + 1;
   const W = new Float32Array(R * d);
   W.set(model.weights.subarray(0, d), 0);
@@ -338,44 +297,94 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     wc[j] = model.weights[d + j - 1]!;
     invSpread[j] = 1 / spreadOf[j - 1]!;
   }
-  const ids = [...candidates];
-  const top = new TopN(Math.min(N, ids.length));
+  const seen = new Set<string>();
+  const top = new TopN(N);
   let scoredCount = 0;
   let tVectors = 0;
   const CHUNK = 4096;
-  const Xc = new Float32Array(Math.min(CHUNK, ids.length) * d);
-  const invNorm = new Float64Array(Math.min(CHUNK, ids.length));
-  const rowOf = new Int32Array(Math.min(CHUNK, ids.length));
-  const dots = new Float32Array(Math.min(CHUNK, ids.length) * R);
-  for (let s = 0; s < ids.length; s += CHUNK) {
-    const tv = performance.now();
-    const part = ids.slice(s, s + CHUNK);
-    const vecs = await deps.getVectors(part);
-    tVectors += performance.now() - tv;
-    let n = 0;
-    for (let r = 0; r < part.length; r++) {
-      const v = vecs[r];
-      if (!v) continue;
-      let nn = 0;
-      for (let i = 0; i < d; i++) nn += v[i]! * v[i]!;
-      if (!(nn > 0)) continue;
-      Xc.set(v, n * d);
-      invNorm[n] = 1 / Math.sqrt(nn);
-      rowOf[n++] = r;
+  let Xc = new Float32Array(0);
+  let invNorm = new Float64Array(0);
+  let rowOf = new Int32Array(0);
+  let dots = new Float32Array(0);
+  const scoreList = async (ns: Neighbor[]) => {
+    const fresh: string[] = [];
+    for (const x of ns) {
+      if (exclude.has(x.userId) || seen.has(x.userId)) continue;
+      seen.add(x.userId);
+      fresh.push(x.userId);
     }
-    gemmRows(Xc, n, W, R, d, dots);
-    for (let q = 0; q < n; q++) {
-      const o = q * R;
-      const inv = invNorm[q]!;
-      let z = dots[o]! * inv + model.bias;
-      for (let j = 1; j < R; j++) z += wc[j]! * Math.exp((dots[o + j]! * inv - 1) * invSpread[j]!);
-      top.push(1 / (1 + Math.exp(-z)), part[rowOf[q]!]!);
+    for (let s = 0; s < fresh.length; s += CHUNK) {
+      const part = s === 0 && fresh.length <= CHUNK ? fresh : fresh.slice(s, s + CHUNK);
+      const tv = performance.now();
+      const vecs = await deps.getVectors(part);
+      tVectors += performance.now() - tv;
+      if (invNorm.length < part.length) {
+        Xc = new Float32Array(part.length * d);
+        invNorm = new Float64Array(part.length);
+        rowOf = new Int32Array(part.length);
+        dots = new Float32Array(part.length * R);
+      }
+      let n = 0;
+      for (let r = 0; r < part.length; r++) {
+        const v = vecs[r];
+        if (!v) continue;
+        let nn = 0;
+        for (let i = 0; i < d; i++) nn += v[i]! * v[i]!;
+        if (!(nn > 0)) continue;
+        Xc.set(v, n * d);
+        invNorm[n] = 1 / Math.sqrt(nn);
+        rowOf[n++] = r;
+      }
+      gemmRows(Xc, n, W, R, d, dots);
+      for (let q = 0; q < n; q++) {
+        const o = q * R;
+        const inv = invNorm[q]!;
+        let z = dots[o]! * inv + model.bias;
+        for (let j = 1; j < R; j++) z += wc[j]! * Math.exp((dots[o + j]! * inv - 1) * invSpread[j]!);
+        top.push(1 / (1 + Math.exp(-z)), part[rowOf[q]!]!);
+      }
+      scoredCount += n;
     }
-    scoredCount += n;
-    await check();
+  };
+
+  tMark = performance.now();
+  const tSearch0 = tMark;
+  let tLastAnswer = tMark;
+  let tSearchWait = 0;
+  let ks = centroidKs(budget);
+  let queries: { v: Float32Array; k: number }[] = [
+    ...ks.map((k, j) => ({ v: km.centroids.subarray(j * d, j * d + d), k })),
+    ...probes.map((i) => ({ v: knownVecs[i]!, k: probeK })),
+  ];
+  for (let round = 0; ; round++) {
+    const pending = queries.map((q) =>
+      Promise.resolve(deps.search(q.v, q.k)).then((r) => {
+        tLastAnswer = performance.now();
+        return r;
+      }),
+    );
+    // Awaited one by one below; a cancellation in between must not leave the rest unhandled.
+    for (const p of pending) p.catch(() => undefined);
+    for (const p of pending) {
+      const tw = performance.now();
+      const list = await p;
+      tSearchWait += performance.now() - tw;
+      await scoreList(list);
+      await check();
+    }
+    // Oversampling is a soft target; only an audience that cannot be filled is worth another
+    // round of searches. A list that came back short is not proof of exhaustion (an index skips
+    // deleted points), so only lists already at the largest k are done. Doubled: overlapping
+    // lists around nearby centroids yield new users much more slowly than k grows.
+    const exhausted = ks.every((k) => k >= maxK);
+    if (scoredCount >= N || exhausted || round >= 3) break;
+    budget *= 2;
+    ks = centroidKs(budget);
+    queries = ks.map((k, j) => ({ v: km.centroids.subarray(j * d, j * d + d), k }));
   }
+  const tSearchAll = tLastAnswer - tSearch0;
   const users = top.sorted();
-  const tScore = lap() - tVectors;
+  const tScore = lap() - tVectors - tSearchWait;
   return {
     users,
     seedsRequested: seedIds.length,
