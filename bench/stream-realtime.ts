@@ -6,7 +6,7 @@
 //      producer process writes at a fixed rate;
 //   3. kill -9 of the consumer process mid-run, restart, and an exactly-once check of the state.
 // Run: npx tsx bench/stream-realtime.ts [--events 200000] [--rate 10000] [--seconds 20] [--kill-events N] [--chunk N]
-//        [--no-real] [--throughput-only] [--kill-only]
+//        [--no-real] [--throughput-only] [--kill-only] [--fresh-only]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -446,6 +446,11 @@ async function main(): Promise<void> {
   console.log(`broker ${brokers} up in ${((Date.now() - t0) / 1000).toFixed(1)} s (Kafka 3.9 KRaft, full JIT)`);
   const tmp = mkdtempSync(join(tmpdir(), 'aetn-bench-head-'));
   try {
+    if (process.argv.includes('--fresh-only')) {
+      const f = await freshness(brokers, rate, seconds, standInHead, DIM, SHORT);
+      console.log(`freshness (stand-in) at ${rate}/s: p50 ${f.p50ms} p90 ${f.p90ms} p99 ${f.p99ms} max ${f.maxMs} ms, consumed ${f.consumedRate.toFixed(0)}/s (${loadavg()})`);
+      return;
+    }
     if (process.argv.includes('--kill-only')) {
       const kill = await killRestart(brokers, killTotal);
       for (const [k, v] of Object.entries(kill)) console.log(`  ${k.padEnd(24)} ${v}`);
