@@ -149,10 +149,8 @@ export class EventProcessor {
       }
     }
     const users = changed.map((s) => s.userId);
-    // Nothing to write and no offset to record: durable already (a pure duplicate delivery).
-    if (changed.length === 0 && !input.offset) {
-      return Promise.resolve({ applied, duplicates, users, produceTimesMs: [], durableAtMs: Date.now(), conflict: false });
-    }
+    // A unit with nothing to write (all duplicates) still goes through the queue: the events it
+    // duplicates may belong to a unit not yet durable, and it must not be acknowledged before.
     // Started now: the head of this unit overlaps with earlier units' commits.
     // A macrotask, not a microtask: several units in flight with a synchronous head would
     // otherwise run their forward passes back to back, starving Kafka heartbeats and fetches.

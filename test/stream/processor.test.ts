@@ -100,6 +100,37 @@ describe('EventProcessor (shared by the Kafka pipeline and the direct sink)', ()
     expect(p.state('dave')!.applied).toBe(3);
   });
 
+  it('a duplicate of a pending event is acknowledged only once the original is durable, and refused if it fails', async () => {
+    t = tempStore();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let failNext = true;
+    const head: HeadFn = async (states) => {
+      await gate;
+      if (failNext) {
+        failNext = false;
+        throw new Error('head broke');
+      }
+      return fakeHead(states);
+    };
+    const p = new EventProcessor({ store: t.store, head, featureId: SHORT_FEATURE });
+    const original = p.process([ev('f1', 'frank', 1, 1000)]);
+    const dupe = p.process([ev('f1', 'frank', 1, 1000)]);
+    let dupeSettled = false;
+    void dupe.then(
+      () => (dupeSettled = true),
+      () => (dupeSettled = true),
+    );
+    await sleep(50);
+    expect(dupeSettled).toBe(false); // not acknowledged while the original is pending
+    release();
+    const [rOrig, rDupe] = await Promise.allSettled([original, dupe]);
+    expect(rOrig.status).toBe('rejected');
+    expect(rDupe.status).toBe('rejected'); // its original was never written: the client must retry
+    const again = await p.process([ev('f1', 'frank', 1, 1000)]);
+    expect(again.applied).toBe(1);
+  });
+
   it('a vector the store refuses fails that unit only, with nothing of it written', async () => {
     t = tempStore();
     const head: HeadFn = (states) => states.map((s) => (s.userId === 'bad' ? new Float32Array(3) : fakeEmbed(s)));
