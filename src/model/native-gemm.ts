@@ -85,6 +85,11 @@ export function setNativeGemmThreads(n: number): void {
   if (g.ok) g.addon.setThreads(Math.max(1, Math.floor(n)));
 }
 
+/** Back to the default (cores, or OPENBLAS_NUM_THREADS) once no worker pool holds the cores. */
+export function resetNativeGemmThreads(): void {
+  if (loaded?.ok) loaded.addon.setThreads(defaultThreads());
+}
+
 /**
  * E.g. 'OpenBLAS 0.3.21 Zen, 2 threads (2 cores / workers in a worker pool)' when the addon is
  * loaded, else undefined. The count is this thread's setting; worker pools lower it (worker-pool.ts).

@@ -12,6 +12,11 @@ import {
   type VariableLayout,
 } from './train-engine.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
+import { resetNativeGemmThreads } from './native-gemm.js';
+
+// OpenBLAS's thread count is process-wide and each pool's workers lower it; the main thread gets its
+// default back when the last pool closes.
+let openPools = 0;
 
 interface Pending {
   resolve: (r: WorkerReply) => void;
@@ -91,6 +96,7 @@ export class WorkerPool implements Engine {
   private readonly weights: Float32Array;
   private readonly handles: WorkerHandle[];
   private version = 0;
+  private closed = false;
 
   private constructor(opts: WorkerPoolOptions) {
     this.numParams = opts.numParams;
@@ -105,6 +111,7 @@ export class WorkerPool implements Engine {
     // The workers already fill the cores: OpenBLAS (process-wide) gets the cores left per worker,
     // 1 on this 2-core machine with 2 workers, so BLAS threads do not contend with the workers.
     const blasThreads = Math.max(1, Math.floor(availableParallelism() / opts.workers));
+    openPools++;
     for (let i = 0; i < opts.workers; i++) {
       const gradSab = new SharedArrayBuffer(opts.numParams * 4);
       const init: WorkerInit = { factoryUrl: opts.factoryUrl, cfg: opts.cfg, seed: opts.seed, backend: opts.backend, weights: weightsSab, grad: gradSab, blasThreads };
@@ -177,6 +184,9 @@ export class WorkerPool implements Engine {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     await Promise.all(this.handles.map((h) => h.terminate()));
+    if (--openPools === 0) resetNativeGemmThreads();
   }
 }
