@@ -42,7 +42,8 @@ function unsortedSegmentSum(args: { inputs: Record<string, TensorInfo>; backend:
 // transposeA or transposeB it falls back to a naive loop measured 10-20x slower here (bench/
 // model-train.ts). Backward passes are full of transposed products (dX = dY W^T, dW = X^T dY) and
 // attention computes Q K^T, so transposing the operand explicitly (a memory-bound copy) and then
-// running the fast kernel wins by far.
+// running the fast kernel wins by far. When the native OpenBLAS GEMM is built (native-gemm.ts), it
+// replaces this kernel, which then stays the fallback and the benchmark's 'stock' comparison.
 function fastTransposedMatMul(orig: KernelConfig, transpose: KernelConfig): KernelConfig['kernelFunc'] {
   return (args) => {
     const attrs = (args.attrs ?? {}) as { transposeA?: boolean; transposeB?: boolean };
