@@ -1,9 +1,10 @@
 // UserVectorService and AudienceService over loopback against a real store and index, with our own
 // typed client: results, and every bad-input case with its status code and message.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { status } from '@grpc/grpc-js';
+import { Metadata, status, type ClientUnaryCall, type StatusObject } from '@grpc/grpc-js';
 import { createClient, type TypedClient } from '../../src/serve/client.js';
-import { UserVectorService, VectorView } from '../../src/gen/aetn/v1/user_vector_pb.js';
+import { GetUserVectorRequestSchema, UserVectorService, VectorView } from '../../src/gen/aetn/v1/user_vector_pb.js';
+import { create } from '@bufbuild/protobuf';
 import { AudienceService } from '../../src/gen/aetn/v1/audience_pb.js';
 import type { ServeProcess } from '../../services/serve.js';
 import { buildFixture, startServe, KEYS, type Fixture } from './fixture.js';
@@ -217,6 +218,30 @@ describe('AudienceService.ExtendLookalike', () => {
     expect(await fail({ ...ok, maxClusters: 51 })).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('max_clusters') });
     expect(await fail({ ...ok, featureId: fx.shortId })).toMatchObject({ code: status.INVALID_ARGUMENT });
     expect(await fail({ ...ok, excludeUserIds: [''] })).toMatchObject({ code: status.INVALID_ARGUMENT });
+  });
+});
+
+describe('request ids in trailers', () => {
+  // Raw unary call, to see the trailers a typed client hides.
+  function rawCall(userId: string, md: Record<string, string>): Promise<{ code: number; trailer: string | undefined }> {
+    return new Promise((resolve) => {
+      const meta = new Metadata();
+      meta.set('x-api-key', KEYS.both);
+      for (const [k, v] of Object.entries(md)) meta.set(k, v);
+      const raw = uv.raw as unknown as Record<string, (...a: unknown[]) => ClientUnaryCall>;
+      const call = raw.getUserVector!(create(GetUserVectorRequestSchema, { userId }), meta, {}, () => undefined);
+      call.on('status', (st: StatusObject) => resolve({ code: st.code, trailer: st.metadata.get('x-request-id')[0] as string | undefined }));
+    });
+  }
+
+  it('errors always carry one; successes only echo the caller\'s own', async () => {
+    const ok = await rawCall(fx.users[0]!, {});
+    expect(ok).toEqual({ code: status.OK, trailer: undefined });
+    expect(await rawCall(fx.users[0]!, { 'x-request-id': 'ranker-42' })).toEqual({ code: status.OK, trailer: 'ranker-42' });
+    const missing = await rawCall('nobody-here', {});
+    expect(missing.code).toBe(status.NOT_FOUND);
+    expect(missing.trailer).toMatch(/^[\w.:-]+$/);
+    expect(await rawCall('nobody-here', { 'x-request-id': 'ranker-43' })).toEqual({ code: status.NOT_FOUND, trailer: 'ranker-43' });
   });
 });
 
