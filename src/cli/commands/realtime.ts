@@ -1,4 +1,8 @@
 import type { Command } from 'commander';
+import { integer, positiveInt } from '../flags.js';
+
+// Keep in step with services/realtime.ts DEFAULT_HEAD_WORKERS (not imported: the CLI loads services lazily).
+const DEFAULT_HEAD_WORKERS = 1;
 
 interface Opts {
   store?: string;
@@ -9,9 +13,10 @@ interface Opts {
   group?: string;
   maxEvents?: string;
   backend?: string;
-  concurrency: string;
-  chunk: string;
-  partitions: string;
+  concurrency: number;
+  chunk?: number;
+  partitions: number;
+  headWorkers: number;
   fromLatest?: boolean;
   metricsPort?: string;
   config?: string;
@@ -31,9 +36,10 @@ export function register(program: Command): void {
     .option('--group <id>', 'consumer group id (default aetn-realtime)')
     .option('--max-events <n>', 'recent events kept per user (default 32, at least what the head reads)')
     .option('--backend <name>', 'tfjs backend for the head: wasm (default), cpu, tensorflow')
-    .option('--concurrency <n>', 'partitions processed in parallel', '4')
-    .option('--chunk <n>', 'messages per durable commit (bounds latency)', '2000')
-    .option('--partitions <n>', 'partitions when the topics have to be created', '4')
+    .option('--concurrency <n>', 'partitions processed in parallel', positiveInt('--concurrency'), 4)
+    .option('--chunk <n>', 'messages per durable commit (default: the pipeline\'s, 10000; smaller bounds latency, larger raises throughput)', positiveInt('--chunk'))
+    .option('--partitions <n>', 'partitions when the topics have to be created', positiveInt('--partitions'), 4)
+    .option('--head-workers <n>', 'worker threads running the head; 0 runs it on the main thread', integer('--head-workers'), DEFAULT_HEAD_WORKERS)
     .option('--from-latest', 'a new consumer group starts at the end of the topic instead of its beginning')
     .option('--metrics-port <n>', 'Prometheus /metrics port, or "off" (default 9464)')
     .option('--config <file>', 'JSON configuration file (default: $AETN_CONFIG)')
@@ -49,11 +55,7 @@ Example:
       const { loadConfig } = await import('../../config/config.js');
       const { UserError } = await import('../../util/errors.js');
       const { runRealtime } = await import('../../../services/realtime.js');
-      const int = (v: string, flag: string) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 1) throw new UserError(`${flag} must be a positive integer, got ${JSON.stringify(v)}`);
-        return n;
-      };
+      if (opts.headWorkers < 0) throw new UserError(`--head-workers must be 0 or more, got ${opts.headWorkers}`);
       const cfg = loadConfig({
         file: opts.config ?? null,
         overrides: {
@@ -69,9 +71,10 @@ Example:
       });
       const p = await runRealtime(cfg, {
         backend: opts.backend,
-        partitionsConcurrently: int(opts.concurrency, '--concurrency'),
-        chunkSize: int(opts.chunk, '--chunk'),
-        numPartitions: int(opts.partitions, '--partitions'),
+        partitionsConcurrently: opts.concurrency,
+        chunkSize: opts.chunk,
+        numPartitions: opts.partitions,
+        headWorkers: opts.headWorkers,
         fromBeginning: !opts.fromLatest,
         handleSignals: true,
       });
