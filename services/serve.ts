@@ -116,12 +116,14 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
  */
 async function openEventService(cfg: AetnConfig, store: EmbeddingStore, opts: ServeOptions, log: Logger) {
   if (!cfg.realtime.headDir) return undefined;
-  const { loadHead } = await import('../src/model/head-checkpoint.js');
+  const { loadHeadPool } = await import('../src/model/head-checkpoint.js');
   const { registerEventService } = await import('../src/serve/events.js');
   const { EventService } = await import('../src/gen/aetn/v1/event_service_pb.js');
   const { DirectSink, KafkaSink } = await import('../src/stream/sinks.js');
   const { EventProcessor } = await import('../src/stream/processor.js');
-  const head = await loadHead(cfg.realtime.headDir, { backend: opts.headBackend });
+  // On a worker thread: the head's forward pass would otherwise stall every ranker call that
+  // arrives while a batch of events is being embedded.
+  const head = await loadHeadPool(cfg.realtime.headDir, { backend: opts.headBackend, workers: 1 });
   let sink: import('../src/stream/sinks.js').EventSink;
   try {
     if (cfg.kafka.brokers.length > 0) {
@@ -132,7 +134,7 @@ async function openEventService(cfg: AetnConfig, store: EmbeddingStore, opts: Se
       sink = new DirectSink(new EventProcessor({ store, head: (states, nowMs) => embed(states, nowMs), featureId: head.featureId, maxEvents: Math.max(cfg.realtime.maxEvents, head.maxEvents) }));
     }
   } catch (err) {
-    head.dispose?.();
+    await head.close();
     throw err;
   }
   log.info({ sink: sink.kind, headFeatureId: head.featureId }, 'EventService enabled');
@@ -143,7 +145,7 @@ async function openEventService(cfg: AetnConfig, store: EmbeddingStore, opts: Se
     }),
     close: async () => {
       await sink.close();
-      head.dispose?.();
+      await head.close();
     },
   };
 }
