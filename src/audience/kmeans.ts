@@ -1,7 +1,7 @@
 // Spherical k-means (cosine) with k-means++ seeding and a fixed PRNG: deterministic for a given
 // input. Used to split a seed audience into modes before searching the index, so a multi-modal
 // seed set (e.g. gamers + new parents) is not averaged into a centroid that resembles neither.
-import { dot, normalizeInPlace, rng } from './linalg.js';
+import { normalizeInPlace, rng } from './linalg.js';
 import { gemmRows } from './simd.js';
 
 export interface KMeansResult {
