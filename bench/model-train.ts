@@ -5,7 +5,8 @@
 // Baseline: numpy float32 SGEMM 2048x2048 (OpenBLAS) with 2 threads and 1 thread, and tfjs-wasm's
 // own 1024x1024 matMul (stock kernel, 1 thread; native OpenBLAS kernel, 1 and 2 threads). Each wasm
 // workload runs twice: with the stock BatchMatMul ('wasm') and with the native OpenBLAS one
-// ('wasm+openblas', src/model/native-gemm.ts; skipped when the addon is not built).
+// ('wasm+openblas', src/model/native-gemm.ts; skipped when the addon is not built). Training runs
+// the native kernel's default mode (gradient products); embedding its opt-in AETN_NATIVE_GEMM=all.
 // Workloads: one Adam step = gradient of a batch (workers) + flat
 // Adam + weight sync, at paper size (d 512, FFN 1024, 8 heads, 2+1 layers, 128-d u, I = 25) with a
 // reduced vocabulary M (the FLOPs still include every M-wide output layer), and at a small size.
@@ -100,15 +101,17 @@ const nativeGemm = loadNativeGemm();
  * and copied into worker threads when a pool starts. OpenBLAS's thread count is process-wide, so it
  * is set for every measurement: cores on the main thread alone, cores/workers with a pool.
  */
-async function useGemm(backend: string, gemm: Gemm, workers: number): Promise<void> {
-  process.env.AETN_NATIVE_GEMM = gemm === 'openblas' ? '1' : '0';
+async function useGemm(backend: string, gemm: Gemm, workers: number, inference = false): Promise<void> {
+  // The default native mode ('training') leaves inference products on the stock kernel, so the
+  // inference measurements (embedding, the plain matMul) ask for 'all' (src/model/native-gemm.ts).
+  process.env.AETN_NATIVE_GEMM = gemm === 'openblas' ? (inference ? 'all' : 'training') : '0';
   const info = await initBackend(backend);
   if (backend !== 'cpu' && info.gemm !== gemm) throw new Error(`asked for the ${gemm} GEMM, backend reports ${info.detail}`);
   setNativeGemmThreads(Math.max(1, Math.floor(availableParallelism() / Math.max(1, workers))));
 }
 
 async function tfjsMatmul(gemm: Gemm, threads = 1): Promise<number> {
-  await useGemm('wasm', gemm, 1);
+  await useGemm('wasm', gemm, 1, true);
   setNativeGemmThreads(threads);
   const n = 1024;
   const a = tf.randomNormal([n, n]);
@@ -184,7 +187,7 @@ async function measureTrain(size: 'paper' | 'small', backend: string, gemm: Gemm
 }
 
 async function measureEmbed(backend: string, gemm: Gemm, workers: number, n: number): Promise<Measured> {
-  await useGemm(backend, gemm, workers);
+  await useGemm(backend, gemm, workers, true);
   const cfg = factory.makeConfig(vocabulary(M), PAPER, { seqLen: 25, dateBuckets: 52 });
   const { engine, local } = await startEngine({ factoryUrl: defaultFactoryUrl(), cfg, seed: 1, backend, workers });
   try {

@@ -14,7 +14,7 @@ import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
-import { loadNativeGemm, nativeGemmSummary, nativeGemmWanted, useNativeMatMul } from './native-gemm.js';
+import { loadNativeGemm, nativeGemmMode, nativeGemmSummary, nativeMatMulMode, useNativeMatMul } from './native-gemm.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 // Side effect: registers every op gradient (tf-core's Node bundle ships none).
 import './tf-gradients.js';
@@ -29,7 +29,10 @@ export interface BackendInfo {
    * 'wasm (simd, 1 thread; stock matMul: addon not built ...)' or 'tensorflow (@tensorflow/tfjs-node-gpu)'.
    */
   detail: string;
-  /** Which GEMM runs BatchMatMul: 'openblas' (native addon) or 'stock' (the backend's own kernel). */
+  /**
+   * Which GEMM runs BatchMatMul: 'openblas' (native addon; for gradient steps only unless
+   * AETN_NATIVE_GEMM=all, see native-gemm.ts) or 'stock' (the backend's own kernel).
+   */
   gemm: 'openblas' | 'stock';
 }
 
@@ -54,8 +57,8 @@ let current: BackendInfo | undefined;
 export async function initBackend(requested?: string): Promise<BackendInfo> {
   const name = resolveBackendName(requested);
   // The native GEMM switch is read every time, so one process can compare both (bench/model-train.ts).
-  const wantNative = name === 'wasm' && nativeGemmWanted();
-  if (current?.name === name && tf.getBackend() === name && (current.gemm === 'openblas') === (wantNative && loadNativeGemm().ok)) return current;
+  const mode = name === 'wasm' ? nativeGemmMode() : 'off';
+  if (current?.name === name && tf.getBackend() === name && nativeMatMulMode(name) === (mode !== 'off' && loadNativeGemm().ok ? mode : 'off')) return current;
   let detail: string;
   if (name === 'cpu') {
     await import('@tensorflow/tfjs-backend-cpu');
@@ -71,7 +74,7 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
     detail = await loadTensorflow();
   }
   // Registered before setBackend: the replaced kernel's setupFunc then still runs at initialisation.
-  const native = name === 'wasm' && useNativeMatMul(name, wantNative);
+  const native = name === 'wasm' && useNativeMatMul(name, mode);
   // Production mode: no debug checks, and no console banner from the cpu backend.
   tf.enableProdMode();
   const ok = await tf.setBackend(name);
@@ -84,10 +87,11 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
   }
   if (native) {
     // Kept in the form '<name> (...)' that logs and tests parse; the tag says which GEMM runs.
-    detail = detail.replace(/\)$/, `; ${name}+openblas: BatchMatMul on ${nativeGemmSummary()})`);
+    const what = mode === 'all' ? 'every BatchMatMul' : 'BatchMatMul of gradient steps (inference: stock, batch-independent bits)';
+    detail = detail.replace(/\)$/, `; ${name}+openblas: ${what} on ${nativeGemmSummary()})`);
   } else if (name === 'wasm') {
     const g = loadNativeGemm();
-    const why = !nativeGemmWanted() ? 'AETN_NATIVE_GEMM=0' : g.ok ? 'no BatchMatMul kernel to replace' : g.reason;
+    const why = mode === 'off' ? 'AETN_NATIVE_GEMM=0' : g.ok ? 'no BatchMatMul kernel to replace' : g.reason;
     detail = detail.replace(/\)$/, `; stock matMul: ${why})`);
   }
   const first = current === undefined;

@@ -48,9 +48,32 @@ const ADDON = join('native', 'gemm', 'build', 'Release', 'aetn_gemm.node');
 
 let loaded: NativeGemm | undefined;
 
-/** AETN_NATIVE_GEMM=0 turns the native kernel off (read at every backend initialisation). */
+/**
+ * Which products run on OpenBLAS (AETN_NATIVE_GEMM, read at every backend initialisation):
+ *   'training' (default, or '1') - products recorded for a gradient (forward under the tape, and the
+ *                backward pass); inference keeps the stock kernel.
+ *   'all'      - every product, inference included.
+ *   'off'      ('0') - none.
+ * Why inference stays stock by default: OpenBLAS's result for a row depends on the shape of the call
+ * and the row's position in it (its micro-kernels and blocking differ at the edges; measured: 1-20% of
+ * outputs differ in the last bit when the same rows are multiplied inside a batch of another size).
+ * XNNPACK's does not, so a user's embedding is bit-identical however users are batched, which `aetn
+ * embed` relies on: a resumed run must write the vectors an uninterrupted one would
+ * (test/embed/embed-job.test.ts). Training has no such property to keep (a gradient sums over the
+ * batch), and repeating the same step is still bit-exact.
+ */
+export type NativeGemmMode = 'training' | 'all' | 'off';
+
+export function nativeGemmMode(): NativeGemmMode {
+  const v = (process.env.AETN_NATIVE_GEMM ?? '').trim().toLowerCase();
+  if (v === '0' || v === 'off' || v === 'false') return 'off';
+  if (v === 'all') return 'all';
+  return 'training';
+}
+
+/** False when AETN_NATIVE_GEMM switches the native kernel off. */
 export function nativeGemmWanted(): boolean {
-  return process.env.AETN_NATIVE_GEMM !== '0';
+  return nativeGemmMode() !== 'off';
 }
 
 /** Loads the addon once per thread; never throws (a missing addon is a normal configuration). */
@@ -186,12 +209,26 @@ function attrsOf(args: KernelArgs) {
   return { transposeA: !!attrs.transposeA, transposeB: !!attrs.transposeB };
 }
 
+interface EngineStateLike {
+  gradientDepth: number;
+  activeTape: unknown[] | null | undefined;
+}
+
+/** Whether tfjs is recording or back-propagating a gradient right now (see nativeGemmMode). */
+function inGradient(): boolean {
+  const state = (tf.engine() as unknown as { state: EngineStateLike }).state;
+  // The forward pass runs with gradientDepth > 0; the backward pass after it, with the tape still set.
+  return state.gradientDepth > 0 || state.activeTape != null;
+}
+
 /**
  * BatchMatMul for the wasm backend: reads both operands and writes the output in place in the wasm
- * heap, one native call for all products of the batch.
+ * heap, one native call for all products of the batch. In 'training' mode, products outside a
+ * gradient go to the stock kernel.
  */
-export function wasmNativeMatMul(addon: GemmAddon): KernelConfig['kernelFunc'] {
+export function wasmNativeMatMul(addon: GemmAddon, stockFunc: KernelConfig['kernelFunc'], mode: NativeGemmMode): KernelConfig['kernelFunc'] {
   return (args) => {
+    if (mode !== 'all' && !inGradient()) return stockFunc(args);
     const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
     if (a.dtype !== 'float32' || b.dtype !== 'float32') throw new Error('BatchMatMul for non-float32 tensors is not supported');
     const { transposeA, transposeB } = attrsOf(args);
@@ -208,34 +245,36 @@ export function wasmNativeMatMul(addon: GemmAddon): KernelConfig['kernelFunc'] {
 }
 
 const stock = new Map<string, KernelConfig>();
+let activeMode: NativeGemmMode = 'off';
 
 /**
  * Makes `backendName`'s BatchMatMul the native one (enabled and the addon loads) or the kernel it
  * replaced (idempotent both ways). Returns whether the native kernel is now active. The replaced
  * kernel stays reachable through stockKernel() for comparisons.
  */
-export function useNativeMatMul(backendName: 'wasm', enabled: boolean): boolean {
+export function useNativeMatMul(backendName: 'wasm', mode: NativeGemmMode): boolean {
   const active = stock.get(backendName);
-  if (!enabled) {
-    if (active) {
-      tf.unregisterKernel(tf.BatchMatMul, backendName);
-      tf.registerKernel(active);
-      stock.delete(backendName);
-    }
-    return false;
+  if (active && activeMode === mode) return true;
+  if (active) {
+    // Another mode, or off: the stock kernel goes back first.
+    tf.unregisterKernel(tf.BatchMatMul, backendName);
+    tf.registerKernel(active);
+    stock.delete(backendName);
+    activeMode = 'off';
   }
-  if (active) return true;
+  if (mode === 'off') return false;
   const g = loadNativeGemm();
   if (!g.ok) return false;
   const current = tf.getKernel(tf.BatchMatMul, backendName);
   if (!current) return false;
   stock.set(backendName, { ...current });
+  activeMode = mode;
   tf.unregisterKernel(tf.BatchMatMul, backendName);
   tf.registerKernel({
     // setupFunc is kept: it binds the wasm export the stock kernel calls, so switching back later
     // (benchmarks, tests) finds it set up even when the native kernel was registered first.
     ...current,
-    kernelFunc: wasmNativeMatMul(g.addon),
+    kernelFunc: wasmNativeMatMul(g.addon, current.kernelFunc, mode),
   });
   return true;
 }
@@ -245,7 +284,7 @@ export function stockKernel(backendName: 'wasm'): KernelConfig | undefined {
   return stock.get(backendName);
 }
 
-/** Whether BatchMatMul of `backendName` is the native one in this thread. */
-export function nativeMatMulActive(backendName: string): boolean {
-  return stock.has(backendName);
+/** The native kernel's mode in this thread ('off' when the stock kernel is registered). */
+export function nativeMatMulMode(backendName: string): NativeGemmMode {
+  return stock.has(backendName) ? activeMode : 'off';
 }

@@ -69,7 +69,8 @@ function worstRatio(got: ArrayLike<number>, ref: { c: Float64Array; scale: Float
 }
 
 async function product(backend: 'wasm' | 'cpu', nativeOn: boolean, c: Case, a: Float32Array, b: Float32Array): Promise<{ values: Float32Array; shape: number[] }> {
-  process.env.AETN_NATIVE_GEMM = nativeOn ? '1' : '0';
+  // 'all': these are inference products, which the default mode leaves to the stock kernel.
+  process.env.AETN_NATIVE_GEMM = nativeOn ? 'all' : '0';
   const info = await initBackend(backend);
   // cpu stays pure JS whatever the switch says (the reference kernels).
   expect(info.gemm).toBe(nativeOn && backend === 'wasm' ? 'openblas' : 'stock');
@@ -153,7 +154,7 @@ describe(`native GEMM (OpenBLAS) BatchMatMul${why}`, () => {
   });
 
   it.skipIf(!native.ok)('writes the right place after the wasm heap grows (views taken at call time)', async () => {
-    process.env.AETN_NATIVE_GEMM = '1';
+    process.env.AETN_NATIVE_GEMM = 'all';
     await initBackend('wasm');
     const r = rng(5);
     const [m, k, n] = [1500, 64, 1500];
@@ -186,10 +187,12 @@ describe(`native GEMM (OpenBLAS) BatchMatMul${why}`, () => {
   });
 
   it.skipIf(!native.ok)('the backend report names the GEMM, and AETN_NATIVE_GEMM=0 restores the stock kernel', async () => {
-    process.env.AETN_NATIVE_GEMM = '1';
+    delete process.env.AETN_NATIVE_GEMM;
     const on = await initBackend('wasm');
     expect(on.gemm).toBe('openblas');
-    expect(on.detail).toMatch(/^wasm \(.*wasm\+openblas: BatchMatMul on OpenBLAS \d/);
+    expect(on.detail).toMatch(/^wasm \(.*wasm\+openblas: BatchMatMul of gradient steps \(inference: stock.*\) on OpenBLAS \d/);
+    process.env.AETN_NATIVE_GEMM = 'all';
+    expect((await initBackend('wasm')).detail).toMatch(/wasm\+openblas: every BatchMatMul on OpenBLAS \d/);
     const replaced = tf.getKernel(tf.BatchMatMul, 'wasm');
     expect(stockKernel('wasm')).toBeDefined();
     process.env.AETN_NATIVE_GEMM = '0';
@@ -199,10 +202,42 @@ describe(`native GEMM (OpenBLAS) BatchMatMul${why}`, () => {
     expect(tf.getKernel(tf.BatchMatMul, 'wasm')?.kernelFunc).not.toBe(replaced?.kernelFunc);
     expect(stockKernel('wasm')).toBeUndefined();
     process.env.AETN_NATIVE_GEMM = '1';
-    expect(useNativeMatMul('wasm', true)).toBe(true);
+    expect(useNativeMatMul('wasm', 'training')).toBe(true);
     const cpu = await initBackend('cpu');
     expect(cpu.gemm).toBe('stock');
     expect(cpu.detail).toBe('cpu (pure JS)');
+  });
+
+  it.skipIf(!native.ok)('default mode: products under a gradient run on OpenBLAS, inference products on the stock kernel (bit for bit)', async () => {
+    const r = rng(11);
+    // An output-layer shape where OpenBLAS and XNNPACK round differently somewhere.
+    const [m, k, n] = [150, 64, 257];
+    const a = randomData(m * k, r);
+    const b = randomData(k * n, r);
+    const run = async (env: string) => {
+      process.env.AETN_NATIVE_GEMM = env;
+      await initBackend('wasm');
+      const plain = tf.tidy(() => tf.matMul(tf.tensor2d(a, [m, k]), tf.tensor2d(b, [k, n])).dataSync().slice());
+      const x = tf.variable(tf.tensor2d(a, [m, k]));
+      let taped = new Float32Array(0);
+      const { value, grads } = tf.variableGrads(() => {
+        const y = tf.matMul(x, tf.tensor2d(b, [k, n]));
+        taped = y.dataSync().slice() as Float32Array;
+        return tf.sum(y) as tf.Scalar;
+      }, [x]);
+      const g = grads[x.name]!.dataSync().slice();
+      tf.dispose([x, value, grads[x.name]!]);
+      return { plain, taped, g };
+    };
+    const stockRun = await run('0');
+    const allRun = await run('all');
+    const dflt = await run('1');
+    const same = (p: ArrayLike<number>, q: ArrayLike<number>) => Buffer.from(new Float32Array(p).buffer).equals(Buffer.from(new Float32Array(q).buffer));
+    // The shape does tell the kernels apart, else this test could not fail.
+    expect(same(stockRun.plain, allRun.plain)).toBe(false);
+    expect(same(dflt.plain, stockRun.plain)).toBe(true);
+    expect(same(dflt.taped, allRun.taped)).toBe(true);
+    expect(same(dflt.g, allRun.g)).toBe(true);
   });
 
   it.skipIf(!native.ok)('AETN training step: native gradient equals stock within 1e-4, bit-exact run to run, and in 2 worker threads', async () => {
@@ -211,7 +246,7 @@ describe(`native GEMM (OpenBLAS) BatchMatMul${why}`, () => {
     const sizes = { dModel: 16, dFf: 32, heads: 2, encLayers: 1, decLayers: 1, dEmb: 8, seqLen: 6, aeHidden: 8, variant: 'aetn' };
     const cfg = () => aetnFactory.makeConfig(vocab, sizes, { seqLen: 6, dateBuckets: 52 });
     const step = async (nativeOn: boolean) => {
-      process.env.AETN_NATIVE_GEMM = nativeOn ? '1' : '0';
+      process.env.AETN_NATIVE_GEMM = nativeOn ? 'all' : '0';
       await initBackend('wasm');
       const engine = LocalEngine.create(aetnFactory, cfg(), 5);
       const grad = new Float32Array(engine.numParams);
@@ -232,7 +267,7 @@ describe(`native GEMM (OpenBLAS) BatchMatMul${why}`, () => {
     expect(num / den).toBeLessThan(1e-4);
     expect(Math.abs(n1.res.losses.total - s.res.losses.total)).toBeLessThan(1e-4 * Math.abs(s.res.losses.total));
     // Worker threads load their own instance of the addon (context-aware); BLAS threads = cores / workers.
-    process.env.AETN_NATIVE_GEMM = '1';
+    process.env.AETN_NATIVE_GEMM = 'all';
     await initBackend('wasm');
     const { engine, local } = await startEngine({ factoryUrl: defaultFactoryUrl(), cfg: cfg(), seed: 5, backend: 'wasm', workers: 2 });
     try {
