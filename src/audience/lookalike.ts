@@ -59,13 +59,13 @@ export interface LookalikeOptions {
    * mode that k-means merged into a bigger one.
    */
   seedProbes?: number;
-  /** Population users sampled as negatives: default clamp(2 x training seeds, 800, 1200). */
+  /** Population users sampled as negatives: default clamp(2 x training seeds, 600, 1200). */
   populationSample?: number;
-  /** Seeds used to cluster at most (a spread-out subset beyond it; default 1000). */
+  /** Seeds used to cluster at most (a seeded random subset beyond it; default 500). */
   maxClusterSeeds?: number;
-  /** Seeds used to fit the scoring model at most (a spread-out subset; default 600). */
+  /** Seeds used to fit the scoring model at most (a seeded random subset; default 300). */
   maxTrainSeeds?: number;
-  /** Gradient steps of the model fit (default 50). */
+  /** Gradient steps of the model fit (default 30: the AUC on the training rows is ~0.99 by then). */
   fitIterations?: number;
 }
 
