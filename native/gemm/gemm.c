@@ -6,8 +6,10 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <cblas.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CHECK(call)                                                   \
@@ -58,13 +60,99 @@ static int get_int(napi_env env, napi_value v, int64_t *out) {
   return napi_get_value_int64(env, v, out) == napi_ok;
 }
 
-// gemm(a, b, c, batch, m, n, k, transA, transB, batchA, batchB, aIndex?, bIndex?)
+
+// ---- Batch-invariant products (inference) ----
+// OpenBLAS's bits for one row of C depend on where the row sits in the call (measured on 0.3.21 Zen:
+// with rows along OpenBLAS's n, the 12-wide micro-kernel tile sums its two halves differently; with
+// rows along m, the first and last 8-row tiles of the m range and of each thread's share differ from
+// the inner ones, and m ranges over GEMM_P are split further). The invariant path therefore:
+//   - puts the rows on OpenBLAS's m and issues them in calls of exactly INV_PAD + INV_ROWS + INV_PAD
+//     rows, the real rows always in the middle, the rest zero: every row is an inner-tile row of a
+//     call of one fixed shape (INV_ROWS + 2 INV_PAD stays far below GEMM_P for every k);
+//   - runs OpenBLAS on 1 thread for the call (a thread split makes more edge tiles);
+//   - computes single-row products (per-user gathers such as [1, R] x [R, d], R the batch's longest
+//     retention) with a plain loop in k order, so trailing zero padding of k cannot change the bits
+//     (OpenBLAS's k unrolling and k blocking both do).
+// Measured cost of the padding: 16 zero rows per 128, plus a transpose of the output block.
+#define INV_ROWS 128
+#define INV_PAD 8
+#define INV_MP (INV_PAD + INV_ROWS + INV_PAD)
+
+// OpenBLAS's thread count is process-wide; invariant calls (from any thread) hold it at 1 and the
+// last one out restores the setting. set_threads during such a call updates the saved value.
+static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
+static int single_holders = 0;
+static int saved_threads = 1;
+
+static void single_thread_enter(void) {
+  pthread_mutex_lock(&threads_mu);
+  if (single_holders++ == 0) {
+    saved_threads = openblas_get_num_threads();
+    if (saved_threads != 1) openblas_set_num_threads(1);
+  }
+  pthread_mutex_unlock(&threads_mu);
+}
+
+static void single_thread_leave(void) {
+  pthread_mutex_lock(&threads_mu);
+  if (--single_holders == 0 && saved_threads != 1) openblas_set_num_threads(saved_threads);
+  pthread_mutex_unlock(&threads_mu);
+}
+
+// rows x n block of C (row stride ldc) = rows of op(A) (row r at arow(r)) x op(B), through padded
+// scratch: as (INV_MP x k, zero outside the real rows) and cs (n x INV_MP, OpenBLAS's column-major
+// INV_MP x n result).
+static void inv_block(const float *a, int64_t m, int64_t k, bool ta, int64_t r0, int64_t rows, const float *b, int64_t n,
+                      bool tb, float *c, float *as, float *cs) {
+  memset(as + (size_t)INV_PAD * k, 0, (size_t)INV_ROWS * k * sizeof(float));
+  for (int64_t r = 0; r < rows; r++) {
+    float *dst = as + (size_t)(INV_PAD + r) * k;
+    if (!ta) memcpy(dst, a + (size_t)(r0 + r) * k, (size_t)k * sizeof(float));
+    else
+      for (int64_t t = 0; t < k; t++) dst[t] = a[(size_t)t * m + r0 + r];
+  }
+  // Column-major: C' (INV_MP x n) = as' (stored k x INV_MP, so Trans) x op(B) (row-major B is
+  // column-major B^T: Trans for a k x n B, NoTrans for an n x k one).
+  cblas_sgemm(CblasColMajor, CblasTrans, tb ? CblasNoTrans : CblasTrans, INV_MP, (int)n, (int)k, 1.0f, as, (int)k, b,
+              (int)(tb ? k : n), 0.0f, cs, INV_MP);
+  for (int64_t r = 0; r < rows; r++) {
+    float *dst = c + (size_t)r * n;
+    const float *src = cs + INV_PAD + r;
+    for (int64_t j = 0; j < n; j++) dst[j] = src[(size_t)j * INV_MP];
+  }
+}
+
+// One row: c (1 x n) = a (1 x k) x op(B), summed in k order for every column.
+static void row_product(const float *a, int64_t k, const float *b, int64_t n, bool tb, float *c) {
+  if (!tb) {
+    for (int64_t j = 0; j < n; j++) c[j] = 0.0f;
+    for (int64_t t = 0; t < k; t++) {
+      const float x = a[t];
+      const float *bt = b + (size_t)t * n;
+      for (int64_t j = 0; j < n; j++) c[j] += x * bt[j];
+    }
+  } else {
+    for (int64_t j = 0; j < n; j++) {
+      const float *bj = b + (size_t)j * k;
+      float s = 0.0f;
+      for (int64_t t = 0; t < k; t++) s += a[t] * bj[t];
+      c[j] = s;
+    }
+  }
+}
+
+// gemm(a, b, c, batch, m, n, k, transA, transB, batchA, batchB, aIndex?, bIndex?, invariant?)
 // c[i] = op(a[ia]) x op(b[ib]) for i < batch, where ia = aIndex[i] if given, else 0 when batchA is 1,
 // else i (likewise b). a holds batchA matrices of m x k (stored k x m when transA), b batchB of
 // k x n (n x k when transB), c batch of m x n, all row-major and contiguous.
+// invariant: 0 = plain OpenBLAS calls (fastest; a row's bits depend on the call's shape and the row's
+// position, and on the thread count); 1 = batch-invariant, rows of op(a) against one shared matrix b
+// (batchB 1, e.g. activations x weights): every row's bits depend only on the row, b, n and k;
+// 2 = batch-invariant, per-product: each product on its own (1 thread; single-row products in k
+// order), for products that each belong to one item (per-user attention and gathers).
 static napi_value gemm(napi_env env, napi_callback_info info) {
-  size_t argc = 13;
-  napi_value argv[13];
+  size_t argc = 14;
+  napi_value argv[14];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 11) FAIL("gemm needs (a, b, c, batch, m, n, k, transA, transB, batchA, batchB[, aIndex, bIndex])");
   float *a, *b, *c;
@@ -87,6 +175,14 @@ static napi_value gemm(napi_env env, napi_callback_info info) {
   if (argc > 12 && !get_index(env, argv[12], &ib, &lib)) FAIL("bIndex must be an Int32Array or null");
   if (ia && lia < (size_t)batch) FAIL("aIndex is shorter than batch");
   if (ib && lib < (size_t)batch) FAIL("bIndex is shorter than batch");
+  int64_t invariant = 0;
+  if (argc > 13) {
+    napi_valuetype t;
+    CHECK(napi_typeof(env, argv[13], &t));
+    if (t != napi_undefined && (!get_int(env, argv[13], &invariant) || invariant < 0 || invariant > 2))
+      FAIL("invariant must be 0, 1 or 2");
+  }
+  if (invariant == 1 && (batchB != 1 || ib)) FAIL("invariant mode 1 needs a single shared b (batchB 1)");
   if (!ia && batchA != 1 && batchA != batch) FAIL("batchA must be 1 or batch when no aIndex is given");
   if (!ib && batchB != 1 && batchB != batch) FAIL("batchB must be 1 or batch when no bIndex is given");
   const uint64_t sa = (uint64_t)m * (uint64_t)k, sb = (uint64_t)k * (uint64_t)n, sc = (uint64_t)m * (uint64_t)n;
@@ -101,7 +197,46 @@ static napi_value gemm(napi_env env, napi_callback_info info) {
     memset(c, 0, (size_t)(batch * sc) * sizeof(float));
     return NULL;
   }
+  if (invariant == 1) {
+    float *as = malloc((size_t)INV_MP * (size_t)k * sizeof(float));
+    float *cs = malloc((size_t)INV_MP * (size_t)n * sizeof(float));
+    if (!as || !cs) {
+      free(as);
+      free(cs);
+      FAIL("out of memory for the invariant product's scratch");
+    }
+    memset(as, 0, (size_t)INV_MP * (size_t)k * sizeof(float));
+    single_thread_enter();
+    // Without transA, the rows of all products are one contiguous row-major matrix: one stream of
+    // blocks. Blocks never straddle products either way, since row bits do not depend on neighbours.
+    const int64_t prods = ta ? batch : 1, rowsPer = ta ? m : batch * m;
+    for (int64_t i = 0; i < prods; i++) {
+      const int64_t ai = ia ? ia[i] : (batchA == 1 ? 0 : i);
+      for (int64_t r0 = 0; r0 < rowsPer; r0 += INV_ROWS) {
+        const int64_t rows = rowsPer - r0 < INV_ROWS ? rowsPer - r0 : INV_ROWS;
+        inv_block(a + (ta ? ai * sa : 0), m, k, ta, r0, rows, b, n, tb, c + i * sc + r0 * n, as, cs);
+      }
+    }
+    single_thread_leave();
+    free(as);
+    free(cs);
+    return NULL;
+  }
   const int lda = (int)(ta ? m : k), ldb = (int)(tb ? k : n), ldc = (int)n;
+  if (invariant == 2) {
+    single_thread_enter();
+    for (int64_t i = 0; i < batch; i++) {
+      const int64_t ai = ia ? ia[i] : (batchA == 1 ? 0 : i);
+      const int64_t bi = ib ? ib[i] : (batchB == 1 ? 0 : i);
+      if (m == 1)
+        row_product(a + ai * sa, k, b + bi * sb, n, tb, c + i * sc);
+      else
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+                    1.0f, a + ai * sa, lda, b + bi * sb, ldb, 0.0f, c + i * sc, ldc);
+    }
+    single_thread_leave();
+    return NULL;
+  }
   for (int64_t i = 0; i < batch; i++) {
     const int64_t ai = ia ? ia[i] : (batchA == 1 ? 0 : i);
     const int64_t bi = ib ? ib[i] : (batchB == 1 ? 0 : i);
@@ -118,14 +253,23 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t n;
   if (argc < 1 || !get_int(env, argv[0], &n) || n < 1 || n > 1024) FAIL("setThreads needs an integer in [1, 1024]");
-  openblas_set_num_threads((int)n);
+  pthread_mutex_lock(&threads_mu);
+  // During an invariant call the setting takes effect when the last one ends.
+  if (single_holders > 0)
+    saved_threads = (int)n;
+  else
+    openblas_set_num_threads((int)n);
+  pthread_mutex_unlock(&threads_mu);
   return NULL;
 }
 
 static napi_value get_threads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value out;
-  CHECK(napi_create_int32(env, openblas_get_num_threads(), &out));
+  pthread_mutex_lock(&threads_mu);
+  const int t = single_holders > 0 ? saved_threads : openblas_get_num_threads();
+  pthread_mutex_unlock(&threads_mu);
+  CHECK(napi_create_int32(env, t, &out));
   return out;
 }
 

@@ -30,8 +30,8 @@ export interface BackendInfo {
    */
   detail: string;
   /**
-   * Which GEMM runs BatchMatMul: 'openblas' (native addon; for gradient steps only unless
-   * AETN_NATIVE_GEMM=all, see native-gemm.ts) or 'stock' (the backend's own kernel).
+   * Which GEMM runs BatchMatMul: 'openblas' (native addon; inference in its batch-invariant mode
+   * unless AETN_NATIVE_GEMM=all, see native-gemm.ts) or 'stock' (the backend's own kernel).
    */
   gemm: 'openblas' | 'stock';
 }
@@ -87,7 +87,7 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
   }
   if (native) {
     // Kept in the form '<name> (...)' that logs and tests parse; the tag says which GEMM runs.
-    const what = mode === 'all' ? 'every BatchMatMul' : 'BatchMatMul of gradient steps (inference: stock, batch-independent bits)';
+    const what = mode === 'all' ? 'every BatchMatMul (plain calls: inference bits depend on batching)' : 'every BatchMatMul (inference: batch-invariant blocks)';
     detail = detail.replace(/\)$/, `; ${name}+openblas: ${what} on ${nativeGemmSummary()})`);
   } else if (name === 'wasm') {
     const g = loadNativeGemm();

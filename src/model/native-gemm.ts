@@ -34,12 +34,20 @@ export interface GemmAddon {
     batchB: number,
     aIndex?: Int32Array | null,
     bIndex?: Int32Array | null,
+    invariant?: Invariance,
   ): void;
   /** Process-wide: every worker thread shares OpenBLAS's thread count. */
   setThreads(n: number): void;
   getThreads(): number;
   config(): string;
 }
+
+/**
+ * 0: plain OpenBLAS calls. 1: batch-invariant rows of op(a) against one shared b (activations x
+ * weights). 2: batch-invariant per product (each product belongs to one item: per-user attention,
+ * gathers), single-row products summed in k order.
+ */
+export type Invariance = 0 | 1 | 2;
 
 export type NativeGemm = { ok: true; addon: GemmAddon; path: string } | { ok: false; reason: string };
 
@@ -49,26 +57,29 @@ const ADDON = join('native', 'gemm', 'build', 'Release', 'aetn_gemm.node');
 let loaded: NativeGemm | undefined;
 
 /**
- * Which products run on OpenBLAS (AETN_NATIVE_GEMM, read at every backend initialisation):
- *   'training' (default, or '1') - products recorded for a gradient (forward under the tape, and the
- *                backward pass); inference keeps the stock kernel.
- *   'all'      - every product, inference included.
- *   'off'      ('0') - none.
- * Why inference stays stock by default: OpenBLAS's result for a row depends on the shape of the call
- * and the row's position in it (its micro-kernels and blocking differ at the edges; measured: 1-20% of
- * outputs differ in the last bit when the same rows are multiplied inside a batch of another size).
- * XNNPACK's does not, so a user's embedding is bit-identical however users are batched, which `aetn
- * embed` relies on: a resumed run must write the vectors an uninterrupted one would
- * (test/embed/embed-job.test.ts). Training has no such property to keep (a gradient sums over the
- * batch), and repeating the same step is still bit-exact.
+ * How products run on OpenBLAS (AETN_NATIVE_GEMM, read at every backend initialisation):
+ *   'default' (unset, or '1') - every product; products outside a gradient (inference) in the addon's
+ *                batch-invariant mode, products recorded for a gradient (forward under the tape, and
+ *                the backward pass) in plain calls.
+ *   'all'      - every product in plain calls, inference included (fastest, uses the BLAS threads,
+ *                but a row's bits depend on how rows are batched).
+ *   'off'      ('0') - none: the stock kernel.
+ * Why inference needs the invariant mode: OpenBLAS's result for a row depends on the shape of the
+ * call, the row's position in it and the thread count (measured: 1-45% of outputs differ in the last
+ * bit when the same rows are multiplied inside a batch of another size). `aetn embed` needs a user's
+ * vector bit-identical however users are batched: a resumed run must write the vectors an
+ * uninterrupted one would (test/embed/embed-job.test.ts). The invariant mode (native/gemm/gemm.c)
+ * issues rows in zero-padded blocks of one fixed shape on 1 thread and single-row products in k
+ * order. Training has no such property to keep (a gradient sums over the batch), and repeating the
+ * same step is still bit-exact.
  */
-export type NativeGemmMode = 'training' | 'all' | 'off';
+export type NativeGemmMode = 'default' | 'all' | 'off';
 
 export function nativeGemmMode(): NativeGemmMode {
   const v = (process.env.AETN_NATIVE_GEMM ?? '').trim().toLowerCase();
   if (v === '0' || v === 'off' || v === 'false') return 'off';
   if (v === 'all') return 'all';
-  return 'training';
+  return 'default';
 }
 
 /** False when AETN_NATIVE_GEMM switches the native kernel off. */
@@ -222,13 +233,23 @@ function inGradient(): boolean {
 }
 
 /**
+ * Which invariance a product gets (see NativeGemmMode). A rank-2 b is a weight matrix shared by every
+ * row of a, rows that belong to different users; a b with batch dims pairs each user's own matrices
+ * (attention, the retention gather), whose rows never mix users, so per-product invariance suffices.
+ * Decided by rank, not by sizes: a batch of one user must take the path a batch of many takes.
+ */
+export function invarianceFor(mode: NativeGemmMode, bShape: number[], gradient: boolean): Invariance {
+  if (mode === 'all' || gradient) return 0;
+  return bShape.length === 2 ? 1 : 2;
+}
+
+/**
  * BatchMatMul for the wasm backend: reads both operands and writes the output in place in the wasm
- * heap, one native call for all products of the batch. In 'training' mode, products outside a
- * gradient go to the stock kernel.
+ * heap, one native call for all products of the batch.
  */
 export function wasmNativeMatMul(addon: GemmAddon, stockFunc: KernelConfig['kernelFunc'], mode: NativeGemmMode): KernelConfig['kernelFunc'] {
+  void stockFunc;
   return (args) => {
-    if (mode !== 'all' && !inGradient()) return stockFunc(args);
     const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
     if (a.dtype !== 'float32' || b.dtype !== 'float32') throw new Error('BatchMatMul for non-float32 tensors is not supported');
     const { transposeA, transposeB } = attrsOf(args);
@@ -239,7 +260,8 @@ export function wasmNativeMatMul(addon: GemmAddon, stockFunc: KernelConfig['kern
     const av = backend.typedArrayFromHeap(a) as Float32Array;
     const bv = backend.typedArrayFromHeap(b) as Float32Array;
     const ov = backend.typedArrayFromHeap(out) as Float32Array;
-    addon.gemm(av, bv, ov, p.batch, p.m, p.n, p.k, transposeA, transposeB, p.batchA, p.batchB, p.aIndex, p.bIndex);
+    const inv = invarianceFor(mode, b.shape, mode === 'all' ? false : inGradient());
+    addon.gemm(av, bv, ov, p.batch, p.m, p.n, p.k, transposeA, transposeB, p.batchA, p.batchB, p.aIndex, p.bIndex, inv);
     return out;
   };
 }
