@@ -5,8 +5,10 @@
 // Baseline: numpy float32 SGEMM 2048x2048 (OpenBLAS) with 2 threads and 1 thread, and tfjs-wasm's
 // own 1024x1024 matMul (stock kernel, 1 thread; native OpenBLAS kernel, 1 and 2 threads). Each wasm
 // workload runs twice: with the stock BatchMatMul ('wasm') and with the native OpenBLAS one
-// ('wasm+openblas', src/model/native-gemm.ts; skipped when the addon is not built). Training runs
-// the native kernel's default mode (gradient products); embedding its opt-in AETN_NATIVE_GEMM=all.
+// ('wasm+openblas', src/model/native-gemm.ts; skipped when the addon is not built), in the native
+// kernel's default mode: plain OpenBLAS calls for gradient products, batch-invariant calls for
+// inference. Embedding also runs with AETN_NATIVE_GEMM=all ('wasm+openblas-all': plain calls for
+// inference too, not batch-invariant): the cost of the invariance, in the same run.
 // Workloads: one Adam step = gradient of a batch (workers) + flat
 // Adam + weight sync, at paper size (d 512, FFN 1024, 8 heads, 2+1 layers, 128-d u, I = 25) with a
 // reduced vocabulary M (the FLOPs still include every M-wide output layer), and at a small size.
@@ -93,7 +95,7 @@ print(2 * n ** 3 / best / 1e9, 2 * n ** 3 * reps / cpu / 1e9)
   }
 }
 
-type Gemm = 'stock' | 'openblas';
+type Gemm = 'stock' | 'openblas' | 'openblas-all';
 const nativeGemm = loadNativeGemm();
 
 /**
@@ -101,17 +103,16 @@ const nativeGemm = loadNativeGemm();
  * and copied into worker threads when a pool starts. OpenBLAS's thread count is process-wide, so it
  * is set for every measurement: cores on the main thread alone, cores/workers with a pool.
  */
-async function useGemm(backend: string, gemm: Gemm, workers: number, inference = false): Promise<void> {
-  // The default native mode ('training') leaves inference products on the stock kernel, so the
-  // inference measurements (embedding, the plain matMul) ask for 'all' (src/model/native-gemm.ts).
-  process.env.AETN_NATIVE_GEMM = gemm === 'openblas' ? (inference ? 'all' : 'training') : '0';
+async function useGemm(backend: string, gemm: Gemm, workers: number): Promise<void> {
+  process.env.AETN_NATIVE_GEMM = gemm === 'openblas' ? '1' : gemm === 'openblas-all' ? 'all' : '0';
   const info = await initBackend(backend);
-  if (backend !== 'cpu' && info.gemm !== gemm) throw new Error(`asked for the ${gemm} GEMM, backend reports ${info.detail}`);
+  if (backend !== 'cpu' && info.gemm !== (gemm === 'stock' ? 'stock' : 'openblas')) throw new Error(`asked for the ${gemm} GEMM, backend reports ${info.detail}`);
   setNativeGemmThreads(Math.max(1, Math.floor(availableParallelism() / Math.max(1, workers))));
 }
 
 async function tfjsMatmul(gemm: Gemm, threads = 1): Promise<number> {
-  await useGemm('wasm', gemm, 1, true);
+  // Plain calls: the kernel's own rate, the ceiling for every mode.
+  await useGemm('wasm', gemm === 'openblas' ? 'openblas-all' : gemm, 1);
   setNativeGemmThreads(threads);
   const n = 1024;
   const a = tf.randomNormal([n, n]);
@@ -129,7 +130,7 @@ async function tfjsMatmul(gemm: Gemm, threads = 1): Promise<number> {
   return (2 * n ** 3) / (best / 1000) / 1e9;
 }
 
-const label = (backend: string, gemm: Gemm) => (backend === 'wasm' && gemm === 'openblas' ? 'wasm+openblas' : backend);
+const label = (backend: string, gemm: Gemm) => (backend === 'wasm' && gemm !== 'stock' ? `wasm+${gemm}` : backend);
 
 interface Measured {
   ups: number;
@@ -187,7 +188,7 @@ async function measureTrain(size: 'paper' | 'small', backend: string, gemm: Gemm
 }
 
 async function measureEmbed(backend: string, gemm: Gemm, workers: number, n: number): Promise<Measured> {
-  await useGemm(backend, gemm, workers, true);
+  await useGemm(backend, gemm, workers);
   const cfg = factory.makeConfig(vocabulary(M), PAPER, { seqLen: 25, dateBuckets: 52 });
   const { engine, local } = await startEngine({ factoryUrl: defaultFactoryUrl(), cfg, seed: 1, backend, workers });
   try {
@@ -270,7 +271,8 @@ async function main(): Promise<void> {
   }
   plan.push({ key: ['train', 'small', 'cpu', 1, 16], run: () => measureTrain('small', 'cpu', 'stock', 1, 16, 1) });
   for (const workers of [1, 2]) {
-    for (const g of gemms) plan.push({ key: ['embed', 'paper', label('wasm', g), workers, embedN], run: () => measureEmbed('wasm', g, workers, embedN) });
+    const embedGemms: Gemm[] = nativeGemm.ok ? [...gemms, 'openblas-all'] : gemms;
+    for (const g of embedGemms) plan.push({ key: ['embed', 'paper', label('wasm', g), workers, embedN], run: () => measureEmbed('wasm', g, workers, embedN) });
   }
   const best = new Map<number, Measured>();
   for (let round = 0; round < ROUNDS; round++) {
@@ -311,6 +313,10 @@ async function main(): Promise<void> {
         nativeVsStockTrainSmallW2: find('train', 'small', nb, 2).usersPerSec / find('train', 'small', 'wasm', 2).usersPerSec,
         nativeVsStockEmbedW1: find('embed', 'paper', nb, 1).usersPerSec / find('embed', 'paper', 'wasm', 1).usersPerSec,
         nativeVsStockEmbedW2: find('embed', 'paper', nb, 2).usersPerSec / find('embed', 'paper', 'wasm', 2).usersPerSec,
+        // The price of batch invariance: default (invariant) vs plain OpenBLAS calls for inference.
+        invariantVsPlainEmbedW1: find('embed', 'paper', nb, 1).usersPerSec / find('embed', 'paper', `${nb}-all`, 1).usersPerSec,
+        invariantVsPlainEmbedW2: find('embed', 'paper', nb, 2).usersPerSec / find('embed', 'paper', `${nb}-all`, 2).usersPerSec,
+        nativePlainEmbedPaperBestPctOfSgemm2: Math.max(find('embed', 'paper', `${nb}-all`, 1).pctOfSgemm2, find('embed', 'paper', `${nb}-all`, 2).pctOfSgemm2),
         nativeMatmul1ThreadVsNumpy1Thread: nativeMm1 / sgemm1.wall,
       }
     : {};
