@@ -4,7 +4,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/model/backend.js';
 import { loadNativeGemm } from '../../src/model/native-gemm.js';
-import { LocalEngine } from '../../src/model/train-engine.js';
+import { startEngine } from '../../src/model/train.js';
+import { LocalEngine, defaultFactoryUrl } from '../../src/model/train-engine.js';
 import { factory as aetnFactory } from '../../src/model/train-model.js';
 import { tinyWorld } from './train-fixture.js';
 
@@ -56,5 +57,26 @@ describe(`native GEMM, inference batch invariance${why}`, () => {
     let worst = 0;
     for (let i = 0; i < stock.alone.length; i++) worst = Math.max(worst, Math.abs(dflt.alone[i]! - stock.alone[i]!));
     expect(worst).toBeLessThan(1e-4);
+  }, 120_000);
+
+  it.skipIf(!native.ok)('1 worker (main thread, every BLAS thread) and 2 workers write bit-identical vectors', async () => {
+    const { vocab, examples } = tinyWorld(400, 40, 21);
+    const sizes = { dModel: 32, dFf: 64, heads: 2, encLayers: 1, decLayers: 1, dEmb: 16, seqLen: 6, aeHidden: 16, variant: 'aetn' };
+    const cfg = aetnFactory.makeConfig(vocab, sizes, { seqLen: 6, dateBuckets: 52 });
+    delete process.env.AETN_NATIVE_GEMM;
+    expect((await initBackend('wasm')).gemm).toBe('openblas');
+    const out: Float32Array[] = [];
+    for (const workers of [1, 2]) {
+      const { engine, local } = await startEngine({ factoryUrl: defaultFactoryUrl(), cfg, seed: 3, backend: 'wasm', workers });
+      try {
+        await engine.setWeights(local.getWeights());
+        out.push(await engine.embed(examples));
+      } finally {
+        await engine.close();
+        if (engine !== local) await local.close();
+      }
+    }
+    expect(out[0]!.length).toBe(400 * aetnFactory.embeddingDim(cfg));
+    expect(bits(out[1]!).equals(bits(out[0]!))).toBe(true);
   }, 120_000);
 });
