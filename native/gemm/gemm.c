@@ -60,20 +60,21 @@ static int get_int(napi_env env, napi_value v, int64_t *out) {
   return napi_get_value_int64(env, v, out) == napi_ok;
 }
 
-
 // ---- Batch-invariant products (inference) ----
 // OpenBLAS's bits for one row of C depend on where the row sits in the call (measured on 0.3.21 Zen:
-// with rows along OpenBLAS's n, the 12-wide micro-kernel tile sums its two halves differently; with
-// rows along m, the first and last 8-row tiles of the m range and of each thread's share differ from
-// the inner ones, and m ranges over GEMM_P are split further). The invariant path therefore:
+// with rows along OpenBLAS's n, rows come in groups of 12 whose halves get different bits; with rows
+// along m, the first and last 8-row tiles of the m range and of each thread's share differ from the
+// inner ones, and calls of ~700+ rows have more odd rows, as OpenBLAS cuts m into GEMM_P chunks).
+// The invariant path therefore:
 //   - puts the rows on OpenBLAS's m and issues them in calls of exactly INV_PAD + INV_ROWS + INV_PAD
 //     rows, the real rows always in the middle, the rest zero: every row is an inner-tile row of a
-//     call of one fixed shape (INV_ROWS + 2 INV_PAD stays far below GEMM_P for every k);
+//     call of one fixed shape (144 rows: invariant in tests with k = 64-2000, n = 37-2000);
 //   - runs OpenBLAS on 1 thread for the call (a thread split makes more edge tiles);
 //   - computes single-row products (per-user gathers such as [1, R] x [R, d], R the batch's longest
 //     retention) with a plain loop in k order, so trailing zero padding of k cannot change the bits
 //     (OpenBLAS's k unrolling and k blocking both do).
-// Measured cost of the padding: 16 zero rows per 128, plus a transpose of the output block.
+// Cost: 16 zero rows per 128 and a transpose of each output block; bench/model-train.ts compares
+// embedding against plain calls (AETN_NATIVE_GEMM=all) in the same run.
 #define INV_ROWS 128
 #define INV_PAD 8
 #define INV_MP (INV_PAD + INV_ROWS + INV_PAD)
