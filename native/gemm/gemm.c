@@ -69,7 +69,8 @@ static int get_int(napi_env env, napi_value v, int64_t *out) {
 //   - puts the rows on OpenBLAS's m and issues them in calls of exactly INV_PAD + INV_ROWS + INV_PAD
 //     rows, the real rows always in the middle, the rest zero: every row is an inner-tile row of a
 //     call of one fixed shape (144 rows: invariant in tests with k = 64-2000, n = 37-2000);
-//   - runs OpenBLAS on 1 thread for the call (a thread split makes more edge tiles);
+//   - runs OpenBLAS on 1 thread per call (its thread split makes more edge tiles); with more threads
+//     configured, our own threads share the fixed-shape calls instead (inv_run);
 //   - computes single-row products (per-user gathers such as [1, R] x [R, d], R the batch's longest
 //     retention) with a plain loop in k order, so trailing zero padding of k cannot change the bits
 //     (OpenBLAS's k unrolling and k blocking both do).
@@ -85,13 +86,16 @@ static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
 static int single_holders = 0;
 static int saved_threads = 1;
 
-static void single_thread_enter(void) {
+// Returns the thread count the process is set to (what the invariant call may use itself).
+static int single_thread_enter(void) {
   pthread_mutex_lock(&threads_mu);
   if (single_holders++ == 0) {
     saved_threads = openblas_get_num_threads();
     if (saved_threads != 1) openblas_set_num_threads(1);
   }
+  const int t = saved_threads;
   pthread_mutex_unlock(&threads_mu);
+  return t;
 }
 
 static void single_thread_leave(void) {
@@ -139,6 +143,87 @@ static void row_product(const float *a, int64_t k, const float *b, int64_t n, bo
       for (int64_t t = 0; t < k; t++) s += a[t] * bj[t];
       c[j] = s;
     }
+  }
+}
+
+// An invariant call's work: tasks are 128-row blocks (mode 1) or products (mode 2). With more than
+// one thread configured, our own threads take tasks round-robin, each calling single-threaded
+// OpenBLAS on its own scratch: which thread computes a task never changes its bits.
+typedef struct {
+  int mode;
+  const float *a, *b;
+  float *c;
+  int64_t m, n, k, batchA, batchB, prods, rowsPer, blocksPer, tasks;
+  bool ta, tb;
+  const int32_t *ia, *ib;
+  uint64_t sa, sb, sc;
+  int nthreads;
+  volatile int failed;
+} inv_job;
+
+typedef struct {
+  inv_job *job;
+  int t;
+} inv_arg;
+
+static void *inv_worker(void *p) {
+  const inv_arg *arg = p;
+  inv_job *j = arg->job;
+  float *as = NULL, *cs = NULL;
+  if (j->mode == 1) {
+    as = calloc((size_t)INV_MP * (size_t)j->k, sizeof(float));
+    cs = malloc((size_t)INV_MP * (size_t)j->n * sizeof(float));
+    if (!as || !cs) {
+      free(as);
+      free(cs);
+      j->failed = 1;
+      return NULL;
+    }
+  }
+  const int lda = (int)(j->ta ? j->m : j->k), ldb = (int)(j->tb ? j->k : j->n), ldc = (int)j->n;
+  for (int64_t task = arg->t; task < j->tasks; task += j->nthreads) {
+    if (j->mode == 1) {
+      const int64_t i = task / j->blocksPer, r0 = (task % j->blocksPer) * INV_ROWS;
+      const int64_t ai = j->ia ? j->ia[i] : (j->batchA == 1 ? 0 : i);
+      const int64_t rows = j->rowsPer - r0 < INV_ROWS ? j->rowsPer - r0 : INV_ROWS;
+      inv_block(j->a + (j->ta ? ai * j->sa : 0), j->m, j->k, j->ta, r0, rows, j->b, j->n, j->tb, j->c + i * j->sc + r0 * j->n, as, cs);
+    } else {
+      const int64_t i = task;
+      const int64_t ai = j->ia ? j->ia[i] : (j->batchA == 1 ? 0 : i);
+      const int64_t bi = j->ib ? j->ib[i] : (j->batchB == 1 ? 0 : i);
+      if (j->m == 1)
+        row_product(j->a + ai * j->sa, j->k, j->b + bi * j->sb, j->n, j->tb, j->c + i * j->sc);
+      else
+        cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans, (int)j->m, (int)j->n,
+                    (int)j->k, 1.0f, j->a + ai * j->sa, lda, j->b + bi * j->sb, ldb, 0.0f, j->c + i * j->sc, ldc);
+    }
+  }
+  free(as);
+  free(cs);
+  return NULL;
+}
+
+// Threads only for work worth a thread start (~1M multiply-adds); a failed start runs that share here.
+#define INV_MAX_THREADS 64
+static void inv_run(inv_job *j, int threads, uint64_t macs) {
+  int nt = threads < 1 ? 1 : threads > INV_MAX_THREADS ? INV_MAX_THREADS : threads;
+  if ((int64_t)nt > j->tasks) nt = (int)j->tasks;
+  if (macs < (1u << 20)) nt = 1;
+  j->nthreads = nt;
+  pthread_t tid[INV_MAX_THREADS];
+  inv_arg args[INV_MAX_THREADS];
+  bool started[INV_MAX_THREADS] = {false};
+  for (int t = 1; t < nt; t++) {
+    args[t] = (inv_arg){j, t};
+    started[t] = pthread_create(&tid[t], NULL, inv_worker, &args[t]) == 0;
+  }
+  args[0] = (inv_arg){j, 0};
+  inv_worker(&args[0]);
+  for (int t = 1; t < nt; t++) {
+    if (started[t])
+      pthread_join(tid[t], NULL);
+    else
+      inv_worker(&args[t]);
   }
 }
 
@@ -198,46 +283,27 @@ static napi_value gemm(napi_env env, napi_callback_info info) {
     memset(c, 0, (size_t)(batch * sc) * sizeof(float));
     return NULL;
   }
-  if (invariant == 1) {
-    float *as = malloc((size_t)INV_MP * (size_t)k * sizeof(float));
-    float *cs = malloc((size_t)INV_MP * (size_t)n * sizeof(float));
-    if (!as || !cs) {
-      free(as);
-      free(cs);
-      FAIL("out of memory for the invariant product's scratch");
+  if (invariant != 0) {
+    // Without transA (mode 1), the rows of all products are one contiguous row-major matrix: one
+    // stream of blocks. Blocks never straddle products either way (row bits ignore neighbours).
+    inv_job job = {.mode = (int)invariant, .a = a, .b = b, .c = c, .m = m, .n = n, .k = k, .ta = ta, .tb = tb,
+                   .ia = ia, .ib = ib, .batchA = batchA, .batchB = batchB, .sa = sa, .sb = sb, .sc = sc, .failed = 0};
+    if (invariant == 1) {
+      job.prods = ta ? batch : 1;
+      job.rowsPer = ta ? m : batch * m;
+      job.blocksPer = (job.rowsPer + INV_ROWS - 1) / INV_ROWS;
+      job.tasks = job.prods * job.blocksPer;
+    } else {
+      job.prods = batch;
+      job.tasks = batch;
     }
-    memset(as, 0, (size_t)INV_MP * (size_t)k * sizeof(float));
-    single_thread_enter();
-    // Without transA, the rows of all products are one contiguous row-major matrix: one stream of
-    // blocks. Blocks never straddle products either way, since row bits do not depend on neighbours.
-    const int64_t prods = ta ? batch : 1, rowsPer = ta ? m : batch * m;
-    for (int64_t i = 0; i < prods; i++) {
-      const int64_t ai = ia ? ia[i] : (batchA == 1 ? 0 : i);
-      for (int64_t r0 = 0; r0 < rowsPer; r0 += INV_ROWS) {
-        const int64_t rows = rowsPer - r0 < INV_ROWS ? rowsPer - r0 : INV_ROWS;
-        inv_block(a + (ta ? ai * sa : 0), m, k, ta, r0, rows, b, n, tb, c + i * sc + r0 * n, as, cs);
-      }
-    }
+    const int threads = single_thread_enter();
+    inv_run(&job, threads, (uint64_t)batch * sc * (uint64_t)k);
     single_thread_leave();
-    free(as);
-    free(cs);
+    if (job.failed) FAIL("out of memory for the invariant product's scratch");
     return NULL;
   }
   const int lda = (int)(ta ? m : k), ldb = (int)(tb ? k : n), ldc = (int)n;
-  if (invariant == 2) {
-    single_thread_enter();
-    for (int64_t i = 0; i < batch; i++) {
-      const int64_t ai = ia ? ia[i] : (batchA == 1 ? 0 : i);
-      const int64_t bi = ib ? ib[i] : (batchB == 1 ? 0 : i);
-      if (m == 1)
-        row_product(a + ai * sa, k, b + bi * sb, n, tb, c + i * sc);
-      else
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
-                    1.0f, a + ai * sa, lda, b + bi * sb, ldb, 0.0f, c + i * sc, ldc);
-    }
-    single_thread_leave();
-    return NULL;
-  }
   for (int64_t i = 0; i < batch; i++) {
     const int64_t ai = ia ? ia[i] : (batchA == 1 ? 0 : i);
     const int64_t bi = ib ? ib[i] : (batchB == 1 ? 0 : i);
