@@ -79,4 +79,40 @@ describe(`native GEMM, inference batch invariance${why}`, () => {
     expect(out[0]!.length).toBe(400 * aetnFactory.embeddingDim(cfg));
     expect(bits(out[1]!).equals(bits(out[0]!))).toBe(true);
   }, 120_000);
+
+  it.skipIf(!native.ok)('addon: invariant rows do not depend on the thread count or the row position; bad mode refused', () => {
+    if (!native.ok) return;
+    const g = native.addon;
+    let seed = 17;
+    const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+    const f = (len: number) => Float32Array.from({ length: len }, rnd);
+    const [m, k, n, batch] = [300, 64, 96, 40];
+    const a = f(m * k);
+    const b = f(k * n);
+    const pa = f(batch * 9 * k);
+    const pb = f(batch * k * n);
+    const before = g.getThreads();
+    const run = (threads: number) => {
+      g.setThreads(threads);
+      const shared = new Float32Array(m * n);
+      g.gemm(a, b, shared, 1, m, n, k, false, false, 1, 1, null, null, 1);
+      const perItem = new Float32Array(batch * 9 * n);
+      g.gemm(pa, pb, perItem, batch, 9, n, k, false, false, batch, batch, null, null, 2);
+      return { shared, perItem };
+    };
+    try {
+      const one = run(1);
+      const three = run(3);
+      expect(bits(three.shared).equals(bits(one.shared))).toBe(true);
+      expect(bits(three.perItem).equals(bits(one.perItem))).toBe(true);
+      expect(g.getThreads()).toBe(3);
+      // Row 200 (second block, not its first or last tile) multiplied on its own.
+      const alone = new Float32Array(n);
+      g.gemm(a.slice(200 * k, 201 * k), b, alone, 1, 1, n, k, false, false, 1, 1, null, null, 1);
+      expect(bits(alone).equals(bits(one.shared.subarray(200 * n, 201 * n)))).toBe(true);
+      expect(() => g.gemm(a, b, new Float32Array(m * n), 1, m, n, k, false, false, 1, 1, null, null, 3 as 1)).toThrow(/invariant must be 0, 1 or 2/);
+    } finally {
+      g.setThreads(before);
+    }
+  });
 });
