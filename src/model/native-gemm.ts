@@ -69,7 +69,8 @@ let loaded: NativeGemm | undefined;
  * bit when the same rows are multiplied inside a batch of another size). `aetn embed` needs a user's
  * vector bit-identical however users are batched: a resumed run must write the vectors an
  * uninterrupted one would (test/embed/embed-job.test.ts). The invariant mode (native/gemm/gemm.c)
- * issues rows in zero-padded blocks of one fixed shape on 1 thread and single-row products in k
+ * issues rows in zero-padded blocks of one fixed shape, each a single-threaded OpenBLAS call (our own
+ * threads share the blocks), and sums single-row products in k
  * order. Training has no such property to keep (a gradient sums over the batch), and repeating the
  * same step is still bit-exact.
  */
@@ -247,8 +248,7 @@ export function invarianceFor(mode: NativeGemmMode, bShape: number[], gradient: 
  * BatchMatMul for the wasm backend: reads both operands and writes the output in place in the wasm
  * heap, one native call for all products of the batch.
  */
-export function wasmNativeMatMul(addon: GemmAddon, stockFunc: KernelConfig['kernelFunc'], mode: NativeGemmMode): KernelConfig['kernelFunc'] {
-  void stockFunc;
+export function wasmNativeMatMul(addon: GemmAddon, mode: NativeGemmMode): KernelConfig['kernelFunc'] {
   return (args) => {
     const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
     if (a.dtype !== 'float32' || b.dtype !== 'float32') throw new Error('BatchMatMul for non-float32 tensors is not supported');
@@ -296,7 +296,7 @@ export function useNativeMatMul(backendName: 'wasm', mode: NativeGemmMode): bool
     // setupFunc is kept: it binds the wasm export the stock kernel calls, so switching back later
     // (benchmarks, tests) finds it set up even when the native kernel was registered first.
     ...current,
-    kernelFunc: wasmNativeMatMul(g.addon, current.kernelFunc, mode),
+    kernelFunc: wasmNativeMatMul(g.addon, mode),
   });
   return true;
 }
