@@ -8,7 +8,7 @@
 //   4. ExtendLookalike latency, 1,000 seeds -> 10,000 users.
 //
 //   npx tsx bench/serve-grpc.ts [--users 200000] [--duration 8] [--fresh] [--pairs 3]
-//                               [--search-threads 1] [--only get,batch,search,lookalike]
+//                               [--search-threads 1] [--only get,batch,search,lookalike] [--pin]
 //
 // The machine is shared: every section records /proc/loadavg before and after, GetUserVector is
 // measured as interleaved (echo, ours) pairs and the ratio reported per pair and as the median,
@@ -54,6 +54,9 @@ const PAIRS = Number(arg('pairs', '3'));
 // Default 1: what `aetn serve` runs with (0 = searches on the serving thread).
 const SEARCH_THREADS = Number(arg('search-threads', '1'));
 const ONLY = new Set(arg('only', 'get,batch,search,lookalike').split(','));
+// --pin: the server process (all its threads) on CPU 0 and ghz on CPU 1, so the load generator does not
+// take the server's core: the nearest this 2-core machine gets to a client on another host.
+const PIN = process.argv.includes('--pin');
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 const DIM = 128;
 const SHORT_DIM = 32;
@@ -127,11 +130,11 @@ const protoset = join(cacheDir, 'aetn.protoset');
 
 async function ghz(target: string, call: string, data: string, extra: string[], durS = DUR): Promise<Ghz> {
   const cpu0 = process.cpuUsage();
-  const { stdout } = await run(
-    ghzPath,
-    ['--insecure', '--protoset', protoset, '--call', call, '-d', data, '-m', JSON.stringify({ 'x-api-key': KEY }), '-z', `${durS}s`, '--cpus', '1', '-O', 'json', ...extra, target],
-    { maxBuffer: 64 * 1024 * 1024, timeout: (durS + 60) * 1000 },
-  );
+  const ghzArgs = ['--insecure', '--protoset', protoset, '--call', call, '-d', data, '-m', JSON.stringify({ 'x-api-key': KEY }), '-z', `${durS}s`, '--cpus', '1', '-O', 'json', ...extra, target];
+  const { stdout } = await run(PIN ? 'taskset' : ghzPath, PIN ? ['-c', '1', ghzPath, ...ghzArgs] : ghzArgs, {
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: (durS + 60) * 1000,
+  });
   const j = JSON.parse(stdout) as {
     rps: number;
     count: number;
@@ -234,6 +237,7 @@ async function profileLookalike(reps: number): Promise<unknown> {
 async function main(): Promise<void> {
   const t0 = performance.now();
   ghzPath = await ensureGoTool('ghz');
+  if (PIN) await run('taskset', ['-a', '-p', '-c', '0', String(process.pid)]);
   await buildStore();
   const fds = create(FileDescriptorSetSchema, { file: [file_aetn_v1_user_vector.proto, file_aetn_v1_audience.proto] });
   writeFileSync(protoset, toBinary(FileDescriptorSetSchema, fds));
