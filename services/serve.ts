@@ -51,6 +51,19 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
     log,
     dimOf: (id) => store.getFeature(id)?.dim,
   });
+  // Load the default feature's index before listening: with search threads, loading it on the
+  // first audience call made that call wait ~2 s at 200k users while every worker read the file.
+  const defaultLong = store.defaultFeature('long');
+  if (defaultLong) {
+    const t0 = performance.now();
+    try {
+      const searcher = await indexes.get(defaultLong.featureId);
+      if (searcher) log.info({ featureId: defaultLong.featureId, ms: Math.round(performance.now() - t0) }, 'index preloaded');
+    } catch (err) {
+      // A refused index is reported per call (and rebuilt by `aetn index`); vectors still serve.
+      log.warn({ featureId: defaultLong.featureId, err: (err as Error).message }, 'index not preloaded');
+    }
+  }
   const backend = new ServingBackend(store, indexes, { log, pollMs: opts.pollMs ?? 2000 });
   const metrics = new RpcMetrics();
   let events: Awaited<ReturnType<typeof openEventService>>;
