@@ -26,15 +26,17 @@
     return NULL;                            \
   } while (0)
 
-static int get_f32(napi_env env, napi_value v, float **data, size_t *len) {
+// A typed array of the wanted element type: its data pointer and element count.
+static int get_typed(napi_env env, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
   bool is_ta = false;
   if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) return 0;
   napi_typedarray_type type;
-  void *ptr;
-  if (napi_get_typedarray_info(env, v, &type, len, &ptr, NULL, NULL) != napi_ok) return 0;
-  if (type != napi_float32_array) return 0;
-  *data = (float *)ptr;
-  return 1;
+  if (napi_get_typedarray_info(env, v, &type, len, data, NULL, NULL) != napi_ok) return 0;
+  return type == want;
+}
+
+static int get_f32(napi_env env, napi_value v, float **data, size_t *len) {
+  return get_typed(env, v, napi_float32_array, (void **)data, len);
 }
 
 // Optional Int32Array of per-product matrix indices (general batch broadcasting); undefined/null = none.
@@ -46,14 +48,7 @@ static int get_index(napi_env env, napi_value v, const int32_t **data, size_t *l
     *len = 0;
     return 1;
   }
-  bool is_ta = false;
-  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) return 0;
-  napi_typedarray_type type;
-  void *ptr;
-  if (napi_get_typedarray_info(env, v, &type, len, &ptr, NULL, NULL) != napi_ok) return 0;
-  if (type != napi_int32_array) return 0;
-  *data = (const int32_t *)ptr;
-  return 1;
+  return get_typed(env, v, napi_int32_array, (void **)data, len);
 }
 
 static int get_int(napi_env env, napi_value v, int64_t *out) {

@@ -1,21 +1,15 @@
 // Batch invariance of inference on OpenBLAS (issue 4): a user's vector must be bit-identical whether
 // embedded alone or at any position of batches of other sizes, as on the stock kernel. Skipped, with
 // the reason in the test name, only when the addon is not built.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/model/backend.js';
-import { loadNativeGemm } from '../../src/model/native-gemm.js';
 import { startEngine } from '../../src/model/train.js';
 import { LocalEngine, defaultFactoryUrl } from '../../src/model/train-engine.js';
 import { factory as aetnFactory } from '../../src/model/train-model.js';
 import { tinyWorld } from './train-fixture.js';
+import { native, restoreNativeGemmEnvAfterAll, why } from './native-fixture.js';
 
-const native = loadNativeGemm();
-const why = native.ok ? '' : ` (skipped: ${native.reason})`;
-const savedEnv = process.env.AETN_NATIVE_GEMM;
-afterAll(() => {
-  if (savedEnv === undefined) delete process.env.AETN_NATIVE_GEMM;
-  else process.env.AETN_NATIVE_GEMM = savedEnv;
-});
+restoreNativeGemmEnvAfterAll();
 
 const bits = (v: Float32Array) => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 

@@ -1,22 +1,17 @@
 // The native (OpenBLAS) BatchMatMul against the stock kernels and a float64 reference. Skipped, with
 // the reason in the test name, only when the addon is not built (no compiler or libopenblas-dev).
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../src/model/backend.js';
-import { loadNativeGemm, planBatchMatMul, stockKernel, useNativeMatMul } from '../../src/model/native-gemm.js';
+import { planBatchMatMul, stockKernel, useNativeMatMul } from '../../src/model/native-gemm.js';
 import { availableParallelism } from 'node:os';
 import { startEngine } from '../../src/model/train.js';
 import { LocalEngine, defaultFactoryUrl } from '../../src/model/train-engine.js';
 import { factory as aetnFactory } from '../../src/model/train-model.js';
 import { tinyWorld } from './train-fixture.js';
+import { native, restoreNativeGemmEnvAfterAll, why } from './native-fixture.js';
 
-const native = loadNativeGemm();
-const why = native.ok ? '' : ` (skipped: ${native.reason})`;
-const savedEnv = process.env.AETN_NATIVE_GEMM;
-afterAll(() => {
-  if (savedEnv === undefined) delete process.env.AETN_NATIVE_GEMM;
-  else process.env.AETN_NATIVE_GEMM = savedEnv;
-});
+restoreNativeGemmEnvAfterAll();
 
 type Case = [aShape: number[], bShape: number[], transposeA: boolean, transposeB: boolean];
 
