@@ -21,6 +21,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Vocabulary } from '../data/types.js';
 import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
+import { HostHead } from './realtime-head-host.js';
 import { RealtimeHead, encodeHeadBatch, narrowWidth, validateHeadConfig, type RealtimeHeadConfig, type RecentEvents } from './realtime-head.js';
 
 const logger = child('head-checkpoint');
@@ -274,8 +275,10 @@ export interface LoadedHead {
   manifest: HeadManifest;
   /** Package name -> app index, for every package merged into a vocabulary app. */
   appIndexOfPackage: Map<string, number>;
+  /** Which forward `embed` runs: 'host' (realtime-head-host.ts, the default) or 'tfjs' (AETN_HEAD_HOST=0). */
+  forward: 'host' | 'tfjs';
   /**
-   * Short-term vectors of a batch of users at time `nowMs` (synchronous, batched on the tfjs backend).
+   * Short-term vectors of a batch of users at time `nowMs` (synchronous).
    * Events may come in any order; the newest `maxEvents` are used. Throws UserError on an app index
    * outside the vocabulary or an unknown type, so map packages with `appIndexOfPackage` first.
    */
@@ -288,6 +291,20 @@ export interface LoadHeadOptions extends HeadCheckFor {
   backend?: string;
   /** Users per forward pass; larger batches are split to bound memory. Default 1024. */
   maxBatch?: number;
+  /** 'host' (default; AETN_HEAD_HOST=0 switches it off) or 'tfjs': see headForwardKind. */
+  forward?: 'host' | 'tfjs';
+}
+
+/**
+ * Which forward loadHead's embed runs. 'host' (default): the tfjs-free HostHead, valid tokens only,
+ * several times faster on the stream's few-event users. 'tfjs' (AETN_HEAD_HOST=0): RealtimeHead.forward
+ * on the tfjs backend, users grouped by width; kept as the reference and for comparisons. Both
+ * compute the same function (to ~1e-6; test/model/realtime-head-host.test.ts).
+ */
+export function headForwardKind(requested?: 'host' | 'tfjs'): 'host' | 'tfjs' {
+  if (requested) return requested;
+  const v = (process.env.AETN_HEAD_HOST ?? '').trim().toLowerCase();
+  return v === '0' || v === 'off' || v === 'false' ? 'tfjs' : 'host';
 }
 
 export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Promise<LoadedHead> {
@@ -299,6 +316,8 @@ export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Pr
   for (const app of vocab.apps) for (const p of app.packages ?? []) appIndexOfPackage.set(p, app.index);
   const maxBatch = opts.maxBatch ?? 1024;
   const dim = head.cfg.outDim;
+  const forward = headForwardKind(opts.forward);
+  const host = forward === 'host' ? new HostHead(head, { maxBatch }) : null;
   // Users are grouped by how many events they have (widths 8, 16, 32, ...): a forward pass costs
   // per position, and most users in a Kafka batch have far fewer events than maxEvents.
   const embedGroup = (states: readonly RecentEvents[], rows: number[], width: number, nowMs: number, out: Float32Array[]) => {
@@ -318,7 +337,9 @@ export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Pr
     maxEvents: head.cfg.maxEvents,
     manifest,
     appIndexOfPackage,
+    forward,
     embed(states, nowMs) {
+      if (host) return host.embed(states, nowMs);
       const out: Float32Array[] = new Array(states.length);
       const groups = new Map<number, number[]>();
       states.forEach((st, r) => {

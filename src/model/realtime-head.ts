@@ -117,16 +117,31 @@ export function emptyHeadBatch(size: number, maxEvents: number): HeadBatch {
   return { size, maxEvents, apps: new Int32Array(n), types: new Int32Array(n), gaps: new Int32Array(n), valid: new Float32Array(n) };
 }
 
+/** `events` oldest first: the array itself when already sorted by timestamp, else a sorted copy. */
+export function sortedByTime(events: readonly HeadEvent[]): readonly HeadEvent[] {
+  for (let i = 1; i < events.length; i++) {
+    if (events[i]!.timestampMs < events[i - 1]!.timestampMs) return [...events].sort((a, b) => a.timestampMs - b.timestampMs);
+  }
+  return events;
+}
+
+/** Throws UserError on an event the head cannot embed (app outside the vocabulary, bad type or time). */
+export function checkHeadEvent(e: HeadEvent, cfg: RealtimeHeadConfig): void {
+  if (!Number.isInteger(e.app) || e.app < 0 || e.app >= cfg.numApps) {
+    throw new UserError(`realtime head: app index ${e.app} is outside the vocabulary [0, ${cfg.numApps})`);
+  }
+  if (e.type !== 1 && e.type !== 2) throw new UserError(`realtime head: event type must be 1 (install) or 2 (uninstall), got ${String(e.type)}`);
+  if (!Number.isFinite(e.timestampMs)) throw new UserError(`realtime head: event timestamp ${String(e.timestampMs)} is not a number`);
+}
+
 /**
  * Writes one user's events (any order; the newest N are kept) into row `row` of `batch`,
  * time gaps measured from `nowMs`. Throws UserError on an app index or type the head cannot embed.
+ * The host forward (realtime-head-host.ts) selects and checks events with the same two helpers.
  */
 export function fillHeadRow(batch: HeadBatch, row: number, events: readonly HeadEvent[], nowMs: number, cfg: RealtimeHeadConfig): void {
   const N = batch.maxEvents;
-  let evs = events;
-  let sorted = true;
-  for (let i = 1; i < evs.length; i++) if (evs[i]!.timestampMs < evs[i - 1]!.timestampMs) { sorted = false; break; }
-  if (!sorted) evs = [...evs].sort((a, b) => a.timestampMs - b.timestampMs);
+  const evs = sortedByTime(events);
   const n = Math.min(N, evs.length);
   const start = evs.length - n;
   const base = row * N;
@@ -138,11 +153,7 @@ export function fillHeadRow(batch: HeadBatch, row: number, events: readonly Head
   }
   for (let i = 0; i < n; i++) {
     const e = evs[start + i]!;
-    if (!Number.isInteger(e.app) || e.app < 0 || e.app >= cfg.numApps) {
-      throw new UserError(`realtime head: app index ${e.app} is outside the vocabulary [0, ${cfg.numApps})`);
-    }
-    if (e.type !== 1 && e.type !== 2) throw new UserError(`realtime head: event type must be 1 (install) or 2 (uninstall), got ${String(e.type)}`);
-    if (!Number.isFinite(e.timestampMs)) throw new UserError(`realtime head: event timestamp ${String(e.timestampMs)} is not a number`);
+    checkHeadEvent(e, cfg);
     const p = base + N - n + i;
     batch.apps[p] = e.app;
     batch.types[p] = e.type;
@@ -256,6 +267,13 @@ export class RealtimeHead {
    * kernels several times over. Call again after the weights change; training never uses it.
    */
   freeze(): void {
+    this.frozen = null;
+    this.frozenTables();
+  }
+
+  /** The host tables freeze() caches (computed on first use); the host forward copies them. */
+  frozenTables(): { tokens: Float32Array; types: Float32Array; gaps: Float32Array } {
+    if (this.frozen) return this.frozen;
     const tokens = tf.tidy(() => tf.add(tf.matMul(this.appMatrix, this.w('in/W') as tf.Tensor2D), this.w('in/b')));
     this.frozen = {
       tokens: tokens.dataSync() as Float32Array,
@@ -263,6 +281,7 @@ export class RealtimeHead {
       gaps: this.w('gap_emb').dataSync() as Float32Array,
     };
     tokens.dispose();
+    return this.frozen;
   }
 
   /** Token block [B*N, d] on the host from the frozen tables; padded positions stay zero. */
