@@ -3,6 +3,10 @@
 // The Kafka pipeline calls the head once per consumed batch for the users that batch touched, and
 // needs >= 10,000 events/s on 2 cores: each touched user costs one head row, so users/s at the
 // pipeline's batch size bounds the events/s the head allows (more when a batch touches a user twice).
+// The second table compares the host forward (realtime-head-host.ts, loadHead's default) with the
+// tfjs path (AETN_HEAD_HOST=0) on the same states: a "few events" mix (1-5 per user, like the Kafka
+// stream bench) and a "full window" mix (maxEvents each). The load average is recorded with the
+// numbers: on a shared machine the ratios are the stable part.
 //
 //   npx tsx bench/model-head.ts [--backend wasm|cpu] [--apps 5000] [--app-dim 512] [--seconds 3]
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -14,6 +18,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { RealtimeHead, defaultHeadConfig, encodeHeadBatch, type RecentEvents } from '../src/model/realtime-head.js';
 import { loadHead, loadHeadPool, saveHead } from '../src/model/head-checkpoint.js';
+import { HostHead } from '../src/model/realtime-head-host.js';
+import { loadNativeGemm, nativeGemmSummary } from '../src/model/native-gemm.js';
+import { loadavg } from 'node:os';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -73,6 +80,7 @@ function matmulRate(m: number, k: number, n: number, secs: number): number {
   return (2 * m * k * n) / (quantile(ms, 0.5) / 1000) / 1e9;
 }
 
+const loadAtStart = loadavg();
 const info = await initBackend(backendName);
 const cfg = defaultHeadConfig({ numApps: M, appDim: dA });
 const appMatrix = new Float32Array(M * dA).map((_, i) => Math.sin(i * 0.37) * 0.1);
@@ -96,19 +104,23 @@ interface Row {
   ofPeak: number;
   ofHeadShapedMatmul: number;
 }
-// The product path: a saved checkpoint served through loadHead (groups users by event count).
+// The product path: a saved checkpoint served through loadHead, on the tfjs forward (groups users by
+// event count; AETN_HEAD_HOST=0) and on the host forward (the default).
 const tmp = mkdtempSync(join(tmpdir(), 'bench-head-'));
 const vocab = { hash: 'bench', categories: ['c'], apps: Array.from({ length: M }, (_, i) => ({ index: i, appId: `a${i}`, category: 0, packages: [`p${i}`] })) };
 await saveHead(join(tmp, 'rt'), head, { baseFeatureId: 'bench-aetn', vocab });
-const served = await loadHead(join(tmp, 'rt'), { backend: backendName });
+const served = await loadHead(join(tmp, 'rt'), { backend: backendName, forward: 'tfjs' });
+const servedHost = await loadHead(join(tmp, 'rt'), { backend: backendName, forward: 'host' });
 const rows: Row[] = [];
-for (const path of ['full width', 'loadHead']) {
+for (const path of ['full width', 'loadHead', 'host']) {
   for (const B of [1, 100, 1000]) {
     const users = makeUsers(B, nowMs, B, cfg.maxEvents);
     const run =
       path === 'loadHead'
         ? () => void served.embed(users, nowMs)
-        : () => {
+        : path === 'host'
+          ? () => void servedHost.embed(users, nowMs)
+          : () => {
             const batch = encodeHeadBatch(users, nowMs, cfg);
             const s = tf.tidy(() => head.forward(batch, false));
             const flat = s.dataSync() as Float32Array;
@@ -123,6 +135,7 @@ for (const path of ['full width', 'loadHead']) {
   }
 }
 served.dispose();
+servedHost.dispose();
 
 // Both cores: the same checkpoint on 2 worker threads (the pipeline's HeadFn may be async).
 async function timeAsync(fn: () => Promise<unknown>, secs: number, minReps = 5): Promise<number[]> {
@@ -136,16 +149,69 @@ async function timeAsync(fn: () => Promise<unknown>, secs: number, minReps = 5):
   }
   return ms;
 }
-const pool = await loadHeadPool(join(tmp, 'rt'), { backend: backendName, workers: 2 });
-for (const B of [1, 100, 1000]) {
-  const users = makeUsers(B, nowMs, B, cfg.maxEvents);
-  const ms = await timeAsync(() => pool.embed(users, nowMs), seconds);
-  const usersPerSec = (B * ms.length) / (ms.reduce((a, b) => a + b, 0) / 1000);
-  const gflops = (usersPerSec * flopsPerUser) / 1e9;
-  rows.push({ path: '2 workers', batch: B, p50Ms: quantile(ms, 0.5), p99Ms: quantile(ms, 0.99), usersPerSec, gflops, ofPeak: gflops / peak, ofHeadShapedMatmul: gflops / headShaped });
+for (const forward of ['tfjs', 'host'] as const) {
+  const pool = await loadHeadPool(join(tmp, 'rt'), { backend: backendName, workers: 2, forward });
+  for (const B of [1, 100, 1000]) {
+    const users = makeUsers(B, nowMs, B, cfg.maxEvents);
+    const ms = await timeAsync(() => pool.embed(users, nowMs), seconds);
+    const usersPerSec = (B * ms.length) / (ms.reduce((a, b) => a + b, 0) / 1000);
+    const gflops = (usersPerSec * flopsPerUser) / 1e9;
+    const path = forward === 'tfjs' ? '2 workers' : '2w host';
+    rows.push({ path, batch: B, p50Ms: quantile(ms, 0.5), p99Ms: quantile(ms, 0.99), usersPerSec, gflops, ofPeak: gflops / peak, ofHeadShapedMatmul: gflops / headShaped });
+  }
+  await pool.close();
 }
-await pool.close();
 rmSync(tmp, { recursive: true, force: true });
+
+// Host forward vs the tfjs path on the same states, in this run. tfjs = loadHead's tfjs forward
+// (grouped widths 8/16/32); host = HostHead with the native GEMM (loadHead's default when the addon
+// loads) and with the JS GEMM (AETN_NATIVE_GEMM=0 or no addon).
+function mixUsers(n: number, seed: number, mix: 'few' | 'full'): RecentEvents[] {
+  let s = seed >>> 0;
+  const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+  return Array.from({ length: n }, () => {
+    const k = mix === 'few' ? 1 + Math.floor(rnd() * 5) : cfg.maxEvents;
+    const events = Array.from({ length: k }, () => ({ app: Math.floor(rnd() * M), type: (rnd() < 0.8 ? 1 : 2) as 1 | 2, timestampMs: nowMs - rnd() * 7 * 86_400_000 }));
+    return { events };
+  });
+}
+interface VsRow {
+  mix: 'few' | 'full';
+  batch: number;
+  tfjsUsersPerSec: number;
+  hostNativeUsersPerSec: number | null;
+  hostJsUsersPerSec: number;
+  hostNativeVsTfjs: number | null;
+  hostJsVsTfjs: number;
+  maxAbsDiffHostVsTfjs: number;
+}
+const vsRows: VsRow[] = [];
+const native = loadNativeGemm();
+const hostNative = native.ok ? new HostHead(head, { gemm: 'native' }) : null;
+const hostJs = new HostHead(head, { gemm: 'js' });
+const tfjsServed = await (async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-head-vs-'));
+  await saveHead(join(dir, 'rt'), head, { baseFeatureId: 'bench-aetn', vocab });
+  const h = await loadHead(join(dir, 'rt'), { backend: backendName, forward: 'tfjs' });
+  rmSync(dir, { recursive: true, force: true });
+  return h;
+})();
+const rate = (B: number, ms: number[]) => (B * ms.length) / (ms.reduce((a, b) => a + b, 0) / 1000);
+for (const mix of ['few', 'full'] as const) {
+  for (const B of [1, 100, 1000]) {
+    const users = mixUsers(B, 1000 + B, mix);
+    const t = rate(B, timeIt(() => void tfjsServed.embed(users, nowMs), seconds));
+    const n = hostNative ? rate(B, timeIt(() => void hostNative.embed(users, nowMs), seconds)) : null;
+    const j = rate(B, timeIt(() => void hostJs.embed(users, nowMs), seconds));
+    const want = tfjsServed.embed(users, nowMs);
+    const got = (hostNative ?? hostJs).embed(users, nowMs);
+    let diff = 0;
+    got.forEach((v, i) => v.forEach((x, c) => (diff = Math.max(diff, Math.abs(x - want[i]![c]!)))));
+    vsRows.push({ mix, batch: B, tfjsUsersPerSec: t, hostNativeUsersPerSec: n, hostJsUsersPerSec: j, hostNativeVsTfjs: n === null ? null : n / t, hostJsVsTfjs: j / t, maxAbsDiffHostVsTfjs: diff });
+  }
+}
+tfjsServed.dispose();
+const loadAtEnd = loadavg();
 
 const pad = (s: string | number, n: number) => String(s).padStart(n);
 console.log(`\nRealtime head inference on ${info.detail}: d ${cfg.dModel}, ${cfg.heads} heads, ${cfg.layers} layer, FFN ${cfg.dFf}, N ${cfg.maxEvents} events, out ${cfg.outDim}; M ${M}, d_aetn ${dA}`);
@@ -157,18 +223,28 @@ for (const r of rows) {
     `${pad(r.path, 10)} ${pad(r.batch, 6)} ${pad(r.p50Ms.toFixed(2), 9)} ${pad(r.p99Ms.toFixed(2), 9)} ${pad(Math.round(r.usersPerSec), 10)} ${pad(r.gflops.toFixed(2), 8)} ${pad((100 * r.ofPeak).toFixed(1), 9)} ${pad((100 * r.ofHeadShapedMatmul).toFixed(1), 9)}`,
   );
 }
-console.log('(GFLOP/s counts every user at the full window, so the loadHead rows are an effective rate)');
+console.log('(GFLOP/s counts every user at the full window, so the loadHead and host rows are an effective rate; loadHead = tfjs forward, host = host forward)');
 const r100 = rows.find((r) => r.batch === 100 && r.path === 'loadHead')!;
 const r1000 = rows.find((r) => r.batch === 1000 && r.path === 'loadHead')!;
 const p1000 = rows.find((r) => r.batch === 1000 && r.path === '2 workers')!;
 console.log(`\nbatch of 100 users: ${r100.p50Ms.toFixed(1)} ms p50; at batch 1000 the head allows ${Math.round(r1000.usersPerSec)} touched users/s on one thread, ${Math.round(p1000.usersPerSec)} on 2 workers (x${(p1000.usersPerSec / r1000.usersPerSec).toFixed(2)}); target 10,000 events/s on 2 cores`);
+
+console.log(`\nhost forward vs tfjs path on the same states (users/s; native GEMM: ${nativeGemmSummary() ?? 'not loaded'})`);
+console.log(`${pad('mix', 5)} ${pad('batch', 6)} ${pad('tfjs', 9)} ${pad('host', 9)} ${pad('x tfjs', 7)} ${pad('host js', 9)} ${pad('x tfjs', 7)} ${pad('max diff', 9)}`);
+for (const r of vsRows) {
+  console.log(
+    `${pad(r.mix, 5)} ${pad(r.batch, 6)} ${pad(Math.round(r.tfjsUsersPerSec), 9)} ${pad(r.hostNativeUsersPerSec === null ? '-' : Math.round(r.hostNativeUsersPerSec), 9)} ${pad(r.hostNativeVsTfjs === null ? '-' : r.hostNativeVsTfjs.toFixed(1), 7)} ${pad(Math.round(r.hostJsUsersPerSec), 9)} ${pad(r.hostJsVsTfjs.toFixed(1), 7)} ${pad(r.maxAbsDiffHostVsTfjs.toExponential(1), 9)}`,
+  );
+}
+const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
+console.log(`load average (1/5/15 min): ${fmtLoad(loadAtStart)} at start, ${fmtLoad(loadAtEnd)} at the end, ${(await import('node:os')).cpus().length} cores`);
 
 const here = dirname(fileURLToPath(import.meta.url));
 mkdirSync(join(here, 'results'), { recursive: true });
 const out = join(here, 'results', `model-head${backendName === 'wasm' ? '' : `-${backendName}`}.json`);
 writeFileSync(
   out,
-  `${JSON.stringify({ backend: info.detail, config: cfg, numApps: M, appDim: dA, flopsPerUser, baseline: { matmul1024Gflops: peak, headShapedMatmulGflops: headShaped }, rows, measuredAt: new Date().toISOString(), host: { cpus: (await import('node:os')).cpus().length } }, null, 2)}\n`,
+  `${JSON.stringify({ backend: info.detail, config: cfg, numApps: M, appDim: dA, flopsPerUser, baseline: { matmul1024Gflops: peak, headShapedMatmulGflops: headShaped }, rows, hostVsTfjs: { nativeGemm: nativeGemmSummary() ?? null, rows: vsRows }, measuredAt: new Date().toISOString(), host: { cpus: (await import('node:os')).cpus().length, loadAvgStart: loadAtStart, loadAvgEnd: loadAtEnd } }, null, 2)}\n`,
 );
 console.log(`results: ${out}`);
 head.dispose();
