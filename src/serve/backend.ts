@@ -38,6 +38,9 @@ export interface BackendOptions {
   populationCache?: number;
 }
 
+/** Keys read between two yields to the event loop while drawing a population sample (~2-5 ms). */
+const POPULATION_YIELD_EVERY = 4096;
+
 interface Population {
   count: number;
   atMs: number;
@@ -49,6 +52,7 @@ export class ServingBackend {
   private defaults: Partial<Record<Namespace, FeatureInfo>> = {};
   private timer: NodeJS.Timeout | undefined;
   private readonly populations = new Map<string, Population>();
+  private readonly populationDraws = new Map<string, Promise<Population>>();
   private polling = false;
 
   constructor(
@@ -188,31 +192,59 @@ export class ServingBackend {
    * About n users drawn uniformly from the feature, with their vectors. The id sample is a
    * reservoir over the whole feature, kept (up to `populationCache` ids) until the feature's size
    * changes by 5% or 10 minutes pass; each call takes a different deterministic slice of it.
+   *
+   * Drawing the reservoir reads every key of the feature (seconds at millions of users), so it
+   * never runs in one go on the serving thread: it yields to the event loop every few thousand
+   * keys, and a stale sample keeps answering while its replacement is drawn (only the very first
+   * call for a feature waits for it). Rankers' calls are not held up by an audience call's refresh.
    */
-  population(featureId: string, n: number, salt: string): { userIds: string[]; vectors: Float32Array[] } {
-    const keep = this.opts.populationCache ?? 20_000;
+  async population(featureId: string, n: number, salt: string): Promise<{ userIds: string[]; vectors: Float32Array[] }> {
     const count = this.store.count(featureId);
     let pop = this.populations.get(featureId);
-    if (!pop || Math.abs(pop.count - count) > 0.05 * pop.count || Date.now() - pop.atMs > 600_000) {
-      const r = rng(hashStrings([featureId, String(count)]));
-      const res: string[] = [];
-      let i = 0;
-      for (const id of this.store.userIds(featureId)) {
-        if (res.length < keep) res.push(id);
-        else {
-          const j = Math.floor(r() * (i + 1));
-          if (j < keep) res[j] = id;
-        }
-        i++;
-      }
-      // Shuffle: below `keep` users the reservoir is in key order, and slices of it must not be.
-      for (let k = res.length - 1; k > 0; k--) {
-        const j = Math.floor(r() * (k + 1));
-        [res[k], res[j]] = [res[j]!, res[k]!];
-      }
-      pop = { count, atMs: Date.now(), userIds: res };
-      this.populations.set(featureId, pop);
+    const stale = !pop || Math.abs(pop.count - count) > 0.05 * pop.count || Date.now() - pop.atMs > 600_000;
+    if (stale) {
+      const refresh = this.refreshPopulation(featureId, count);
+      if (!pop) pop = await refresh;
+      else refresh.catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message, featureId }, 'population sample refresh failed; the old sample stays in use'));
     }
+    return this.slice(featureId, pop!, n, salt);
+  }
+
+  /** One reservoir draw per feature at a time; concurrent callers share it. */
+  private refreshPopulation(featureId: string, count: number): Promise<Population> {
+    let p = this.populationDraws.get(featureId);
+    if (!p) {
+      p = this.drawPopulation(featureId, count).finally(() => this.populationDraws.delete(featureId));
+      this.populationDraws.set(featureId, p);
+    }
+    return p;
+  }
+
+  private async drawPopulation(featureId: string, count: number): Promise<Population> {
+    const keep = this.opts.populationCache ?? 20_000;
+    const r = rng(hashStrings([featureId, String(count)]));
+    const res: string[] = [];
+    let i = 0;
+    // A snapshot read: the sample is of one consistent state of the feature however long it takes.
+    for (const id of this.store.userIds(featureId)) {
+      if (res.length < keep) res.push(id);
+      else {
+        const j = Math.floor(r() * (i + 1));
+        if (j < keep) res[j] = id;
+      }
+      if (++i % POPULATION_YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    // Shuffle: below `keep` users the reservoir is in key order, and slices of it must not be.
+    for (let k = res.length - 1; k > 0; k--) {
+      const j = Math.floor(r() * (k + 1));
+      [res[k], res[j]] = [res[j]!, res[k]!];
+    }
+    const pop = { count, atMs: Date.now(), userIds: res };
+    this.populations.set(featureId, pop);
+    return pop;
+  }
+
+  private slice(featureId: string, pop: Population, n: number, salt: string): { userIds: string[]; vectors: Float32Array[] } {
     const ids = pop.userIds;
     const m = Math.min(n, ids.length);
     const start = ids.length > 0 ? hashStrings([salt]) % ids.length : 0;
