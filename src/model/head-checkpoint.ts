@@ -275,7 +275,7 @@ export interface LoadedHead {
   manifest: HeadManifest;
   /** Package name -> app index, for every package merged into a vocabulary app. */
   appIndexOfPackage: Map<string, number>;
-  /** Which forward `embed` runs: 'host' (realtime-head-host.ts, the default) or 'tfjs' (AETN_HEAD_HOST=0). */
+  /** 'host' (the default): users with <= HOST_MAX_EVENTS events on realtime-head-host.ts, the rest on tfjs; 'tfjs' (AETN_HEAD_HOST=0): everyone on tfjs. */
   forward: 'host' | 'tfjs';
   /**
    * Short-term vectors of a batch of users at time `nowMs` (synchronous).
@@ -296,8 +296,17 @@ export interface LoadHeadOptions extends HeadCheckFor {
 }
 
 /**
- * Which forward loadHead's embed runs. 'host' (default): the tfjs-free HostHead, valid tokens only,
- * several times faster on the stream's few-event users. 'tfjs' (AETN_HEAD_HOST=0): RealtimeHead.forward
+ * Users with at most this many events take the host forward, the rest the tfjs one. Measured at
+ * batch 1000 (d 64, 1 layer, wasm + OpenBLAS, 2 cores at load ~2.5): host/tfjs users/s was 1.94x
+ * at 2 events, 1.15x at 4, 0.66x at 6, 0.61x at 8, 0.55x at 32; the host forward's LayerNorm,
+ * softmax and ReLU are scalar JS, where the wasm kernels use SIMD, and that dominates once a user
+ * has more than a handful of tokens.
+ */
+export const HOST_MAX_EVENTS = 4;
+
+/**
+ * Which forward loadHead's embed runs. 'host' (default): the tfjs-free HostHead (valid tokens only)
+ * for users with <= HOST_MAX_EVENTS events, 1.2-1.9x faster on those; everyone else on tfjs. 'tfjs' (AETN_HEAD_HOST=0): RealtimeHead.forward
  * on the tfjs backend, users grouped by width; kept as the reference and for comparisons. Both
  * compute the same function (to ~1e-6; test/model/realtime-head-host.test.ts).
  */
@@ -339,15 +348,28 @@ export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Pr
     appIndexOfPackage,
     forward,
     embed(states, nowMs) {
-      if (host) return host.embed(states, nowMs);
       const out: Float32Array[] = new Array(states.length);
       const groups = new Map<number, number[]>();
+      const hostRows: number[] = [];
       states.forEach((st, r) => {
+        // Which forward a user gets depends only on its own event count, so a user's vector
+        // still does not depend on the rest of the batch.
+        if (host && Math.min(st.events.length, head.cfg.maxEvents) <= HOST_MAX_EVENTS) {
+          hostRows.push(r);
+          return;
+        }
         const w = narrowWidth(st.events.length, head.cfg);
         let g = groups.get(w);
         if (!g) groups.set(w, (g = []));
         g.push(r);
       });
+      if (hostRows.length > 0) {
+        const vs = host!.embed(
+          hostRows.map((r) => states[r]!),
+          nowMs,
+        );
+        hostRows.forEach((r, j) => (out[r] = vs[j]!));
+      }
       for (const [w, rows] of [...groups.entries()].sort((a, b) => a[0] - b[0])) embedGroup(states, rows, w, nowMs, out);
       return out;
     },

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../src/model/backend.js';
 import { RealtimeHead, defaultHeadConfig, encodeHeadBatch, type HeadEvent, type RealtimeHeadConfig, type RecentEvents } from '../../src/model/realtime-head.js';
 import { HostHead } from '../../src/model/realtime-head-host.js';
-import { loadHead, saveHead } from '../../src/model/head-checkpoint.js';
+import { HOST_MAX_EVENTS, loadHead, saveHead } from '../../src/model/head-checkpoint.js';
 import { Rng } from '../../src/data/rng.js';
 import { UserError } from '../../src/util/errors.js';
 import { native, restoreNativeGemmEnvAfterAll, why } from './native-fixture.js';
@@ -233,6 +233,15 @@ describe('loadHead serves the host forward unless AETN_HEAD_HOST=0', () => {
       const a = hostServed.embed(states, NOW);
       const b = tfjsServed.embed(states, NOW);
       a.forEach((v, i) => expect(maxAbsDiff(v, b[i]!)).toBeLessThan(2e-5));
+      // Few-event users take the host forward, the rest tfjs: each user's vector is still the
+      // same bits alone as in the mixed batch, and the split really happens.
+      states.forEach((st, i) => expect(hostServed.embed([st], NOW)[0]).toEqual(a[i]));
+      const few = states.findIndex((st) => st.events.length > 0 && st.events.length <= HOST_MAX_EVENTS);
+      const many = states.findIndex((st) => st.events.length > HOST_MAX_EVENTS);
+      expect(few).toBeGreaterThanOrEqual(0);
+      expect(many).toBeGreaterThanOrEqual(0);
+      expect(a[many]).toEqual(b[many]); // tfjs for both
+      expect(a[few]).toEqual(new HostHead(head).embed([states[few]!], NOW)[0]);
     } finally {
       hostServed.dispose();
       tfjsServed.dispose();
