@@ -20,7 +20,9 @@ import { encodeEvent, type PlainEvent } from '../src/stream/codec.js';
 import { createKafka } from '../src/stream/kafka.js';
 import { DEFAULT_CHUNK_SIZE, RealtimePipeline, type DurableInfo } from '../src/stream/pipeline.js';
 import { StateDb } from '../src/stream/state.js';
-import type { HeadFn, RecentEvents } from '../src/stream/types.js';
+import { EventProcessor } from '../src/stream/processor.js';
+import { readAppEvent } from '../src/stream/wire.js';
+import type { HeadFn, RecentEvents, ValidEvent } from '../src/stream/types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const APPS = 2000;
@@ -181,7 +183,7 @@ function spawnSelf(mode: string, env: Record<string, string>): ChildProcess {
 
 // ------------------------------------------------------------------ phases
 
-async function bareConsumer(brokers: string, topic: string, total: number): Promise<{ seconds: number; rate: number }> {
+async function bareConsumer(brokers: string, topic: string, total: number, decoder: 'protobuf-es' | 'wire' = 'protobuf-es'): Promise<{ seconds: number; rate: number }> {
   const consumer = createKafka({ brokers, clientId: 'bench-bare' }).consumer({ groupId: `bare-${Date.now()}`, maxWaitTimeInMs: 100 });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
@@ -194,7 +196,8 @@ async function bareConsumer(brokers: string, topic: string, total: number): Prom
       partitionsConsumedConcurrently: 4,
       eachBatch: async ({ batch }) => {
         if (t0 === 0) t0 = performance.now();
-        for (const m of batch.messages) sink += fromBinary(AppEventSchema, m.value!).eventId.length;
+        if (decoder === 'wire') for (const m of batch.messages) sink += readAppEvent(m.value!).eventId.length;
+        else for (const m of batch.messages) sink += fromBinary(AppEventSchema, m.value!).eventId.length;
         n += batch.messages.length;
         if (n >= total && t1 === 0) {
           t1 = performance.now();
@@ -208,6 +211,38 @@ async function bareConsumer(brokers: string, topic: string, total: number): Prom
   if (sink === 0) throw new Error('nothing decoded');
   const seconds = (t1 - t0) / 1000;
   return { seconds, rate: total / seconds };
+}
+
+/**
+ * The durable part alone: the same events, already decoded, fed straight to the EventProcessor
+ * (window update, state and vector puts, group-committed LMDB transactions) with a head that costs
+ * nothing, in chunks like the consumer's (per partition, up to the chunk size). No Kafka, no
+ * decoding, no model: what every event must pay at the least in this design.
+ */
+async function processorOnly(total: number): Promise<{ seconds: number; rate: number; users: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'aetn-bench-proc-'));
+  const store = openStore(join(dir, 'store'));
+  const zero = new Float32Array(DIM).fill(0.125);
+  const proc = new EventProcessor({ store, head: (states) => states.map(() => zero), featureId: SHORT });
+  const app = vocab();
+  const parts: ValidEvent[][] = [[], [], [], []];
+  for (let i = 0; i < total; i++) {
+    const e = eventAt(i, 't', Date.now() - 3600_000);
+    const u = Number(e.userId.slice(4));
+    parts[u % 4]!.push({ eventId: e.eventId, userId: e.userId, app: app.get(e.packageName)!, type: e.type as 1 | 2, timestampMs: e.timestampMs });
+  }
+  const chunk = CHUNK ?? DEFAULT_CHUNK_SIZE;
+  const t0 = performance.now();
+  const pending: Promise<{ users: string[] }>[] = [];
+  // Partitions interleaved, as four consumers of one process would submit them.
+  for (let off = 0; off < Math.max(...parts.map((p) => p.length)); off += chunk) {
+    for (const p of parts) if (off < p.length) pending.push(proc.submit({ events: p.slice(off, off + chunk) }));
+  }
+  const results = await Promise.all(pending);
+  const seconds = (performance.now() - t0) / 1000;
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+  return { seconds, rate: total / seconds, users: results.reduce((a, r) => a + r.users.length, 0) };
 }
 
 async function pipelineThroughput(brokers: string, topic: string, total: number, head: HeadFn, dim: number, featureId: string, label: string) {
@@ -467,6 +502,10 @@ async function main(): Promise<void> {
 
     const bare = await bareConsumer(brokers, topic, total);
     console.log(`bare kafkajs consumer (decode only): ${bare.rate.toFixed(0)} events/s (${loadavg()})`);
+    const bareWire = await bareConsumer(brokers, topic, total, 'wire');
+    console.log(`bare kafkajs consumer (decode only, our wire reader): ${bareWire.rate.toFixed(0)} events/s (${loadavg()})`);
+    const procOnly = await processorOnly(total);
+    console.log(`durable state path alone (no Kafka, no decode, zero-cost head): ${procOnly.rate.toFixed(0)} events/s, ${(procOnly.rate / bare.rate).toFixed(2)} of bare (${loadavg()})`);
     const standIn = await pipelineThroughput(brokers, topic, total, standInHead, DIM, SHORT, 'standin');
     console.log(`pipeline, stand-in head: ${standIn.rate.toFixed(0)} events/s (${loadavg()})`);
     // The real head twice: its forward pass on the main thread, then on one worker thread
@@ -507,6 +546,8 @@ async function main(): Promise<void> {
 
     const rows: [string, string, string][] = [
       ['bare kafkajs consumer, decode only (baseline)', `${bare.rate.toFixed(0)} ev/s`, '1.00'],
+      ['bare kafkajs consumer, decode only with our wire reader', `${bareWire.rate.toFixed(0)} ev/s`, (bareWire.rate / bare.rate).toFixed(2)],
+      ['durable state path alone: no Kafka, no decode, zero-cost head', `${procOnly.rate.toFixed(0)} ev/s`, (procOnly.rate / bare.rate).toFixed(2)],
       ['pipeline, stand-in head', `${standIn.rate.toFixed(0)} ev/s`, (standIn.rate / bare.rate).toFixed(2)],
     ];
     if (realTput) rows.push(['pipeline, real head (wasm, main thread)', `${realTput.rate.toFixed(0)} ev/s`, (realTput.rate / bare.rate).toFixed(2)]);
@@ -529,7 +570,7 @@ async function main(): Promise<void> {
       broker: 'Apache Kafka 3.9.1 KRaft single node (test/kafka harness), same machine',
       workload: { events: total, users: USERS, apps: APPS, partitions: 4, chunkSize: CHUNK ?? DEFAULT_CHUNK_SIZE, chunksInFlight: 4, partitionsConcurrently: 4, killRunChunkSize: Number(process.env.KILL_CHUNK ?? 2000) },
       loadavg: { start: loadStart, end: loadavg() },
-      throughput: { produceRate, bare, standIn, real: realTput, realPool: poolTput, realHead: realMain?.info ?? null, realPoolHead: realPool?.info ?? null },
+      throughput: { produceRate, bare, bareWire, processorOnly: procOnly, standIn, real: realTput, realPool: poolTput, realHead: realMain?.info ?? null, realPoolHead: realPool?.info ?? null },
       freshness: { standIn: fresh, real: freshReal, realHalfRate: freshRealHalf },
       killRestart: kill,
       targets: {
