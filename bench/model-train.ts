@@ -85,14 +85,35 @@ for _ in range(reps):
 cpu = time.process_time() - c0
 print(2 * n ** 3 / best / 1e9, 2 * n ** 3 * reps / cpu / 1e9)
 `;
-  try {
-    const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
-    const [wall, perCore] = execFileSync('python3', ['-c', py], { env, encoding: 'utf8' }).trim().split(/\s+/).map(Number);
-    return { wall: wall!, perCore: perCore! };
-  } catch {
-    console.error('numpy is missing: pip install numpy (the SGEMM baseline needs it)');
-    return { wall: NaN, perCore: NaN };
+  if (!ensureNumpy()) return { wall: NaN, perCore: NaN };
+  const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
+  const [wall, perCore] = execFileSync('python3', ['-c', py], { env, encoding: 'utf8' }).trim().split(/\s+/).map(Number);
+  return { wall: wall!, perCore: perCore! };
+}
+
+let numpyState: boolean | undefined;
+/** The baseline needs numpy; a fresh machine may not have it, so it is installed once from PyPI (as ghz is with go install). */
+function ensureNumpy(): boolean {
+  if (numpyState !== undefined) return numpyState;
+  const has = () => {
+    try {
+      execFileSync('python3', ['-c', 'import numpy'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!has()) {
+    console.error('numpy is missing (the SGEMM baseline needs it): pip install --user numpy ...');
+    try {
+      execFileSync('python3', ['-m', 'pip', 'install', '--quiet', '--user', 'numpy'], { stdio: 'inherit' });
+    } catch {
+      // reported below
+    }
   }
+  numpyState = has();
+  if (!numpyState) console.error('numpy could not be installed: the SGEMM baseline (and every ratio to it) is NaN in this run');
+  return numpyState;
 }
 
 type Gemm = 'stock' | 'openblas' | 'openblas-all';
