@@ -5,17 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { AppEventSchema } from '../../src/gen/aetn/v1/events_pb.js';
 import { readAppEvent, WireError } from '../../src/stream/wire.js';
-
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../../src/audience/linalg.js';
 
 const ALPHABET = ['a', 'Z', '0', '-', '.', 'é', '漢', '😀', '\u0000', '\ufeff'];
 function randomText(r: () => number): string {
