@@ -5,7 +5,7 @@ import type { EmbeddingStore } from '../store/store.js';
 import { Progress } from '../util/progress.js';
 import { child } from '../util/log.js';
 import { IndexHandle } from './handle.js';
-import { DEFAULT_PARAMS, featureIndexDir, type IndexManifest, type IndexParams } from './layout.js';
+import { DEFAULT_PARAMS, defaultEfSearch, featureIndexDir, type IndexManifest, type IndexParams } from './layout.js';
 
 const log = child('index');
 
@@ -34,12 +34,12 @@ export interface UpdateResult {
 
 /** Builds a fresh index of a feature from the store and publishes it as a new generation. */
 export async function buildIndex(store: EmbeddingStore, featureId: string, opts: BuildOptions = {}): Promise<IndexManifest> {
-  const params = checkParams({ ...DEFAULT_PARAMS, ...definedOnly(opts) });
   const feature = store.getFeature(featureId);
   if (!feature) throw new StoreError('NOT_FOUND', `unknown feature id ${featureId}`);
   if (feature.retired) throw new StoreError('FAILED_PRECONDITION', `feature ${featureId} is retired; its index is not rebuilt`);
   const asOf = Date.now() - AS_OF_MARGIN_MS;
   const total = store.count(featureId);
+  const params = checkParams({ ...DEFAULT_PARAMS, efSearch: defaultEfSearch(total), ...definedOnly(opts) });
   const handle = IndexHandle.create(store.dir, featureId, feature.dim, params, total + 16);
   const bar = new Progress({ label: `index ${featureId}`, total, unit: 'users', silent: opts.silent });
   const t0 = performance.now();

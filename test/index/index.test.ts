@@ -7,7 +7,7 @@ import { StoreError } from '../../src/store/errors.js';
 import { IndexHandle } from '../../src/index/handle.js';
 import { SearchPool } from '../../src/index/pool.js';
 import { buildIndex, updateIndex } from '../../src/index/build.js';
-import { featureIndexDir, readCurrent } from '../../src/index/layout.js';
+import { defaultEfSearch, featureIndexDir, readCurrent } from '../../src/index/layout.js';
 import { clustered, exactKnn, uid } from './clustered.js';
 
 const N = 3000;
@@ -74,6 +74,13 @@ describe('HNSW index', () => {
     expect(await codeOf(() => h.search(new Float32Array(DIM).fill(Number.NaN), 3))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(() => h.search(data[0], 0))).toBe('INVALID_ARGUMENT');
     expect(h.search(data[0], N + 50).length).toBe(N); // k larger than the index: everything, no error
+  });
+
+  it('picks the default efSearch from the index size, and an explicit one wins', async () => {
+    expect(defaultEfSearch(499_999)).toBe(96);
+    expect(defaultEfSearch(500_000)).toBe(256);
+    expect((await buildIndex(store, 'F', { silent: true })).efSearch).toBe(defaultEfSearch(N));
+    expect((await buildIndex(store, 'F', { efSearch: 40, silent: true })).efSearch).toBe(40);
   });
 
   it('upserts re-embedded users and removes deleted ones without a rebuild', async () => {
