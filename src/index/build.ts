@@ -39,7 +39,8 @@ export async function buildIndex(store: EmbeddingStore, featureId: string, opts:
   if (feature.retired) throw new StoreError('FAILED_PRECONDITION', `feature ${featureId} is retired; its index is not rebuilt`);
   const asOf = Date.now() - AS_OF_MARGIN_MS;
   const total = store.count(featureId);
-  const params = checkParams({ ...DEFAULT_PARAMS, efSearch: defaultEfSearch(total), ...definedOnly(opts) });
+  const auto = opts.efSearch === undefined;
+  const params = checkParams({ ...DEFAULT_PARAMS, efSearch: defaultEfSearch(total), ...definedOnly(opts), efSearchAuto: auto });
   const handle = IndexHandle.create(store.dir, featureId, feature.dim, params, total + 16);
   const bar = new Progress({ label: `index ${featureId}`, total, unit: 'users', silent: opts.silent });
   const t0 = performance.now();
@@ -75,7 +76,8 @@ export async function updateIndex(store: EmbeddingStore, featureId: string, opts
     const manifest = await buildIndex(store, featureId, opts);
     return { manifest, rebuilt: true, reason: err.message, upserted: manifest.count, removed: 0, seconds: (performance.now() - t0) / 1000 };
   }
-  if (opts.efSearch !== undefined && opts.efSearch !== handle.efSearch) handle.setEfSearch(opts.efSearch);
+  if (opts.efSearch !== undefined && (opts.efSearch !== handle.efSearch || handle.manifest.efSearchAuto)) handle.setEfSearch(opts.efSearch, false);
+  const autoEf = opts.efSearch === undefined && handle.manifest.efSearchAuto === true;
   const since = handle.manifest.storeAsOfMs;
   const asOf = Date.now() - AS_OF_MARGIN_MS;
   const total = store.count(featureId);
@@ -103,11 +105,13 @@ export async function updateIndex(store: EmbeddingStore, featureId: string, opts
   if (compact || handle.deletedSlots + replacing + gone.length > maxDeleted) {
     const reason = `more than ${Math.round(COMPACT_FRACTION * 100)}% of the index would be deleted points: full rebuild`;
     log.info({ featureId }, reason);
-    const manifest = await buildIndex(store, featureId, { ...opts, m: opts.m ?? handle.manifest.m, efConstruction: opts.efConstruction ?? handle.manifest.efConstruction, efSearch: opts.efSearch ?? handle.efSearch });
+    const manifest = await buildIndex(store, featureId, { ...opts, m: opts.m ?? handle.manifest.m, efConstruction: opts.efConstruction ?? handle.manifest.efConstruction, efSearch: opts.efSearch ?? (autoEf ? undefined : handle.efSearch) });
     return { manifest, rebuilt: true, reason, upserted: manifest.count, removed: 0, seconds: (performance.now() - t0) / 1000 };
   }
   const upserted = handle.upsert(changed);
   const removed = handle.remove(gone);
+  // An index that grew (or shrank) across a size threshold gets the default for its new size.
+  if (autoEf && defaultEfSearch(handle.count) !== handle.efSearch) handle.setEfSearch(defaultEfSearch(handle.count), true);
   const manifest = await handle.save({ kind: 'update', storeAsOfMs: asOf });
   bar.finish(`${upserted} upserted, ${removed} removed`);
   log.info({ featureId, upserted, removed, generation: manifest.generation, deletedSlots: handle.deletedSlots }, 'index updated');

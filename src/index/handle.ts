@@ -215,9 +215,10 @@ export class IndexHandle {
     return n;
   }
 
-  setEfSearch(ef: number): void {
+  /** `auto`: whether ef is the size default (defaultEfSearch) rather than a chosen value. */
+  setEfSearch(ef: number, auto: boolean): void {
     if (!Number.isInteger(ef) || ef < 1) throw new StoreError('INVALID_ARGUMENT', `efSearch must be a positive integer, got ${ef}`);
-    this.state.manifest = { ...this.state.manifest, efSearch: ef };
+    this.state.manifest = { ...this.state.manifest, efSearch: ef, efSearchAuto: auto };
     this.dirty = true;
   }
 

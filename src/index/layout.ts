@@ -30,6 +30,11 @@ export interface IndexParams {
   efConstruction: number;
   /** Default search beam width; a query may ask for another. */
   efSearch: number;
+  /**
+   * True when efSearch is defaultEfSearch(count) rather than a chosen value: updates and
+   * rebuilds then re-derive it from the new size. Absent in manifests written before it existed.
+   */
+  efSearchAuto?: boolean;
 }
 
 export interface IndexManifest extends IndexParams {

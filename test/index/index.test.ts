@@ -83,6 +83,22 @@ describe('HNSW index', () => {
     expect((await buildIndex(store, 'F', { efSearch: 40, silent: true })).efSearch).toBe(40);
   });
 
+  it('an index on the size default gets the default for its new size on update; a chosen ef is kept', async () => {
+    const built = await buildIndex(store, 'F', { silent: true });
+    expect(built.efSearchAuto).toBe(true);
+    // Publish a generation whose default ef no longer fits its size (as one built under another
+    // rule, or before it grew across a threshold would be).
+    const h = await IndexHandle.open(dir, 'F', { dim: DIM });
+    h.setEfSearch(50, true);
+    await h.save({ kind: 'update', storeAsOfMs: built.storeAsOfMs });
+    const updated = await updateIndex(store, 'F', { silent: true });
+    expect(updated.manifest.efSearch).toBe(defaultEfSearch(N));
+    expect(updated.manifest.efSearchAuto).toBe(true);
+    // An explicit ef is a choice: kept by later updates.
+    expect((await updateIndex(store, 'F', { efSearch: 40, silent: true })).manifest).toMatchObject({ efSearch: 40, efSearchAuto: false });
+    expect((await updateIndex(store, 'F', { silent: true })).manifest).toMatchObject({ efSearch: 40, efSearchAuto: false });
+  });
+
   it('upserts re-embedded users and removes deleted ones without a rebuild', async () => {
     await buildIndex(store, 'F', { efSearch: 64, silent: true });
     const moved = [10, 11, 12];
