@@ -426,6 +426,8 @@ interface HeadWorkerData {
   aetnHeadWorker: true;
   dir: string;
   opts: Omit<LoadHeadOptions, 'workers'>;
+  /** OpenBLAS threads (process-wide) while the pool runs; unset: leave the default. */
+  blasThreads?: number;
 }
 
 export interface HeadPool {
@@ -455,7 +457,9 @@ export async function loadHeadPool(modelDir: string, opts: LoadHeadOptions & { w
   const appIndexOfPackage = new Map<string, number>();
   for (const app of data.vocab.apps) for (const p of app.packages ?? []) appIndexOfPackage.set(p, app.index);
   const url = new URL(import.meta.url);
-  const wd: HeadWorkerData = { aetnHeadWorker: true, dir: resolve(modelDir), opts: rest };
+  // Several workers already fill the cores: OpenBLAS threads on top would only contend with them.
+  const { availableParallelism } = await import('node:os');
+  const wd: HeadWorkerData = { aetnHeadWorker: true, dir: resolve(modelDir), opts: rest, ...(n > 1 ? { blasThreads: Math.max(1, Math.floor(availableParallelism() / n)) } : {}) };
   type Reply = { id: number; vectors?: Float32Array[]; error?: string; userError?: boolean; ready?: boolean };
   const handles = Array.from({ length: n }, () => {
     const w = url.pathname.endsWith('.ts')
@@ -524,6 +528,11 @@ export async function loadHeadPool(modelDir: string, opts: LoadHeadOptions & { w
     },
     async close() {
       await Promise.all(handles.map((h) => h.w.terminate()));
+      if (wd.blasThreads) {
+        // The thread count is process-wide: give the next user of OpenBLAS the default back.
+        const ng = await import('./native-gemm.js');
+        if (ng.loadNativeGemm().ok) ng.resetNativeGemmThreads();
+      }
     },
   };
 }
@@ -535,6 +544,10 @@ async function runHeadWorker(data: HeadWorkerData): Promise<void> {
   let head: LoadedHead;
   try {
     head = await loadHead(data.dir, data.opts);
+    if (data.blasThreads) {
+      const { setNativeGemmThreads } = await import('./native-gemm.js');
+      setNativeGemmThreads(data.blasThreads);
+    }
   } catch (err) {
     port.postMessage({ id: 0, error: (err as Error).message, userError: err instanceof UserError });
     return;

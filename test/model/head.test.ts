@@ -8,6 +8,8 @@ import { initBackend } from '../../src/model/backend.js';
 import { RealtimeHead, defaultHeadConfig, encodeHeadBatch, gapBucket, type HeadEvent, type RealtimeHeadConfig } from '../../src/model/realtime-head.js';
 import { cutSample, timelineOf, trainHead, type HeadTrainResult } from '../../src/model/train-head.js';
 import { loadHead, loadHeadModel, loadHeadPool, saveHead } from '../../src/model/head-checkpoint.js';
+import { loadNativeGemm } from '../../src/model/native-gemm.js';
+import { availableParallelism } from 'node:os';
 import { Rng } from '../../src/data/rng.js';
 import { UserError } from '../../src/util/errors.js';
 import { DAY, MIN, T0, cosine, makeWorld, sourceOf, type World } from './head-fixtures.js';
@@ -225,8 +227,12 @@ describe('checkpoints', () => {
     const out = join(dir, 'pooled');
     await saveHead(out, head, { baseFeatureId: 'aetn-base-p', vocab: world.vocab });
     const single = await loadHead(out, { backend: 'cpu' });
+    const gemm = loadNativeGemm();
+    const threadsBefore = gemm.ok ? gemm.addon.getThreads() : 0;
     const pool = await loadHeadPool(out, { backend: 'cpu', workers: 2 });
     try {
+      // Two workers fill the cores: each runs OpenBLAS on its share of them (process-wide setting).
+      if (gemm.ok) expect(gemm.addon.getThreads()).toBe(Math.max(1, Math.floor(availableParallelism() / 2)));
       expect(pool.featureId).toBe(single.featureId);
       expect(pool.appIndexOfPackage.get('com.test.app3')).toBe(3);
       const users = Array.from({ length: 130 }, (_, u) => ({ events: Array.from({ length: u % 11 }, (_, i) => ev((u + 5 * i) % world.numApps, 900 - 13 * i, i % 3 === 2 ? 2 : 1)) }));
@@ -242,6 +248,7 @@ describe('checkpoints', () => {
       await pool.close();
       single.dispose();
     }
+    if (gemm.ok) expect(gemm.addon.getThreads()).toBe(threadsBefore);
     await expect(loadHeadPool(out, { backend: 'cpu', expectBaseFeatureId: 'other' })).rejects.toThrow(/not other/);
   });
 
