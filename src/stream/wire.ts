@@ -23,7 +23,6 @@ export interface RawAppEvent {
   eventIdBytes: number;
   /** [start, end) of the last user_id in the input: a Kafka key is compared with it byte by byte. */
   userIdRange: [number, number];
-  packageNameBytes: number;
   /** The enum value as int32 (open enum: any number). */
   type: number;
   /** timestamp_ms as a number (exact up to 2^53; beyond that only its sign and size matter). */
@@ -38,7 +37,8 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 // The reader's cursor lives at module level rather than in closures: readAppEvent runs once per
 // Kafka message, and per-call closures (and their allocation) made it slower than protobuf-es.
-let buf: Buffer = Buffer.alloc(0);
+const EMPTY = Buffer.alloc(0);
+let buf: Buffer = EMPTY;
 let n = 0;
 let pos = 0;
 let lo = 0; // low / high 32 bits (unsigned) of the last varint read
@@ -153,7 +153,6 @@ class Parsed implements RawAppEvent {
     readonly packageName: string,
     readonly eventIdBytes: number,
     readonly userIdRange: [number, number],
-    readonly packageNameBytes: number,
     readonly type: number,
     readonly timestampMs: number,
     private readonly tsLo: number,
@@ -167,6 +166,14 @@ class Parsed implements RawAppEvent {
 
 /** Parses one AppEvent; throws WireError on bytes that are not a protobuf message. */
 export function readAppEvent(bytes: Uint8Array): RawAppEvent {
+  try {
+    return parse(bytes);
+  } finally {
+    buf = EMPTY; // do not keep the caller's (Kafka fetch) buffer alive until the next call
+  }
+}
+
+function parse(bytes: Uint8Array): RawAppEvent {
   buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   n = buf.length;
   pos = 0;
@@ -176,7 +183,6 @@ export function readAppEvent(bytes: Uint8Array): RawAppEvent {
   let eventIdBytes = 0;
   let userStart = 0;
   let userEnd = 0;
-  let packageNameBytes = 0;
   let type = 0;
   let tsLo = 0;
   let tsHi = 0;
@@ -197,9 +203,7 @@ export function readAppEvent(bytes: Uint8Array): RawAppEvent {
       userEnd = pos;
       userId = text(userStart, userEnd);
     } else if (fieldNo === F_PACKAGE && wireType === 2) {
-      const a = lengthDelimited();
-      packageName = text(a, pos);
-      packageNameBytes = pos - a;
+      packageName = text(lengthDelimited(), pos);
     } else if (fieldNo === F_TYPE && wireType === 0) {
       varint();
       type = lo | 0; // int32: the low 32 bits, two's complement
@@ -214,7 +218,7 @@ export function readAppEvent(bytes: Uint8Array): RawAppEvent {
     } else skip(wireType, fieldNo, 0);
   }
   const timestampMs = tsHi >= 0x80000000 ? (tsHi - 0x100000000) * 0x100000000 + tsLo : tsHi * 0x100000000 + tsLo;
-  return new Parsed(eventId, userId, packageName, eventIdBytes, [userStart, userEnd], packageNameBytes, type, timestampMs, tsLo, tsHi);
+  return new Parsed(eventId, userId, packageName, eventIdBytes, [userStart, userEnd], type, timestampMs, tsLo, tsHi);
 }
 
 /** Whether bytes [r[0], r[1]) of `buf` equal all of `other` (a Kafka key against the user id field). */
