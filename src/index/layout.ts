@@ -62,11 +62,12 @@ export const DEFAULT_PARAMS: IndexParams = { m: 16, efConstruction: 200, efSearc
 /**
  * The efSearch an index gets when none is given: recall at a fixed ef falls as the index grows.
  * Measured (bench/index-hnsw.ts, clustered 128-d, M 16, efConstruction 200): recall@10 at ef 96
- * was 0.995 at 100k and 0.9975 at 200k but 0.987 at 1M, where ef 128 gave 0.9895 and ef 256
- * 0.997 (at 235x the fastest exact search). So 96 below 500k users and 256 from there on.
+ * was 0.995 at 100k and 0.9975 at 200k but 0.987 at 1M, where ef 128 gave 0.9895, ef 160 0.9922,
+ * ef 192 0.9972 (293x the fastest exact search) and ef 256 no more (0.9972, 242x). So 96 below
+ * 500k users and 192 from there on.
  */
 export function defaultEfSearch(count: number): number {
-  return count < 500_000 ? DEFAULT_PARAMS.efSearch : 256;
+  return count < 500_000 ? DEFAULT_PARAMS.efSearch : 192;
 }
 
 export function featureIndexDir(storeDir: string, featureId: string): string {

@@ -78,7 +78,7 @@ describe('HNSW index', () => {
 
   it('picks the default efSearch from the index size, and an explicit one wins', async () => {
     expect(defaultEfSearch(499_999)).toBe(96);
-    expect(defaultEfSearch(500_000)).toBe(256);
+    expect(defaultEfSearch(500_000)).toBe(192);
     expect((await buildIndex(store, 'F', { silent: true })).efSearch).toBe(defaultEfSearch(N));
     expect((await buildIndex(store, 'F', { efSearch: 40, silent: true })).efSearch).toBe(40);
   });

@@ -28,13 +28,13 @@ export function register(program: Command): void {
       'Build the HNSW (cosine) neighbour index of a feature from the embedding store, as a new generation that replaces ' +
         'the live one atomically (serving processes pick it up on reload). --update instead applies only what changed in ' +
         'the store since the index was written (re-embedded, new and deleted users); a missing or damaged index is rebuilt. ' +
-        'Defaults (M 16, efConstruction 200, efSearch 96 below 500k users, 256 from 500k on) were chosen with bench/index-hnsw.ts: see docs/parts/store-index.md.',
+        'Defaults (M 16, efConstruction 200, efSearch 96 below 500k users, 192 from 500k on) were chosen with bench/index-hnsw.ts: see docs/parts/store-index.md.',
     )
     .requiredOption('--store <dir>', 'embedding store directory')
     .option('--feature <id>', 'feature id (default: the newest non-retired long-term feature)')
     .option('--m <n>', 'graph degree M (default 16)', int('m', 2, 128))
     .option('--ef-construction <n>', 'beam width while building (default 200)', int('ef-construction', 1, 10000))
-    .option('--ef-search <n>', 'default beam width of searches, stored with the index (default 96 below 500k users, 256 from 500k on)', int('ef-search', 1, 10000))
+    .option('--ef-search <n>', 'default beam width of searches, stored with the index (default 96 below 500k users, 192 from 500k on)', int('ef-search', 1, 10000))
     .option('--update', 'incremental: upsert changed users and remove deleted ones instead of rebuilding')
     .option('--check', 'only load and verify the live index (checksums, feature id, dimension); build nothing')
     .option('--json', 'print the resulting manifest as JSON')
