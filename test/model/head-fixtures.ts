@@ -5,6 +5,9 @@
 // sessions they are not: exactly the short-term signal the head must pick up.
 import type { UserExample, Vocabulary } from '../../src/data/types.js';
 import { Rng } from '../../src/data/rng.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { expect } from 'vitest';
+import { encodeHeadBatch, type RealtimeHead, type RecentEvents } from '../../src/model/realtime-head.js';
 
 export interface World {
   numApps: number;
@@ -99,4 +102,21 @@ export function cosine(a: Float32Array, b: Float32Array): number {
     nb += b[i]! * b[i]!;
   }
   return d / Math.sqrt(na * nb);
+}
+
+/** The reference: RealtimeHead.forward on tfjs at full width, one vector per state. */
+export function tfjsVectors(head: RealtimeHead, states: readonly RecentEvents[], nowMs: number): Float32Array[] {
+  const batch = encodeHeadBatch(states, nowMs, head.cfg);
+  const out = tf.tidy(() => head.forward(batch, false));
+  const flat = out.dataSync() as Float32Array;
+  out.dispose();
+  const d = head.cfg.outDim;
+  return states.map((_, i) => flat.slice(i * d, (i + 1) * d));
+}
+
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
 }

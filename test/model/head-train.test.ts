@@ -4,9 +4,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../src/model/backend.js';
-import { RealtimeHead, defaultHeadConfig, encodeHeadBatch, type HeadEvent, type RealtimeHeadConfig } from '../../src/model/realtime-head.js';
+import { RealtimeHead, defaultHeadConfig, type HeadEvent, type RealtimeHeadConfig } from '../../src/model/realtime-head.js';
 import { trainHead, type HeadTrainResult } from '../../src/model/train-head.js';
-import { MIN, T0, DAY, cosine, makeWorld, sourceOf, type World } from './head-fixtures.js';
+import { MIN, T0, DAY, cosine, makeWorld, sourceOf, type World, tfjsVectors, maxAbsDiff } from './head-fixtures.js';
+
+const vectors = (head: RealtimeHead, users: HeadEvent[][], nowMs: number) => tfjsVectors(head, users.map((events) => ({ events })), nowMs);
 
 const NOW = T0 + 60 * DAY;
 const ev = (app: number, minutesAgo: number, type: 1 | 2 = 1): HeadEvent => ({ app, type, timestampMs: NOW - minutesAgo * MIN });
@@ -15,20 +17,7 @@ function tinyCfg(world: { numApps: number; appDim: number }, over: Partial<Realt
   return defaultHeadConfig({ numApps: world.numApps, appDim: world.appDim, dModel: 16, heads: 2, dFf: 32, maxEvents: 8, outDim: 12, recentK: 3, dropout: 0.05, ...over });
 }
 
-function vectors(head: RealtimeHead, users: HeadEvent[][], nowMs: number): Float32Array[] {
-  const batch = encodeHeadBatch(users.map((events) => ({ events })), nowMs, head.cfg);
-  const out = tf.tidy(() => head.forward(batch, false));
-  const flat = out.dataSync() as Float32Array;
-  out.dispose();
-  const d = head.cfg.outDim;
-  return users.map((_, i) => flat.slice(i * d, (i + 1) * d));
-}
 
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 const TRAIN = { epochs: 4, batchSize: 32, lr: 1e-2, cutsPerUser: 3, nextK: 3, valPercent: 20, seed: 5, progress: false, maskWindowMs: 10 * MIN } as const;
 

@@ -12,7 +12,9 @@ import { loadNativeGemm } from '../../src/model/native-gemm.js';
 import { availableParallelism } from 'node:os';
 import { Rng } from '../../src/data/rng.js';
 import { UserError } from '../../src/util/errors.js';
-import { DAY, MIN, T0, cosine, makeWorld, sourceOf, type World } from './head-fixtures.js';
+import { DAY, MIN, T0, cosine, makeWorld, sourceOf, type World, tfjsVectors, maxAbsDiff } from './head-fixtures.js';
+
+const vectors = (head: RealtimeHead, users: HeadEvent[][], nowMs: number) => tfjsVectors(head, users.map((events) => ({ events })), nowMs);
 
 const NOW = T0 + 60 * DAY;
 
@@ -20,20 +22,7 @@ function tinyCfg(world: { numApps: number; appDim: number }, over: Partial<Realt
   return defaultHeadConfig({ numApps: world.numApps, appDim: world.appDim, dModel: 16, heads: 2, dFf: 32, maxEvents: 8, outDim: 12, recentK: 3, dropout: 0, ...over });
 }
 
-function vectors(head: RealtimeHead, users: HeadEvent[][], nowMs: number): Float32Array[] {
-  const batch = encodeHeadBatch(users.map((events) => ({ events })), nowMs, head.cfg);
-  const out = tf.tidy(() => head.forward(batch, false));
-  const flat = out.dataSync() as Float32Array;
-  out.dispose();
-  const d = head.cfg.outDim;
-  return users.map((_, i) => flat.slice(i * d, (i + 1) * d));
-}
 
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 const ev = (app: number, minutesAgo: number, type: 1 | 2 = 1): HeadEvent => ({ app, type, timestampMs: NOW - minutesAgo * MIN });
 

@@ -12,6 +12,7 @@ import { HOST_MAX_EVENTS, loadHead, saveHead } from '../../src/model/head-checkp
 import { Rng } from '../../src/data/rng.js';
 import { UserError } from '../../src/util/errors.js';
 import { native, restoreNativeGemmEnvAfterAll, why } from './native-fixture.js';
+import { maxAbsDiff, tfjsVectors } from './head-fixtures.js';
 
 const MIN = 60_000;
 const NOW = Date.UTC(2026, 3, 1);
@@ -57,21 +58,7 @@ function user(rng: Rng, n: number): RecentEvents {
 
 const COUNTS = [0, 1, 2, 3, 5, 8, 17, 32, 40];
 
-function tfjsVectors(head: RealtimeHead, states: readonly RecentEvents[]): Float32Array[] {
-  const batch = encodeHeadBatch(states, NOW, head.cfg);
-  const s = tf.tidy(() => head.forward(batch, false));
-  const flat = s.dataSync() as Float32Array;
-  s.dispose();
-  const d = head.cfg.outDim;
-  return states.map((_, i) => flat.slice(i * d, (i + 1) * d));
-}
 
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 const bits = (v: Float32Array) => Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
 
@@ -97,7 +84,7 @@ describe.each(CONFIGS)('host forward equals RealtimeHead.forward (%s)', (_name, 
     const rng = new Rng(5, 'users');
     // Each count three times so users of one count also differ in apps, types and ages.
     const states = [...COUNTS, ...COUNTS, ...COUNTS].map((n) => user(rng, n));
-    const want = tfjsVectors(head, states);
+    const want = tfjsVectors(head, states, NOW);
     const host = new HostHead(head, { gemm });
     expect(host.gemmKind).toBe(gemm);
     const got = host.embed(states, NOW);
@@ -200,7 +187,7 @@ describe('bad input is refused as fillHeadRow refuses it', () => {
   test('only the newest maxEvents are checked, as in fillHeadRow', () => {
     const old: HeadEvent = { app: M + 5, type: 1, timestampMs: NOW - 1000 * MIN };
     const states = [{ events: [old, ...Array.from({ length: 8 }, (_, i) => ({ ...ok, app: i, timestampMs: NOW - i * MIN }))] }];
-    const want = tfjsVectors(head, states);
+    const want = tfjsVectors(head, states, NOW);
     expect(maxAbsDiff(new HostHead(head).embed(states, NOW)[0]!, want[0]!)).toBeLessThan(2e-5);
   });
 });
