@@ -305,8 +305,20 @@ export interface LoadHeadOptions extends HeadCheckFor {
 export const HOST_MAX_EVENTS = 4;
 
 /**
+ * The same cut when the host forward's GEMMs run as JS loops (no native addon): host/tfjs at
+ * batch 1000, both without OpenBLAS, was 2.29x at 1 event, 1.10x at 2, 0.67x at 4, 0.32x at 8.
+ */
+export const HOST_MAX_EVENTS_JS = 2;
+
+/** Users with at most this many events take the host forward, given how its GEMMs run. */
+export function hostMaxEvents(gemm: 'native' | 'js'): number {
+  return gemm === 'native' ? HOST_MAX_EVENTS : HOST_MAX_EVENTS_JS;
+}
+
+/**
  * Which forward loadHead's embed runs. 'host' (default): the tfjs-free HostHead (valid tokens only)
- * for users with <= HOST_MAX_EVENTS events, 1.2-1.9x faster on those; everyone else on tfjs. 'tfjs' (AETN_HEAD_HOST=0): RealtimeHead.forward
+ * for users with <= hostMaxEvents(...) events (4 with the native GEMM, 2 without), 1.1-2.3x faster on
+ * those; everyone else on tfjs. 'tfjs' (AETN_HEAD_HOST=0): RealtimeHead.forward
  * on the tfjs backend, users grouped by width; kept as the reference and for comparisons. Both
  * compute the same function (to ~1e-6; test/model/realtime-head-host.test.ts).
  */
@@ -327,6 +339,7 @@ export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Pr
   const dim = head.cfg.outDim;
   const forward = headForwardKind(opts.forward);
   const host = forward === 'host' ? new HostHead(head, { maxBatch }) : null;
+  const hostMax = host ? hostMaxEvents(host.gemmKind) : -1;
   // Users are grouped by how many events they have (widths 8, 16, 32, ...): a forward pass costs
   // per position, and most users in a Kafka batch have far fewer events than maxEvents.
   const embedGroup = (states: readonly RecentEvents[], rows: number[], width: number, nowMs: number, out: Float32Array[]) => {
@@ -354,7 +367,7 @@ export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Pr
       states.forEach((st, r) => {
         // Which forward a user gets depends only on its own event count, so a user's vector
         // still does not depend on the rest of the batch.
-        if (host && Math.min(st.events.length, head.cfg.maxEvents) <= HOST_MAX_EVENTS) {
+        if (host && Math.min(st.events.length, head.cfg.maxEvents) <= hostMax) {
           hostRows.push(r);
           return;
         }

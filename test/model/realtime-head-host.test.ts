@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../src/model/backend.js';
 import { RealtimeHead, defaultHeadConfig, encodeHeadBatch, type HeadEvent, type RealtimeHeadConfig, type RecentEvents } from '../../src/model/realtime-head.js';
 import { HostHead } from '../../src/model/realtime-head-host.js';
-import { HOST_MAX_EVENTS, loadHead, saveHead } from '../../src/model/head-checkpoint.js';
+import { HOST_MAX_EVENTS, HOST_MAX_EVENTS_JS, hostMaxEvents, loadHead, saveHead } from '../../src/model/head-checkpoint.js';
 import { Rng } from '../../src/data/rng.js';
 import { UserError } from '../../src/util/errors.js';
 import { native, restoreNativeGemmEnvAfterAll, why } from './native-fixture.js';
@@ -223,8 +223,10 @@ describe('loadHead serves the host forward unless AETN_HEAD_HOST=0', () => {
       // Few-event users take the host forward, the rest tfjs: each user's vector is still the
       // same bits alone as in the mixed batch, and the split really happens.
       states.forEach((st, i) => expect(hostServed.embed([st], NOW)[0]).toEqual(a[i]));
-      const few = states.findIndex((st) => st.events.length > 0 && st.events.length <= HOST_MAX_EVENTS);
-      const many = states.findIndex((st) => st.events.length > HOST_MAX_EVENTS);
+      const cut = hostMaxEvents(new HostHead(head).gemmKind);
+      expect(cut).toBe(native.ok && process.env.AETN_NATIVE_GEMM !== '0' ? HOST_MAX_EVENTS : HOST_MAX_EVENTS_JS);
+      const few = states.findIndex((st) => st.events.length > 0 && st.events.length <= cut);
+      const many = states.findIndex((st) => st.events.length > cut);
       expect(few).toBeGreaterThanOrEqual(0);
       expect(many).toBeGreaterThanOrEqual(0);
       expect(a[many]).toEqual(b[many]); // tfjs for both
