@@ -10,6 +10,7 @@
 //   installs / uninstalls ──▶ tokens ──▶ [r; tokens] ──encoder×L──▶ r_L ──tanh W_b──▶ u (user vector)
 //                                            │ masked positions ──W_aᵀ──▶ softmax   (L_mask)
 //   u ──MLP──W_aᵀ──▶ σ (retention, L_main) ; [ũ; ũ + date + type] ──decoder──W_aᵀ──▶ softmax (L_main)
+//   (V-AETN's decoder reads [ũ; date + type]: ũ is one prepended key/value, see forward)
 //
 // One tied app matrix W_a = W_app + C[category(app)] ([M, d]) is the first autoencoder layer, the
 // encoder's app table and, transposed, the output layer of every head, with one shared bias b_out.
@@ -244,11 +245,14 @@ export class AetnModel {
           res.maskHidden = gatherRows(tf.reshape(X, [B * T, d]), batch.maskFlat) as tf.Tensor2D; // [Nm, d]
           res.maskLogits = out(res.maskHidden); // [Nm, M]
         }
-        // Non-autoregressive decoder: the bottleneck plays the role of r; each position is queried
-        // by its date and behaviour type only.
+        // Non-autoregressive decoder: each position is queried by its date and behaviour type.
+        // AETN (modified attention): the bottleneck plays the role of r, and ũ is also added to every
+        // position's token. V-AETN (the paper's vanilla decoder): the tokens are [ũ; date + type],
+        // so ũ reaches the positions only as the one prepended key/value.
         const uTilde = tf.add(tf.matMul(u, this.W_ud!), this.b_ud!); // [B, d]
         const uT = tf.expandDims(uTilde, 1); // [B, 1, d]
-        let Y = tf.concat([uT, tf.add(uT, ctx)], 1) as tf.Tensor3D; // [B, T, d]
+        const positions = this.features.attention === 'vanilla' ? ctx : tf.add(uT, ctx); // [B, 2I, d]
+        let Y = tf.concat([uT, positions], 1) as tf.Tensor3D; // [B, T, d]
         for (const p of this.dec) Y = this.transformerLayer(Y, p, batch.keyBias, drop, true);
         res.decoderOut = Y;
         res.seqHidden = gatherRows(tf.reshape(Y, [B * T, d]), batch.targetFlat) as tf.Tensor2D; // [Nv, d]
@@ -264,8 +268,8 @@ export class AetnModel {
   /**
    * One post-LN transformer layer with the paper's modified attention: keys/values are every token
    * concatenated with the layer's current position-0 token (r in the encoder, the bottleneck in the
-   * decoder) and projected 2d -> d. Queries are all T tokens, or (allQueries = false) position 0
-   * alone, which returns [B, 1, d].
+   * decoder) and projected 2d -> d; the vanilla variant's keys/values are the T tokens alone.
+   * Queries are all T tokens, or (allQueries = false) position 0 alone, which returns [B, 1, d].
    */
   private transformerLayer(X: tf.Tensor3D, p: LayerParams, keyBias: tf.Tensor4D, drop: Dropout, allQueries: boolean): tf.Tensor3D {
     const [B, T, d] = X.shape;

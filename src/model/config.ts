@@ -7,7 +7,8 @@ import { UserError } from '../util/errors.js';
  *   aetn     full model: L_main + L_aux + L_mask + L_reg, modified attention
  *   no-mask  AETN without the masked-app prediction task (no [MASK] tokens, no L_mask)
  *   no-aux   AETN without the auxiliary retention autoencoder loss (L_aux)
- *   vanilla  V-AETN: plain keys/values (the retention / bottleneck is not concatenated to them)
+ *   vanilla  V-AETN: plain keys/values (the retention / bottleneck is not concatenated to them);
+ *            decoder tokens [ũ; date + type], the paper's vanilla decoder
  *   dae      denoising autoencoder baseline: retention -> d -> dEmb (tanh) -> d -> M, no transformer
  */
 export const VARIANTS = ['aetn', 'no-mask', 'no-aux', 'vanilla', 'dae'] as const;

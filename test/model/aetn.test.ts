@@ -346,7 +346,9 @@ describe('AetnModel', () => {
     const retNames = mod.names.filter((n) => /\.W[kv]_ret$/.test(n));
     expect(retNames).toEqual(['enc0.Wk_ret', 'enc0.Wv_ret', 'enc1.Wk_ret', 'enc1.Wv_ret', 'dec0.Wk_ret', 'dec0.Wv_ret']);
     expect(van.names).toEqual(mod.names.filter((n) => !retNames.includes(n)));
-    const out = (m: AetnModel) => tf.tidy(() => Array.from(arr(m.forward(batch, false).decoderOut)));
+    // The encoder (every token) isolates the attention: the two decoders also differ in their input
+    // tokens (V-AETN's do not carry ũ; see the next test).
+    const out = (m: AetnModel) => tf.tidy(() => Array.from(arr(m.forward(batch, false, { allTokens: true }).encoderOut)));
     const vanilla = out(van);
     const modified = out(mod);
     expect(maxAbsDiff(vanilla, modified)).toBeGreaterThan(1e-3);
@@ -359,6 +361,83 @@ describe('AetnModel', () => {
     batch.dispose();
     mod.dispose();
     van.dispose();
+  });
+
+  it("V-AETN's decoder is a plain transformer over [ũ; date + type]: equal to a reference written out in JS", () => {
+    // The paper's vanilla decoder: queries from each position's date + type embedding, keys and
+    // values the 1 + 2I tokens [ũ; date + type]; ũ reaches a position only as the prepended token.
+    const cfg = tinyConfig('vanilla', { dropoutAttention: 0, dropoutFfn: 0, dropoutInput: 0, decLayers: 2 });
+    const model = new AetnModel(cfg, 31);
+    const ex = users(5, 3);
+    const batch = makeBatch(ex, cfg, { training: false, seed: 1 });
+    const { seqLen: I, dModel: d, heads: H } = cfg;
+    const T = 1 + 2 * I;
+    const dh = d / H;
+    const v = (name: string) => Array.from(arr(model.variable(name)));
+    const matVec = (x: number[], W: number[], cols: number, b?: number[]) =>
+      Array.from({ length: cols }, (_, j) => x.reduce((s, xi, i) => s + xi * W[i * cols + j], b ? b[j] : 0));
+    const layerNorm = (x: number[], g: number[], b: number[]) => {
+      const mean = x.reduce((s, a) => s + a, 0) / x.length;
+      const vr = x.reduce((s, a) => s + (a - mean) ** 2, 0) / x.length;
+      return x.map((a, i) => ((a - mean) / Math.sqrt(vr + cfg.layerNormEps)) * g[i] + b[i]);
+    };
+    const { u, decoderOut } = tf.tidy(() => {
+      const o = model.forward(batch, false);
+      return { u: Array.from(arr(o.u)), decoderOut: Array.from(arr(o.decoderOut)) };
+    });
+    const h = batch.host;
+    const [eDate, eIns, eUni, Wud, bud] = ['e_date', 'e_install', 'e_uninstall', 'W_ud', 'b_ud'].map(v);
+    let maxDiff = 0;
+    for (let b = 0; b < ex.length; b++) {
+      const uTilde = matVec(u.slice(b * cfg.dEmb, (b + 1) * cfg.dEmb), Wud, d, bud);
+      // Tokens: ũ, then date + type at every valid position (zero at padding, which no key sees).
+      const valid = [true, ...Array.from({ length: 2 * I }, (_, k) => h.seqValid[b * 2 * I + k] === 1)];
+      let Y: number[][] = [uTilde];
+      for (let k = 0; k < 2 * I; k++) {
+        const date = h.seqDates[b * 2 * I + k];
+        const type = k < I ? eIns : eUni;
+        Y.push(valid[k + 1] ? Array.from({ length: d }, (_, j) => eDate[date * d + j] + type[j]) : new Array<number>(d).fill(0));
+      }
+      expect(Y.length).toBe(T);
+      for (let l = 0; l < cfg.decLayers; l++) {
+        const [Wq, Wk, Wv, Wo, g1, b1, Wf1, bf1, Wf2, bf2, g2, b2] = [
+          'Wq', 'Wk', 'Wv', 'Wo', 'ln1.g', 'ln1.b', 'Wff1', 'bff1', 'Wff2', 'bff2', 'ln2.g', 'ln2.b',
+        ].map((n) => v(`dec${l}.${n}`));
+        const Q = Y.map((y) => matVec(y, Wq, d));
+        const K = Y.map((y) => matVec(y, Wk, d));
+        const V = Y.map((y) => matVec(y, Wv, d));
+        const keys = Array.from({ length: T }, (_, t) => t).filter((t) => valid[t]); // 1 + valid positions
+        expect(keys[0]).toBe(0);
+        Y = Y.map((y, q) => {
+          const merged = new Array<number>(d).fill(0);
+          for (let hd = 0; hd < H; hd++) {
+            const sl = (x: number[]) => x.slice(hd * dh, (hd + 1) * dh);
+            const sc = keys.map((t) => sl(Q[q]).reduce((s, a, i) => s + a * sl(K[t])[i], 0) / Math.sqrt(dh));
+            const mx = Math.max(...sc);
+            const e = sc.map((z) => Math.exp(z - mx));
+            const z = e.reduce((s, a) => s + a, 0);
+            keys.forEach((t, i) => {
+              for (let j = 0; j < dh; j++) merged[hd * dh + j] += (e[i] / z) * V[t][hd * dh + j];
+            });
+          }
+          const h1 = layerNorm(matVec(merged, Wo, d).map((a, j) => a + y[j]), g1, b1);
+          const f = matVec(h1, Wf1, cfg.dFf, bf1).map((a) => Math.max(0, a));
+          return layerNorm(matVec(f, Wf2, d, bf2).map((a, j) => a + h1[j]), g2, b2);
+        });
+      }
+      for (let t = 0; t < T; t++) for (let j = 0; j < d; j++) maxDiff = Math.max(maxDiff, Math.abs(Y[t][j] - decoderOut[(b * T + t) * d + j]));
+    }
+    expect(maxDiff).toBeLessThan(1e-4);
+    // ũ enters only as that one token: with W_ud and b_ud zeroed, ũ = 0 for everyone and the decoder
+    // output no longer depends on the user's retention (only on dates and types), unlike AETN's.
+    const noRet = ex.map((e) => ({ ...e, retention: Int32Array.from([(e.retention[0] + 1) % M]) }));
+    const batch2 = makeBatch(noRet, cfg, { training: false, seed: 1 });
+    for (const n of ['W_ud', 'b_ud']) model.variable(n).assign(tf.zerosLike(model.variable(n)));
+    const dec = (bt: Batch) => tf.tidy(() => Array.from(arr(model.forward(bt, false).decoderOut)));
+    expect(maxAbsDiff(dec(batch), dec(batch2))).toBe(0);
+    batch.dispose();
+    batch2.dispose();
+    model.dispose();
   });
 
   it('W_a is one variable W_app plus one category table, used by the AE, the encoder and every head', () => {
