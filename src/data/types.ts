@@ -34,10 +34,10 @@ export interface UserExample {
   lastActiveMs: number;
 }
 
-/** Ground truth from the held-out week after the reference date (present when the input had one). */
+/** Ground truth from the held-out week(s) after the reference date (present when the input had them). */
 export interface NextWeekLabels {
   userId: string;
-  /** App ids (catalog ids, in or out of the vocabulary) the user installed in the held-out week. */
+  /** App ids (catalog ids, in or out of the vocabulary) the user installed in the held-out weeks (manifest.labelWeeks). */
   appIds: string[];
 }
 
@@ -89,11 +89,18 @@ export interface PreparedManifest {
   dateBuckets: number; // 52 week buckets
   weeklyCap: number; // at most this many (un)install operations per user per week
   minInstalls: number; // install-count threshold of the vocabulary
+  /** 'flag': --min-installs was given; 'derived': from the number of users (defaultMinInstalls). Absent in older datasets. */
+  minInstallsSource?: 'flag' | 'derived';
   numUsers: number;
+  /** Users read (with any record) that kept no vocabulary app at all: not written, so they get no vector
+   *  (= counts['users.empty-skipped']). Absent in older datasets. */
+  usersWithoutVector?: number;
   numApps: number;
   numCategories: number;
   shards: ShardInfo[];
   hasLabels: boolean;
+  /** Weeks after the reference date that labels.ndjson covers (installs of any of them). Absent in older datasets: 1. */
+  labelWeeks?: number;
   labelUsers: number;
   /** Preprocessing counts: records read, rejected (by reason), dropped (by rule), truncated. */
   counts: Record<string, number>;

@@ -10,7 +10,7 @@ export function register(program: Command): void {
     .requiredOption('--in <dir>', 'raw dataset directory (holds dataset.json)')
     .requiredOption('--out <dir>', 'output directory for the prepared dataset')
     .option('--shards <n>', 'number of shard files (users are assigned by a hash of their id)', int('--shards'), 16)
-    .option('--min-installs <n>', 'drop apps with fewer installs (retention entries + history installs) than this', int('--min-installs'), 10)
+    .option('--min-installs <n>', 'drop apps with fewer installs (retention entries + history installs) than this (default: 1 per 1000 users with history, at least 2, at most 10)', int('--min-installs'))
     .option('--weekly-cap <n>', 'keep at most this many (un)install operations per user per week (the most recent)', int('--weekly-cap'), 10)
     .option('--seq-len <n>', 'most recent installs and uninstalls kept per user (paper I = 25)', int('--seq-len'), 25)
     .option('--date-buckets <n>', 'week buckets of event dates before the reference date', int('--date-buckets'), 52)
@@ -18,15 +18,17 @@ export function register(program: Command): void {
     .option('--strict', 'exit with status 3 when any record was rejected')
     .option('--workers <n>', 'worker threads (default: one per core; output is identical for any number)', int('--workers'))
     .addHelpText('after', '\nExample:\n  aetn prepare --in d --out p\nRejected records are listed in <out>/rejects.ndjson with file, line and reason.\n')
-    .action(async (o: { in: string; out: string; shards: number; minInstalls: number; weeklyCap: number; seqLen: number; dateBuckets: number; excludeApp?: string[]; strict?: boolean; workers?: number }) => {
+    .action(async (o: { in: string; out: string; shards: number; minInstalls?: number; weeklyCap: number; seqLen: number; dateBuckets: number; excludeApp?: string[]; strict?: boolean; workers?: number }) => {
       const { prepare } = await import('../../data/prepare.js');
       const t0 = performance.now();
       const r = await prepare({ input: o.in, out: o.out, shards: o.shards, minInstalls: o.minInstalls, weeklyCap: o.weeklyCap, seqLen: o.seqLen, dateBuckets: o.dateBuckets, excludeApps: o.excludeApp, workers: o.workers });
       const s = (performance.now() - t0) / 1000;
       const m = r.manifest;
+      const noVector = m.usersWithoutVector ?? 0;
       const lines = [
         `prepared ${m.numUsers} users into ${m.shards.length} shards in ${s.toFixed(1)}s (${Math.round(m.numUsers / s)} users/s)`,
-        `vocabulary: ${m.numApps} apps, ${m.numCategories} categories, hash ${m.vocabHash}`,
+        `vocabulary: ${m.numApps} apps, ${m.numCategories} categories, hash ${m.vocabHash}; min installs ${m.minInstalls} (${m.minInstallsSource === 'derived' ? 'derived from the number of users; --min-installs sets it' : '--min-installs'})`,
+        `users without a vector: ${noVector} of ${m.numUsers + noVector}${noVector > 0 ? ' (none of their apps is in the vocabulary; a lower --min-installs keeps more apps)' : ''}`,
         `held-out labels: ${m.hasLabels ? `${m.labelUsers} users` : 'none (no heldOut file)'}`,
         'counts:',
         ...Object.entries(m.counts).map(([k, v]) => `  ${k.padEnd(36)}${v}`),
