@@ -62,7 +62,10 @@ export interface BuiltSystem {
   rawDir: string;
   preparedDir: string;
   modelDir: string;
-  headDir: string;
+  /** null: no realtime head (the data has no usable install events); only long-term vectors serve. */
+  headDir: string | null;
+  /** Why there is no head (printed), when headDir is null. */
+  noHeadReason?: string;
   storeDir: string;
   featureId: string;
   apiKey: string;
@@ -89,8 +92,15 @@ export async function buildAll(o: StartOptions): Promise<BuiltSystem> {
   if (!existsSync(join(modelDir, 'manifest.json'))) {
     await stage('train AETN', ['train', '--data', preparedDir, '--out', modelDir, '--epochs', String(o.epochs), '--seed', String(o.seed), ...size.aetn]);
   }
+  let noHeadReason: string | undefined;
   if (!existsSync(join(headDir, 'manifest.json'))) {
-    await stage('train the realtime head', ['train', '--head', 'realtime', '--base-model', modelDir, '--data', preparedDir, '--out', headDir, '--seed', String(o.seed), '--epochs', String(o.headEpochs), ...size.head]);
+    noHeadReason = await whyNoHeadSamples(preparedDir);
+    if (noHeadReason) {
+      log.warn({ reason: noHeadReason }, 'realtime head skipped');
+      process.stderr.write(`\n⚠ train the realtime head: skipped, ${noHeadReason}. The long-term vectors are served; EventService (short-term vectors) is off.\n`);
+    } else {
+      await stage('train the realtime head', ['train', '--head', 'realtime', '--base-model', modelDir, '--data', preparedDir, '--out', headDir, '--seed', String(o.seed), '--epochs', String(o.headEpochs), ...size.head]);
+    }
   }
   const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8')) as { featureId: string };
   const featureId = manifest.featureId;
@@ -111,7 +121,26 @@ export async function buildAll(o: StartOptions): Promise<BuiltSystem> {
   const keyFile = join(dir, 'api-key.txt');
   if (!existsSync(keyFile)) writeFileSync(keyFile, `demo-${randomBytes(12).toString('hex')}\n`, { mode: 0o600 });
   const apiKey = readFileSync(keyFile, 'utf8').trim();
-  return { rawDir, preparedDir, modelDir, headDir, storeDir, featureId, apiKey };
+  return { rawDir, preparedDir, modelDir, headDir: noHeadReason ? null : headDir, ...(noHeadReason ? { noHeadReason } : {}), storeDir, featureId, apiKey };
+}
+
+/**
+ * Why the realtime head cannot be trained on this prepared dataset, or undefined when it can: it
+ * learns from users who have an install after at least one earlier event (install or uninstall).
+ * A retention-only dataset (installed lists, no events) has none. Stops at the first such user, so
+ * on data with events it reads only the first few users.
+ */
+export async function whyNoHeadSamples(preparedDir: string): Promise<string | undefined> {
+  const ds = await openPrepared(preparedDir);
+  if ((ds.manifest.counts['kept.installs'] ?? 0) === 0) return 'the data has no install events in the vocabulary (retention only: installed-app lists)';
+  for await (const ex of ds.examples()) {
+    // An install strictly later than the user's earliest event is a cut point with history before it.
+    let first = Infinity;
+    for (const t of ex.installTimes) first = Math.min(first, t);
+    for (const t of ex.uninstallTimes) first = Math.min(first, t);
+    for (const t of ex.installTimes) if (t > first) return undefined;
+  }
+  return 'no user has an install after an earlier event (the realtime head learns from those)';
 }
 
 export async function examples(sys: BuiltSystem, cfg: AetnConfig): Promise<string> {
@@ -146,7 +175,9 @@ export async function runStart(o: StartOptions, cfg: AetnConfig): Promise<{ stop
   const serving = await runServe(cfg, { searchThreads: 1 });
   const stops: Array<() => Promise<void>> = [() => serving.stop()];
   let realtimeNote = 'realtime ingestion: EventService/PublishEvents feeds the realtime head directly (set kafka.brokers to use Kafka)';
-  if (cfg.kafka.brokers.length > 0) {
+  if (!sys.headDir) {
+    realtimeNote = `realtime ingestion: off (no realtime head: ${sys.noHeadReason ?? 'not trained'}); long-term vectors only`;
+  } else if (cfg.kafka.brokers.length > 0) {
     const { runRealtime } = await import('./realtime.js');
     const rt = await runRealtime({ ...cfg, metrics: { ...cfg.metrics, port: null } });
     stops.unshift(() => rt.stop());
@@ -161,7 +192,7 @@ export async function runStart(o: StartOptions, cfg: AetnConfig): Promise<{ stop
       `  raw data        ${sys.rawDir}`,
       `  prepared data   ${sys.preparedDir}`,
       `  AETN model      ${sys.modelDir}  (feature ${sys.featureId})`,
-      `  realtime head   ${sys.headDir}`,
+      `  realtime head   ${sys.headDir ?? `none (${sys.noHeadReason ?? 'not trained'})`}`,
       `  store + index   ${sys.storeDir}`,
       `  gRPC            ${cfg.serve.host}:${port}   API key in ${join(resolve(o.dir), 'api-key.txt')}`,
       `  metrics         ${serving.metricsUrl ?? 'off'}`,
@@ -174,7 +205,7 @@ export async function runStart(o: StartOptions, cfg: AetnConfig): Promise<{ stop
       '',
     ].join('\n'),
   );
-  if (o.replay !== false && cfg.kafka.brokers.length === 0) {
+  if (o.replay !== false && cfg.kafka.brokers.length === 0 && sys.headDir) {
     // Background traffic; its outcome is printed, and a failure never takes the server down.
     void replayHeldOut(sys.rawDir, `${cfg.serve.host}:${port}`, sys.apiKey)
       .then((r) =>
