@@ -20,9 +20,13 @@ const env = { ...process.env, AETN_PROGRESS: '0', AETN_LOG_LEVEL: 'warn' };
 const common = ['bin/aetn.js', 'start', '--dir', dir, '--data', raw, '--size', 'tiny', '--epochs', '1', '--port', '0', '--metrics-port', '0'];
 let proc: ChildProcess | undefined;
 
-/** 300 users over 40 apps in 4 categories: each user holds 3-7 apps, mostly of one category. */
+/**
+ * 300 users over 40 apps in 4 categories: each user holds 3-7 apps, mostly of one category; and 2
+ * users whose only app nobody else has (below any threshold >= 2: they get no vector).
+ */
 function retentionOnly(): void {
   const apps: App[] = Array.from({ length: 40 }, (_, i) => ({ id: `a${i}`, packages: [`com.x.a${i}`], category: `cat${i % 4}` }));
+  apps.push({ id: 'solo1', packages: ['com.solo.one'], category: 'cat0' }, { id: 'solo2', packages: ['com.solo.two'], category: 'cat1' });
   let s = 7;
   const rnd = (k: number) => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % k;
   const installed: [string, string[]][] = Array.from({ length: 300 }, (_, u) => {
@@ -31,6 +35,7 @@ function retentionOnly(): void {
     while (own.size < n) own.add(rnd(5) === 0 ? rnd(40) : (u % 4) + 4 * rnd(10));
     return [`u${u}`, [...own].map((a) => `com.x.a${a}`)];
   });
+  installed.push(['lone1', ['com.solo.one']], ['lone2', ['com.solo.two']]);
   writeRaw(raw, { apps, installed });
 }
 
@@ -45,7 +50,7 @@ afterAll(async () => {
 
 describe('aetn start on retention-only data', () => {
   it('--build-only: skips the realtime head with a notice and builds the long-term vectors', async () => {
-    const { stderr } = await exec(process.execPath, [...common, '--build-only'], { env, timeout: 300_000 });
+    const { stdout, stderr } = await exec(process.execPath, [...common, '--build-only'], { env, timeout: 300_000 });
     expect(stderr).toMatch(/train the realtime head: skipped, the data has no install events in the vocabulary \(retention only/);
     expect(stderr).not.toContain('✔ train the realtime head');
     for (const stage of ['prepare', 'train AETN', 'embed', 'index']) expect(stderr).toContain(`✔ ${stage}`);
@@ -55,6 +60,11 @@ describe('aetn start on retention-only data', () => {
     expect(ds.manifest.minInstallsSource).toBe('derived');
     expect(ds.manifest.minInstalls).toBe(2);
     expect(ds.manifest.numUsers).toBe(300);
+    // prepare and embed both say who is left without a vector.
+    expect(ds.manifest.usersWithoutVector).toBe(2);
+    expect(stdout).toMatch(/min installs 2 \(derived from the number of users/);
+    expect(stdout).toMatch(/users without a vector: 2 of 302 \(none of their apps/);
+    expect(stdout).toMatch(/embedded 300 users[^\n]*\nusers without a vector: 2 of 302 in the prepared data/);
   }, 300_000);
 
   it('serves the long-term vectors and audiences without a head', async () => {

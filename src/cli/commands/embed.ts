@@ -36,13 +36,19 @@ export function register(program: Command): void {
         restart: o.restart,
         maxUsers: o.maxUsers,
       });
-      if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+      // Users prepare left without any vocabulary app are not in the shards: they get no vector.
+      const { openPrepared } = await import('../../data/prepared.js');
+      const pm = (await openPrepared(o.data)).manifest;
+      const usersWithoutVector = pm.usersWithoutVector ?? pm.counts['users.empty-skipped'] ?? 0;
+      if (o.json) process.stdout.write(`${JSON.stringify({ ...r, usersWithoutVector })}\n`);
       else
         process.stdout.write(
           `embedded ${r.users} users into feature ${r.featureId} (${r.variant}, ${r.dim}-d) in ${r.seconds.toFixed(1)}s: ` +
             `${r.usersPerSecond.toFixed(0)} users/s, ${r.gflopsPerSecond.toFixed(1)} GFLOP/s on ${r.backend} x${r.workers}` +
             `${r.skippedInactive ? `; ${r.skippedInactive} inactive users skipped` : ''}${r.resumedFrom ? `; resumed at shard ${r.resumedFrom.shard}` : ''}` +
-            `${r.installerApps ? `; installer lists for ${r.installerApps} apps` : ''}\n`,
+            `${r.installerApps ? `; installer lists for ${r.installerApps} apps` : ''}\n` +
+            `users without a vector: ${usersWithoutVector} of ${pm.numUsers + usersWithoutVector} in the prepared data` +
+            `${usersWithoutVector > 0 ? ` (none of their apps is in the vocabulary; aetn prepare --min-installs sets the threshold, now ${pm.minInstalls})` : ''}\n`,
         );
     });
 }
