@@ -19,8 +19,10 @@ export interface EmbedderOptions {
   workers?: number;
   /** Refuse the model unless it was trained on this vocabulary (hash from the prepared data). */
   vocabHash?: string;
-  /** Users per model call on each worker (bounds memory; default 500). */
+  /** Users per request to each worker (default 500); each worker cuts it further to its memory budget. */
   chunk?: number;
+  /** Memory per engine (wasm heap), MiB; default AETN_MEMORY_BUDGET_MIB or 1536 (memory.ts). */
+  memoryBudgetMiB?: number;
   /** Model factory module for non-AETN checkpoints (tests). */
   factoryUrl?: string;
 }
@@ -49,7 +51,7 @@ export async function createEmbedder(modelDir: string, opts: EmbedderOptions = {
   if (!factoryUrl) throw new UserError(`model kind '${manifest.modelKind}' of ${modelDir} has no model factory in this build`);
   const cfg = configFromJson(manifest.config);
   // The seed only sets initial weights, which the checkpoint replaces.
-  const { engine, local } = await startEngine({ factoryUrl, cfg, seed: manifest.seed, backend: backend.name, workers });
+  const { engine, local } = await startEngine({ factoryUrl, cfg, seed: manifest.seed, backend: backend.name, workers, memory: { memoryBudgetMiB: opts.memoryBudgetMiB } });
   try {
     checkLayout(layout, local.layout, modelDir);
     await engine.setWeights(weights);
@@ -60,7 +62,7 @@ export async function createEmbedder(modelDir: string, opts: EmbedderOptions = {
   }
   const dim = manifest.dim;
   const chunk = Math.max(1, opts.chunk ?? 500) * workers;
-  logger.debug({ featureId: manifest.featureId, backend: backend.name, workers, dim }, 'embedder ready');
+  logger.debug({ featureId: manifest.featureId, backend: backend.name, workers, dim, chunkUsers: engine.chunkUsers.inference }, 'embedder ready');
   let closed = false;
   return {
     manifest,

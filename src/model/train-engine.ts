@@ -4,6 +4,7 @@
 // WorkerPool (worker-pool.ts) splits each call over several LocalEngines in worker threads.
 import * as tf from '@tensorflow/tfjs-core';
 import type { UserExample, Vocabulary } from '../data/types.js';
+import { chunkUsers, resolveMemoryBudget, type EngineMemoryOptions, type MemoryEstimate } from './memory.js';
 
 export interface LossTensors {
   total: tf.Scalar;
@@ -54,6 +55,8 @@ export interface ModelFactory<C = unknown> {
   embeddingDim(cfg: C): number;
   /** The variant name of a config (manifest and feature id). */
   variantOf(cfg: C): string;
+  /** Peak bytes of a call (memory.ts); without it an engine computes every call in one piece. */
+  memoryEstimate?(cfg: C, numParams: number): MemoryEstimate;
 }
 
 export async function loadFactory(url: string): Promise<ModelFactory> {
@@ -97,6 +100,8 @@ export interface Engine {
   readonly numParams: number;
   readonly layout: VariableLayout[];
   readonly flopsPerUser: { training: number; inference: number };
+  /** Most users one replica computes in one model call (memory budget); calls are cut to it. */
+  readonly chunkUsers: { training: number; inference: number };
   /** Loads weights (flat, in layout order) into every replica. */
   setWeights(flat: Float32Array): Promise<void>;
   /** Mean gradient of the batch written into `out` (length numParams); returns its mean losses. */
@@ -120,24 +125,50 @@ export function mixSeed(...parts: number[]): number {
   return (h >>> 1) % 2147483647;
 }
 
+/** Users per call of one replica: a fixed chunk, else what the memory budget allows. */
+export function engineChunks(factory: ModelFactory, cfg: unknown, numParams: number, mem: EngineMemoryOptions = {}): { training: number; inference: number } {
+  if (mem.chunkUsers !== undefined) {
+    if (!Number.isInteger(mem.chunkUsers) || mem.chunkUsers < 1) throw new Error(`chunkUsers must be a positive integer (got ${mem.chunkUsers})`);
+    return { training: mem.chunkUsers, inference: mem.chunkUsers };
+  }
+  const budget = resolveMemoryBudget(mem.memoryBudgetMiB);
+  const est = factory.memoryEstimate?.(cfg, numParams);
+  if (!est) return { training: Infinity, inference: Infinity };
+  return { training: chunkUsers(budget, est, true), inference: chunkUsers(budget, est, false) };
+}
+
+/**
+ * Cuts n users into the fewest calls of at most `max` users, of near-equal sizes (the heap peak is
+ * set by the largest; equal sizes also let the wasm allocator reuse the same blocks every call).
+ */
+export function chunkRanges(n: number, max: number): Array<[number, number]> {
+  if (n <= max) return n > 0 ? [[0, n]] : [];
+  return splitRanges(n, Math.ceil(n / max));
+}
+
 export class LocalEngine implements Engine {
   readonly layout: VariableLayout[];
   readonly numParams: number;
   readonly flopsPerUser: { training: number; inference: number };
+  readonly chunkUsers: { training: number; inference: number };
+  /** One chunk's gradient while a chunked call accumulates into `out` (allocated on first use). */
+  private scratch: Float32Array | undefined;
 
   constructor(
     private readonly factory: ModelFactory,
     private readonly cfg: unknown,
     readonly model: ModelLike,
+    mem: EngineMemoryOptions = {},
   ) {
     const { vars, total } = layoutOf(model.variables, model.names);
     this.layout = vars;
     this.numParams = total;
     this.flopsPerUser = { training: model.flopsPerUser(true), inference: model.flopsPerUser(false) };
+    this.chunkUsers = engineChunks(factory, cfg, total, mem);
   }
 
-  static create(factory: ModelFactory, cfg: unknown, seed: number): LocalEngine {
-    return new LocalEngine(factory, cfg, factory.createModel(cfg, seed));
+  static create(factory: ModelFactory, cfg: unknown, seed: number, mem: EngineMemoryOptions = {}): LocalEngine {
+    return new LocalEngine(factory, cfg, factory.createModel(cfg, seed), mem);
   }
 
   getWeights(): Float32Array {
@@ -158,7 +189,34 @@ export class LocalEngine implements Engine {
     this.setWeightsSync(flat);
   }
 
+  /**
+   * Mean gradient of the users, computed in chunks of at most chunkUsers.training users: each chunk's
+   * mean gradient is weighted by its share of the users (the losses are per-user means, L_reg a
+   * constant), so the sum is the batch's mean gradient up to float rounding. One chunk writes `out`
+   * directly, bit for bit as an unchunked call. Dropout and [MASK] draws depend on (seed, user id)
+   * only, so a user's randomness does not depend on the chunking either.
+   */
   gradientSync(examples: UserExample[], seed: number, out: Float32Array): GradResult {
+    const ranges = chunkRanges(examples.length, this.chunkUsers.training);
+    if (ranges.length <= 1) return this.gradientChunk(examples, seed, out);
+    const n = examples.length;
+    this.scratch ??= new Float32Array(this.numParams);
+    const g = this.scratch;
+    const parts: GradResult[] = [];
+    ranges.forEach(([a, b], k) => {
+      const r = this.gradientChunk(examples.slice(a, b), seed, k === 0 ? out : g);
+      const w = (b - a) / n;
+      if (k === 0) {
+        for (let i = 0; i < out.length; i++) out[i] = w * out[i]!;
+      } else {
+        for (let i = 0; i < out.length; i++) out[i] += w * g[i]!;
+      }
+      parts.push(r);
+    });
+    return combineLosses(parts);
+  }
+
+  private gradientChunk(examples: UserExample[], seed: number, out: Float32Array): GradResult {
     const batch = this.factory.makeBatch(examples, this.cfg, { training: true, seed });
     try {
       let parts: tf.Scalar[] = [];
@@ -190,7 +248,14 @@ export class LocalEngine implements Engine {
     return this.gradientSync(examples, seed, out);
   }
 
+  /** Mean losses, in chunks of at most chunkUsers.training users (the output heads run too). */
   evaluateSync(examples: UserExample[]): GradResult {
+    const ranges = chunkRanges(examples.length, this.chunkUsers.training);
+    if (ranges.length <= 1) return this.evaluateChunk(examples);
+    return combineLosses(ranges.map(([a, b]) => this.evaluateChunk(examples.slice(a, b))));
+  }
+
+  private evaluateChunk(examples: UserExample[]): GradResult {
     const batch = this.factory.makeBatch(examples, this.cfg, { training: false, seed: 0 });
     try {
       const vals = tf.tidy(() => {
@@ -207,7 +272,21 @@ export class LocalEngine implements Engine {
     return this.evaluateSync(examples);
   }
 
+  /** Row-major user vectors, in chunks of at most chunkUsers.inference users. */
   embedSync(examples: UserExample[]): Float32Array {
+    const ranges = chunkRanges(examples.length, this.chunkUsers.inference);
+    if (ranges.length <= 1) return this.embedChunk(examples);
+    const parts = ranges.map(([a, b]) => this.embedChunk(examples.slice(a, b)));
+    const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  }
+
+  private embedChunk(examples: UserExample[]): Float32Array {
     if (examples.length === 0) return new Float32Array(0);
     const batch = this.factory.makeBatch(examples, this.cfg, { training: false, seed: 0 });
     try {

@@ -5,6 +5,7 @@ import { UserError } from '../util/errors.js';
 import { AetnModel } from './aetn.js';
 import { makeBatch } from './batch.js';
 import { VARIANTS, defaultConfig, type AetnConfig, type AetnConfigInput } from './config.js';
+import { aetnMemoryEstimate } from './memory.js';
 import type { BatchLike, ModelFactory, ModelLike } from './train-engine.js';
 
 /** Config fields a user may set (CLI flags map onto these names). */
@@ -36,6 +37,7 @@ export const factory: ModelFactory<AetnConfig> = {
   },
   embeddingDim: (cfg) => cfg.dEmb,
   variantOf: (cfg) => cfg.variant,
+  memoryEstimate: (cfg, numParams) => aetnMemoryEstimate(cfg, numParams),
 };
 
 export default factory;

@@ -25,6 +25,7 @@ import {
   type CheckpointManifest,
   type ManifestDraft,
 } from './checkpoint.js';
+import { resolveMemoryBudget, type EngineMemoryOptions } from './memory.js';
 import { lossSvg } from './plot.js';
 import { FlatAdam } from './train-adam.js';
 import {
@@ -78,6 +79,13 @@ export interface TrainOptions {
   /** Model factory module (tests use a stand-in); default: the AETN factory. */
   factoryUrl?: string;
   silentProgress?: boolean;
+  /**
+   * Memory per model replica (wasm heap), MiB; default AETN_MEMORY_BUDGET_MIB or 1536. Each replica
+   * computes its part of a batch in chunks of users that fit (memory.ts); the step is the same.
+   */
+  memoryBudgetMiB?: number;
+  /** Users per chunk, overriding the budget (tests, benchmarks). */
+  chunkUsers?: number;
 }
 
 export interface EpochRecord {
@@ -216,10 +224,15 @@ export async function startEngine(opts: {
   seed: number;
   backend: string;
   workers: number;
+  /** Memory budget (or fixed chunk) of every replica; see memory.ts. */
+  memory?: EngineMemoryOptions;
 }): Promise<{ engine: Engine; local: LocalEngine }> {
   const factory = await loadFactory(opts.factoryUrl);
+  // Resolved once here (option, else environment, else default), so every worker gets the same.
+  const memory: EngineMemoryOptions =
+    opts.memory?.chunkUsers !== undefined ? { chunkUsers: opts.memory.chunkUsers } : { memoryBudgetMiB: resolveMemoryBudget(opts.memory?.memoryBudgetMiB) / 2 ** 20 };
   // The local replica gives the initial weights and the layout; with 1 worker it does the work.
-  const local = LocalEngine.create(factory, opts.cfg, opts.seed);
+  const local = LocalEngine.create(factory, opts.cfg, opts.seed, memory);
   if (opts.workers <= 1) return { engine: local, local };
   const pool = await WorkerPool.start({
     factoryUrl: opts.factoryUrl,
@@ -230,6 +243,8 @@ export async function startEngine(opts: {
     numParams: local.numParams,
     layout: local.layout,
     flopsPerUser: local.flopsPerUser,
+    memory,
+    chunkUsers: local.chunkUsers,
   });
   return { engine: pool, local };
 }
@@ -276,7 +291,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const cfg = factory.makeConfig(data.vocab, { ...(options.sizes ?? {}), variant: o.variant }, { seqLen: data.seqLen, dateBuckets: data.dateBuckets });
   const fixed = fixedOptions({ ...o, shuffleBuffer, maxUsers: o.maxUsers ?? null }, cfg, factory.kind);
 
-  const { engine, local } = await startEngine({ factoryUrl: o.factoryUrl, cfg, seed: o.seed, backend: backend.name, workers: o.workers });
+  const memory: EngineMemoryOptions = { memoryBudgetMiB: options.memoryBudgetMiB, chunkUsers: options.chunkUsers };
+  const { engine, local } = await startEngine({ factoryUrl: o.factoryUrl, cfg, seed: o.seed, backend: backend.name, workers: o.workers, memory });
   try {
     const weights = local.getWeights();
     const adam = new FlatAdam(local.numParams);
@@ -308,7 +324,17 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
     const flops = engine.flopsPerUser.training;
     logger.info(
-      { featureId, variant: factory.variantOf(cfg), backend: backend.name, backendDetail: backend.detail, workers: o.workers, params: local.numParams, data: data.source },
+      {
+        featureId,
+        variant: factory.variantOf(cfg),
+        backend: backend.name,
+        backendDetail: backend.detail,
+        workers: o.workers,
+        params: local.numParams,
+        data: data.source,
+        // Users per model call in each replica (memory budget): a batch's part is cut into chunks.
+        chunkUsers: engine.chunkUsers.training,
+      },
       'training',
     );
 
@@ -337,6 +363,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         shuffleBuffer,
         maxUsers: o.maxUsers ?? null,
         maxStepsPerEpoch: o.maxStepsPerEpoch ?? null,
+        chunkUsers: Number.isFinite(engine.chunkUsers.training) ? engine.chunkUsers.training : null,
       },
     });
     const metricsOf = (): Record<string, unknown> => {

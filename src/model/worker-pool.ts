@@ -11,6 +11,7 @@ import {
   type GradResult,
   type VariableLayout,
 } from './train-engine.js';
+import type { EngineMemoryOptions } from './memory.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
 import { resetNativeGemmThreads } from './native-gemm.js';
 
@@ -87,12 +88,17 @@ export interface WorkerPoolOptions {
   numParams: number;
   layout: VariableLayout[];
   flopsPerUser: { training: number; inference: number };
+  /** Each worker's memory budget: every replica cuts its part of a call into chunks that fit. */
+  memory?: EngineMemoryOptions;
+  /** The replicas' chunk sizes (the same config and budget give the same in every worker). */
+  chunkUsers: { training: number; inference: number };
 }
 
 export class WorkerPool implements Engine {
   readonly numParams: number;
   readonly layout: VariableLayout[];
   readonly flopsPerUser: { training: number; inference: number };
+  readonly chunkUsers: { training: number; inference: number };
   private readonly weights: Float32Array;
   private readonly handles: WorkerHandle[];
   private version = 0;
@@ -102,6 +108,7 @@ export class WorkerPool implements Engine {
     this.numParams = opts.numParams;
     this.layout = opts.layout;
     this.flopsPerUser = opts.flopsPerUser;
+    this.chunkUsers = opts.chunkUsers;
     const weightsSab = new SharedArrayBuffer(opts.numParams * 4);
     this.weights = new Float32Array(weightsSab);
     const here = import.meta.url;
@@ -114,7 +121,7 @@ export class WorkerPool implements Engine {
     openPools++;
     for (let i = 0; i < opts.workers; i++) {
       const gradSab = new SharedArrayBuffer(opts.numParams * 4);
-      const init: WorkerInit = { factoryUrl: opts.factoryUrl, cfg: opts.cfg, seed: opts.seed, backend: opts.backend, weights: weightsSab, grad: gradSab, blasThreads };
+      const init: WorkerInit = { factoryUrl: opts.factoryUrl, cfg: opts.cfg, seed: opts.seed, backend: opts.backend, weights: weightsSab, grad: gradSab, blasThreads, memory: opts.memory ?? {} };
       // Under vitest/tsx the sources are TypeScript: the worker registers the tsx loader itself
       // (loader hooks of the parent thread do not reach worker threads on Node 20).
       const worker = fromSource

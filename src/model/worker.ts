@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { UserExample } from '../data/types.js';
 import { initBackend } from './backend.js';
 import { setNativeGemmThreads } from './native-gemm.js';
+import type { EngineMemoryOptions } from './memory.js';
 import { LocalEngine, loadFactory, type GradResult } from './train-engine.js';
 
 export interface WorkerInit {
@@ -16,6 +17,7 @@ export interface WorkerInit {
   weights: SharedArrayBuffer; // numParams float32, written by the main thread
   grad: SharedArrayBuffer; // numParams float32, written by this worker
   blasThreads: number; // OpenBLAS threads (process-wide) when the native GEMM is in use
+  memory: EngineMemoryOptions; // this replica's memory budget (or fixed chunk)
 }
 
 export type WorkerRequest =
@@ -37,7 +39,7 @@ async function main(): Promise<void> {
   await initBackend(init.backend);
   setNativeGemmThreads(init.blasThreads);
   const factory = await loadFactory(init.factoryUrl);
-  const engine = LocalEngine.create(factory, init.cfg, init.seed);
+  const engine = LocalEngine.create(factory, init.cfg, init.seed, init.memory);
   const weights = new Float32Array(init.weights);
   const grad = new Float32Array(init.grad);
   if (weights.length !== engine.numParams) throw new Error(`shared weights hold ${weights.length} values, the model has ${engine.numParams}`);
