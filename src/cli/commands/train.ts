@@ -39,6 +39,7 @@ interface TrainFlags {
   workers?: number;
   maxUsers?: number;
   maxSteps?: number;
+  memoryBudget?: number;
   patience: number;
   valFraction: number;
   resume?: boolean;
@@ -75,6 +76,11 @@ export function register(program: Command): void {
     .option('--workers <n>', 'worker threads computing gradients (default: number of cores)', int('--workers'))
     .option('--max-users <n>', 'read at most the first N users of the dataset per pass', int('--max-users'))
     .option('--max-steps <n>', 'at most N steps per epoch', int('--max-steps'))
+    .option(
+      '--memory-budget <MiB>',
+      'memory per worker (wasm heap); each worker computes its part of a batch in chunks of users that fit, the same step (default: $AETN_MEMORY_BUDGET_MIB or 1536)',
+      int('--memory-budget'),
+    )
     .option('--patience <n>', 'stop after N epochs without a better validation L_main', int('--patience'), 2)
     .option('--val-fraction <x>', 'share of users (by user-id hash) held out for validation', num('--val-fraction'), 0.05)
     .option('--resume', 'continue the training saved in --out from its last finished epoch')
@@ -132,6 +138,7 @@ export function register(program: Command): void {
         workers: flags.workers,
         maxUsers: flags.maxUsers,
         maxStepsPerEpoch: flags.maxSteps,
+        memoryBudgetMiB: flags.memoryBudget,
         patience: flags.patience,
         valFraction: flags.valFraction,
         resume: flags.resume,
