@@ -1,11 +1,13 @@
 // A synthetic app world in the raw input format. No public data has the shape the paper relies on,
 // so this plants it with ground truth kept: Zipf app popularity with a long tail over fine-grained
-// categories; latent long-term interests (a sparse mixture over topics, each topic a few
-// categories) that drive the installed-app set; short-term intents that show up as bursts of
-// installs in one day, mostly trials uninstalled days later; quiet weeks; near-universal and
-// pre-installed apps; four niche categories whose next-week adoption follows the interests at the
-// paper's rates (600, 400, 25, 300 per million, times --niche-scale); and a look-alike target app
-// (~10% of users, interest-driven) that prepare keeps out of the vocabulary.
+// categories; heavy-tailed apps per user; latent communities (a sparse mixture per user), each with
+// category interests and a set of signature apps drawn across genres, so co-installation cuts across
+// category labels; bursts of installs in one day, trial installs uninstalled within days, re-installs;
+// near-universal and pre-installed apps; four niche categories adopted in the held-out weeks at the
+// paper's rates (600, 400, 25, 300 per million per week, times --niche-scale), a share
+// (--sequence-signal) of them by users who are "in market" -- visible only in their recent
+// install/uninstall sequence -- and the rest by long-term interest; and a look-alike target app whose
+// adopters come from the community structure, kept out of the vocabulary by prepare.
 // Every user has its own PRNG stream seeded by (seed, user index): same seed -> identical bytes.
 import { closeSync, mkdirSync, existsSync, openSync, readdirSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -20,6 +22,9 @@ import { Rng } from './rng.js';
 export const PAPER_NICHE_RATES = [600, 400, 25, 300];
 export const DEFAULT_NICHE = ['game.mahjong', 'finance.lottery', 'health.pregnancy', 'auto.used_cars'];
 export const TARGET_CATEGORY = 'lifestyle.astrology';
+export const DEFAULT_SEQUENCE_SIGNAL = 0.6;
+export const DEFAULT_LABEL_WEEKS = 4;
+export const DEFAULT_ZIPF = 1.1;
 
 const TAXONOMY: Record<string, string[]> = {
   game: ['puzzle', 'casual', 'rpg', 'moba', 'shooter', 'strategy', 'card', 'mahjong', 'racing', 'sports', 'simulation', 'idle', 'word', 'board'],
@@ -42,19 +47,42 @@ const TAXONOMY: Record<string, string[]> = {
   sports: ['football', 'basketball', 'running', 'fishing'],
 };
 
+/** Categories whose recent exploration precedes adoption of each niche category (in-market intent). */
+export const RELATED: Record<string, string[]> = {
+  'game.mahjong': ['game.card', 'game.board'],
+  'finance.lottery': ['finance.crypto', 'finance.stocks', 'sports.football'],
+  'health.pregnancy': ['health.period', 'parenting.baby_care', 'lifestyle.wedding'],
+  'auto.used_cars': ['finance.loans', 'auto.car_rental', 'shopping.secondhand'],
+};
+
+/** Kinds of in-market behaviour planted in the last 1-4 weeks of history. */
+export const INTENT_KINDS = ['competitor-trial', 'related-burst', 'both'] as const;
+export type IntentKind = (typeof INTENT_KINDS)[number];
+
 export interface GenerateOptions {
   users: number;
   seed: number;
   out: string;
   apps?: number; // regular apps (default 5000)
-  topics?: number; // latent interest topics (default 40)
-  nicheScale?: number; // default 100: a 100k world has ~250 adopters of the rarest niche category
+  topics?: number; // latent communities (default 40)
+  nicheScale?: number; // default 1: the paper's weekly rates
   referenceDate?: string; // default 2025-06-29
   format?: 'csv' | 'ndjson';
-  zipf?: number; // popularity exponent (default 1.0)
+  zipf?: number; // popularity exponent (default 1.1)
   targetPrevalence?: number; // look-alike target adopters (default 0.10)
+  sequenceSignal?: number; // share of niche adoption that comes from in-market intent (default 0.6; 0 = control)
+  labelWeeks?: number; // held-out weeks after the reference date (default 4)
+  events?: boolean; // write install/uninstall events (default true; false = a retention-only world)
   workers?: number; // worker threads (default: the cores; 1 below 10k users)
   progress?: boolean;
+}
+
+export interface NicheCounts {
+  inMarket: number[];
+  decoyUsers: number[];
+  adopters: number[];
+  byIntent: number[];
+  byInterest: number[];
 }
 
 export interface GenerateResult {
@@ -63,6 +91,7 @@ export interface GenerateResult {
   events: number;
   heldOutEvents: number;
   files: string[];
+  niche: NicheCounts;
 }
 
 interface App {
@@ -77,6 +106,9 @@ interface App {
 interface Topic {
   cats: number[];
   w: number[];
+  /** Signature apps of the community, across genres (co-installed by its members). */
+  anchors: number[];
+  anchorCum: Float64Array;
 }
 
 /** Weighted sparse vector helpers: category affinity of a user = sum_k theta_k * topic_k. */
@@ -91,6 +123,7 @@ function affinity(theta: [number, number][], topics: Topic[]): Map<number, numbe
 
 /** Scale s with mean(min(cap, s * w)) = target, by bisection (the cap keeps probabilities valid). */
 function calibrate(ws: Float64Array, target: number, cap = 0.95): number {
+  if (target <= 0) return 0;
   let lo = 0;
   let hi = 1;
   const mean = (s: number): number => {
@@ -107,6 +140,18 @@ function calibrate(ws: Float64Array, target: number, cap = 0.95): number {
   return (lo + hi) / 2;
 }
 
+/** Per niche category: how adoption in the held-out window is split between intent and interest. */
+export interface NichePlan {
+  cat: number;
+  related: number[];
+  weekly: number; // configured weekly install rate
+  window: number; // probability of adopting within the label weeks: 1 - (1 - weekly)^weeks
+  intentAdopt: number; // adoption probability of an in-market user
+  inMarket: number; // share of users in market
+  interest: number; // mean interest-driven adoption probability
+  decoysPerYear: number; // the same exploration patterns, independent of adoption (mean episodes per user per year)
+}
+
 export class World {
   readonly categories: string[] = [];
   readonly apps: App[] = [];
@@ -118,13 +163,13 @@ export class World {
   readonly globalApps: number[];
   readonly fixedApps: number[]; // universal + preinstalled
   readonly niche: number[]; // category indices
-  readonly nicheRates: number[]; // per user per week
-  readonly nicheScale: number;
+  readonly plan: NichePlan[];
   readonly nicheS: number[];
   readonly nicheBase: number[];
   readonly target: number; // app index
   readonly targetLoad: Float64Array; // per topic
   readonly targetS: number;
+  readonly targetBase: number;
   readonly refEnd: number;
 
   constructor(readonly o: WorldConfig) {
@@ -191,7 +236,8 @@ export class World {
     let acc = 0;
     for (let i = 0; i < o.apps; i++) this.globalCum[i] = acc += pop[i];
 
-    // topics: a few categories, mostly within one genre; niche categories attach to exactly two topics
+    // communities ("topics"): a few categories, mostly within one genre, plus signature apps drawn from
+    // several genres; niche categories attach to exactly two communities
     const genres = Object.keys(TAXONOMY);
     const genreCats = genres.map((g) => this.categories.map((c, i) => [c, i] as const).filter(([c]) => c.startsWith(`${g}.`)).map(([, i]) => i));
     const nicheSet = new Set([...this.niche, targetCat]);
@@ -205,7 +251,20 @@ export class World {
         if (!cats.includes(c) && !nicheSet.has(c)) cats.push(c);
       }
       const w = cats.map(() => rng.exponential() + 0.2);
-      this.topics.push({ cats, w });
+      const na = 6 + rng.int(10);
+      const anchors: number[] = [];
+      for (let t = 0; t < na * 4 && anchors.length < na; t++) {
+        const pool = genreCats[rng.int(genres.length)];
+        const c = pool[rng.int(pool.length)];
+        if (nicheSet.has(c)) continue;
+        const list = this.catApps[c];
+        const a = list[rng.int(list.length)];
+        if (!anchors.includes(a)) anchors.push(a);
+      }
+      const aw = anchors.map(() => rng.exponential() + 0.3);
+      const anchorCum = new Float64Array(aw.length);
+      aw.reduce((s, x, i) => (anchorCum[i] = s + x), 0);
+      this.topics.push({ cats, w, anchors, anchorCum });
     }
     for (const nc of this.niche) {
       for (let r = 0; r < 2; r++) {
@@ -225,15 +284,28 @@ export class World {
     for (let k = 0; k < o.topics; k++) this.topicCum[k] = tacc += 1 / Math.pow(k + 1, 0.6);
     this.targetLoad = Float64Array.from({ length: o.topics }, () => Math.exp(1.5 * rng.normal()));
 
-    // calibrate next-week niche adoption and target prevalence on a fixed sample of pseudo-users
-    this.nicheScale = o.nicheScale;
-    this.nicheRates = PAPER_NICHE_RATES.map((r) => (r * o.nicheScale) / 1e6);
+    // niche adoption plan: a share `sequenceSignal` of the window's adopters are in-market users
+    // (adopting with probability intentAdopt), the rest adopt from long-term interest
+    const s = o.sequenceSignal;
+    const W = o.labelWeeks;
+    this.plan = this.niche.map((c, j) => {
+      const weekly = (PAPER_NICHE_RATES[j] * o.nicheScale) / 1e6;
+      const window = 1 - Math.pow(1 - weekly, W);
+      const intentAdopt = Math.max(0.5, (s * window) / 0.8);
+      const inMarket = (s * window) / intentAdopt;
+      const interest = s >= 1 ? 0 : 1 - (1 - window) / (1 - s * window);
+      const related = (RELATED[this.categories[c]] ?? []).map((n) => catIdx.get(n)!).filter((x) => x !== undefined);
+      return { cat: c, related, weekly, window, intentAdopt, inMarket, interest, decoysPerYear: Math.min(1.5, 52 * weekly) };
+    });
+    // calibrate interest-driven adoption and target prevalence on a fixed sample of pseudo-users
     const nCal = 20000;
     const cal = Array.from({ length: nCal }, (_, i) => this.theta(new Rng(o.seed, 'calib', i)));
     const affs = cal.map((th) => affinity(th, this.topics));
     this.nicheBase = this.niche.map((c) => (0.05 * affs.reduce((a, m) => a + (m.get(c) ?? 0), 0)) / nCal + 1e-9);
-    this.nicheS = this.niche.map((c, j) => calibrate(Float64Array.from(affs, (m) => (m.get(c) ?? 0) + this.nicheBase[j]), this.nicheRates[j]));
-    this.targetS = calibrate(Float64Array.from(cal, (th) => this.targetWeight(th)), o.targetPrevalence);
+    this.nicheS = this.niche.map((c, j) => calibrate(Float64Array.from(affs, (m) => (m.get(c) ?? 0) + this.nicheBase[j]), this.plan[j].interest));
+    const tw = Float64Array.from(cal, (th) => this.targetWeight(th));
+    this.targetBase = 0.15 * (tw.reduce((a, b) => a + b, 0) / nCal);
+    this.targetS = calibrate(Float64Array.from(tw, (x) => x + this.targetBase), o.targetPrevalence);
   }
 
   theta(rng: Rng): [number, number][] {
@@ -274,8 +346,19 @@ interface RangeWriters {
   truth: LineWriter;
 }
 
+export interface RangeResult {
+  events: number;
+  held: number;
+  targetAdopters: number;
+  niche: NicheCounts;
+}
+
+export function emptyNicheCounts(n: number): NicheCounts {
+  return { inMarket: new Array(n).fill(0), decoyUsers: new Array(n).fill(0), adopters: new Array(n).fill(0), byIntent: new Array(n).fill(0), byInterest: new Array(n).fill(0) };
+}
+
 /** Writes users [start, end) of the world (no headers). Pure function of (world config, user index). */
-export function generateRange(w: World, o: WorldConfig, csv: boolean, start: number, end: number, wr: RangeWriters, tick: (n: number) => void): { events: number; held: number; targetAdopters: number } {
+export function generateRange(w: World, o: WorldConfig, csv: boolean, start: number, end: number, wr: RangeWriters, tick: (n: number) => void): RangeResult {
   const { inst: instW, ev: evW, held: heldW, truth: truthW } = wr;
   const typeName = ['', 'install', 'uninstall'];
   const uw = String(o.users - 1).length;
@@ -283,7 +366,9 @@ export function generateRange(w: World, o: WorldConfig, csv: boolean, start: num
   let nHeld = 0;
   const refEnd = w.refEnd;
   const HIST_DAYS = 364;
+  const WINDOW_MS = o.labelWeeks * 7 * DAY_MS;
   const nicheCatSet = new Set(w.niche);
+  const nc = emptyNicheCounts(w.niche.length);
   let targetAdopters = 0;
 
   for (let ui = start; ui < end; ui++) {
@@ -295,22 +380,45 @@ export function generateRange(w: World, o: WorldConfig, csv: boolean, start: num
     const affCum = new Float64Array(affCats.length);
     let acc = 0;
     affCats.forEach((c, i) => (affCum[i] = acc += aff.get(c)!));
+    const thetaCum = new Float64Array(theta.length);
+    theta.reduce((s, [, t], i) => (thetaCum[i] = s + t), 0);
+    // an app through the user's communities: their categories (55%), their signature apps (25%), or global popularity
     const interestApp = (): number => {
-      if (rng.next() < 0.8) {
+      const r = rng.next();
+      if (r < 0.55) {
         const c = affCats[rng.pickCum(affCum)];
         if (!nicheCatSet.has(c) || rng.next() < 0.5) return w.pickInCategory(rng, c);
+      } else if (r < 0.8) {
+        const tp = w.topics[theta[rng.pickCum(thetaCum)][0]];
+        if (tp.anchors.length > 0) return tp.anchors[rng.pickCum(tp.anchorCum)];
       }
       return w.globalApps[rng.pickCum(w.globalCum)];
     };
     const act = Math.exp(0.8 * rng.normal());
     const retention = new Set<number>();
-    const size = Math.max(3, Math.min(150, Math.round(Math.exp(Math.log(22) + 0.5 * rng.normal()))));
+    // heavy-tailed apps per user (lognormal, median ~20)
+    const size = Math.max(2, Math.min(400, Math.round(Math.exp(Math.log(20) + 0.75 * rng.normal()))));
     for (let t = 0; t < size * 3 && retention.size < size; t++) retention.add(interestApp());
     const regular = [...retention];
     for (const f of w.fixedApps) if (rng.next() < w.apps[f].p) retention.add(f);
 
     const evs: Ev[] = [];
     const dayT = (daysBefore: number, hour = 7 + rng.next() * 16): number => refEnd - daysBefore * DAY_MS + Math.floor(hour * 3_600_000);
+    /** Uninstall time of an app installed at t, `meanDays` later on average, always before the reference date. */
+    const uninstallAt = (t: number, meanDays: number): number => {
+      const tu = t + 600_000 + Math.floor(rng.exponential() * meanDays * DAY_MS);
+      return tu < refEnd ? tu : t + Math.floor((refEnd - t) * (0.3 + 0.6 * rng.next()));
+    };
+    /** Some uninstalled apps come back: a re-install weeks later, kept. */
+    const maybeReinstall = (a: number, tu: number): void => {
+      if (rng.next() < 0.1) {
+        const tr = tu + DAY_MS + Math.floor(rng.exponential() * 30 * DAY_MS);
+        if (tr < refEnd) {
+          evs.push({ t: tr, type: 1, app: a });
+          retention.add(a);
+        }
+      }
+    };
     // sessions: quiet weeks, then several installs on the same day
     const nS = Math.max(1, rng.poisson(act * 12));
     const sessions = Array.from({ length: nS }, () => dayT(1 + rng.int(HIST_DAYS)));
@@ -330,9 +438,11 @@ export function generateRange(w: World, o: WorldConfig, csv: boolean, start: num
         if (retention.has(a)) continue;
         t += 60_000 + rng.int(20 * 60_000);
         evs.push({ t, type: 1, app: a });
-        const tu = t + Math.floor(rng.exponential() * 3 * DAY_MS) + 600_000;
-        if (rng.next() < 0.7 && tu < refEnd) evs.push({ t: tu, type: 2, app: a });
-        else retention.add(a);
+        if (rng.next() < 0.7) {
+          const tu = uninstallAt(t, 3);
+          evs.push({ t: tu, type: 2, app: a });
+          maybeReinstall(a, tu);
+        } else retention.add(a);
       }
     }
     // trial installs of interest apps, uninstalled within days
@@ -342,9 +452,11 @@ export function generateRange(w: World, o: WorldConfig, csv: boolean, start: num
       if (retention.has(a)) continue;
       const t = dayT(1 + rng.int(HIST_DAYS));
       evs.push({ t, type: 1, app: a });
-      const tu = t + Math.floor(rng.exponential() * 5 * DAY_MS) + 600_000;
-      if (rng.next() < 0.85 && tu < refEnd) evs.push({ t: tu, type: 2, app: a });
-      else retention.add(a);
+      if (rng.next() < 0.85) {
+        const tu = uninstallAt(t, 5);
+        evs.push({ t: tu, type: 2, app: a });
+        maybeReinstall(a, tu);
+      } else retention.add(a);
     }
     // a near-universal app reinstalled now and then (dropped by prepare: counted, not a feature)
     if (rng.next() < 0.1) {
@@ -354,8 +466,8 @@ export function generateRange(w: World, o: WorldConfig, csv: boolean, start: num
         evs.push({ t, type: 2, app: f }, { t: t + 3_600_000, type: 1, app: f });
       }
     }
-    // look-alike target app: adoption follows the latent interests
-    const pT = Math.min(0.95, w.targetS * w.targetWeight(theta));
+    // look-alike target app: adoption follows the community structure (plus a small base rate)
+    const pT = Math.min(0.95, w.targetS * (w.targetWeight(theta) + w.targetBase));
     const isTarget = rng.next() < pT;
     if (isTarget) {
       targetAdopters++;
@@ -368,6 +480,78 @@ export function generateRange(w: World, o: WorldConfig, csv: boolean, start: num
         evs.push({ t, type: 1, app: w.target }, { t: tu, type: 2, app: w.target });
       }
     }
+
+    // niche categories: exploration episodes (trial of a competing app of the category and/or a burst in
+    // a related category). In-market users have one in the last 1-4 weeks and may adopt; decoy episodes
+    // of the same kinds happen to anyone at any time of the year, independent of adoption.
+    const pickNew = (c: number): number => {
+      let a = w.pickInCategory(rng, c);
+      for (let t = 0; t < 4 && retention.has(a); t++) a = w.pickInCategory(rng, c);
+      return a;
+    };
+    const episode = (j: number, kind: IntentKind, daysBefore: number): void => {
+      const p = w.plan[j];
+      let t = dayT(daysBefore);
+      if (kind !== 'related-burst') {
+        const n = rng.next() < 0.35 ? 2 : 1;
+        for (let i = 0; i < n; i++) {
+          const a = pickNew(p.cat);
+          if (retention.has(a)) continue;
+          t += 60_000 + rng.int(30 * 60_000);
+          evs.push({ t, type: 1, app: a }, { t: uninstallAt(t, 2), type: 2, app: a });
+        }
+      }
+      if (kind !== 'competitor-trial' && p.related.length > 0) {
+        const c = p.related[rng.int(p.related.length)];
+        const b = 2 + rng.poisson(1);
+        t = dayT(Math.max(1, daysBefore - rng.int(3)));
+        for (let i = 0; i < b; i++) {
+          const a = pickNew(c);
+          if (retention.has(a)) continue;
+          t += 60_000 + rng.int(20 * 60_000);
+          evs.push({ t, type: 1, app: a });
+          if (rng.next() < 0.7) evs.push({ t: uninstallAt(t, 3), type: 2, app: a });
+          else retention.add(a);
+        }
+      }
+    };
+    const drawKind = (): IntentKind => {
+      const r = rng.next();
+      return r < 0.45 ? 'competitor-trial' : r < 0.9 ? 'related-burst' : 'both';
+    };
+    const inMarket: string[] = [];
+    const adopted: string[] = [];
+    const nicheP: number[] = [];
+    const adoptT: (number | null)[] = [];
+    for (let j = 0; j < w.niche.length; j++) {
+      const p = w.plan[j];
+      const name = w.categories[p.cat];
+      const nd = rng.poisson(p.decoysPerYear);
+      if (nd > 0) nc.decoyUsers[j]++;
+      for (let k = 0; k < nd; k++) episode(j, drawKind(), 1 + rng.int(HIST_DAYS));
+      const im = rng.next() < p.inMarket;
+      let byIntent = false;
+      if (im) {
+        nc.inMarket[j]++;
+        const kind = drawKind();
+        const days = 1 + rng.int(28);
+        episode(j, kind, days);
+        inMarket.push(`${name}:${kind}:${days}d`);
+        byIntent = rng.next() < p.intentAdopt;
+      }
+      const pInt = Math.min(0.95, w.nicheS[j] * ((aff.get(p.cat) ?? 0) + w.nicheBase[j]));
+      const byInterest = rng.next() < pInt;
+      nicheP.push(1 - (1 - (im ? p.intentAdopt : 0)) * (1 - pInt));
+      // in-market users adopt early in the window; interest adoption is spread over it
+      const u = rng.next();
+      adoptT.push(byIntent ? refEnd + Math.floor(u * u * WINDOW_MS) : byInterest ? refEnd + Math.floor(u * WINDOW_MS) : null);
+      if (byIntent || byInterest) {
+        nc.adopters[j]++;
+        if (byIntent) nc.byIntent[j]++;
+        else nc.byInterest[j]++;
+        adopted.push(`${name}:${byIntent ? 'intent' : 'interest'}`);
+      }
+    }
     evs.sort((a, b) => a.t - b.t || a.type - b.type);
     while (evs.length > 0 && evs[evs.length - 1].t >= refEnd) evs.pop(); // history never reaches past the reference date
     const pkg = (a: number): string => {
@@ -375,40 +559,43 @@ export function generateRange(w: World, o: WorldConfig, csv: boolean, start: num
       return p.length === 1 || rng.next() < 0.85 ? p[0] : p[1 + rng.int(p.length - 1)];
     };
 
-    // held-out week: niche adoption at calibrated, interest-driven rates; other installs avoid niche categories
+    // held-out weeks: niche adoption as planned; other installs avoid niche categories
     const held: Ev[] = [];
-    const nicheP = w.niche.map((c, j) => Math.min(0.95, w.nicheS[j] * ((aff.get(c) ?? 0) + w.nicheBase[j])));
     for (let j = 0; j < w.niche.length; j++) {
-      if (rng.next() < nicheP[j]) held.push({ t: refEnd + rng.int(7 * DAY_MS), type: 1, app: w.pickInCategory(rng, w.niche[j]) });
+      const t = adoptT[j];
+      if (t !== null) held.push({ t, type: 1, app: pickNew(w.niche[j]) });
     }
-    const nW = rng.poisson(act * 0.6);
+    const nW = rng.poisson(act * 0.5 * o.labelWeeks);
     for (let k = 0; k < nW; k++) {
       const a = interestApp();
       if (nicheCatSet.has(w.apps[a].cat) || retention.has(a)) continue;
-      held.push({ t: refEnd + rng.int(7 * DAY_MS), type: 1, app: a });
+      held.push({ t: refEnd + rng.int(WINDOW_MS), type: 1, app: a });
     }
-    if (rng.next() < 0.2 && regular.length > 0) held.push({ t: refEnd + rng.int(7 * DAY_MS), type: 2, app: regular[rng.int(regular.length)] });
+    const nU = rng.poisson(0.2 * o.labelWeeks);
+    for (let k = 0; k < nU && regular.length > 0; k++) held.push({ t: refEnd + rng.int(WINDOW_MS), type: 2, app: regular[rng.int(regular.length)] });
     held.sort((a, b) => a.t - b.t || a.type - b.type);
 
-    // write: retention, history, held-out week, truth
+    // write: retention, history (unless a retention-only world), held-out weeks, truth
     const retPk = [...retention].sort((a, b) => a - b).map(pkg);
     if (csv) instW.write(`${userId},${retPk.join('|')}\n`);
     else instW.write(`${JSON.stringify({ user_id: userId, packages: retPk })}\n`);
     let n = 0;
-    for (const [list, wr] of [[evs, evW], [held, heldW]] as const) {
+    for (const [list, wr, write] of [[evs, evW, o.events], [held, heldW, true]] as const) {
       for (const e of list) {
         const id = `${userId}-${n++}`;
-        if (csv) wr.write(`${id},${userId},${pkg(e.app)},${typeName[e.type]},${intStr(e.t)}\n`);
-        else wr.write(`${JSON.stringify({ event_id: id, user_id: userId, package: pkg(e.app), type: typeName[e.type], timestamp: e.t })}\n`);
+        const pk = pkg(e.app); // drawn even when not written, so a retention-only world is the same world
+        if (!write) continue;
+        if (csv) wr.write(`${id},${userId},${pk},${typeName[e.type]},${intStr(e.t)}\n`);
+        else wr.write(`${JSON.stringify({ event_id: id, user_id: userId, package: pk, type: typeName[e.type], timestamp: e.t })}\n`);
       }
     }
-    nEvents += evs.length;
+    if (o.events) nEvents += evs.length;
     nHeld += held.length;
-    truthW.write(`${userId},${theta.map(([k, t]) => `${k}:${t.toFixed(4)}`).join('|')},${isTarget ? 1 : 0},${nicheP.map((p) => p.toPrecision(4)).join('|')}\n`);
+    truthW.write(`${userId},${theta.map(([k, t]) => `${k}:${t.toFixed(4)}`).join('|')},${isTarget ? 1 : 0},${nicheP.map((p) => p.toPrecision(4)).join('|')},${inMarket.join('|')},${adopted.join('|')}\n`);
     if (((ui - start) & 1023) === 1023) tick(1024);
   }
   tick((end - start) & 1023);
-  return { events: nEvents, held: nHeld, targetAdopters };
+  return { events: nEvents, held: nHeld, targetAdopters, niche: nc };
 }
 
 /** Worker entry: build the same world from its config and write one user range into part files. */
@@ -443,10 +630,13 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     seed: opts.seed,
     apps: opts.apps ?? 5000,
     topics: opts.topics ?? 40,
-    nicheScale: opts.nicheScale ?? 100,
+    nicheScale: opts.nicheScale ?? 1,
     referenceDate: opts.referenceDate ?? '2025-06-29',
-    zipf: opts.zipf ?? 1.0,
+    zipf: opts.zipf ?? DEFAULT_ZIPF,
     targetPrevalence: opts.targetPrevalence ?? 0.1,
+    sequenceSignal: opts.sequenceSignal ?? DEFAULT_SEQUENCE_SIGNAL,
+    labelWeeks: opts.labelWeeks ?? DEFAULT_LABEL_WEEKS,
+    events: opts.events ?? true,
   };
   const fmt = opts.format ?? 'csv';
   if (!Number.isInteger(o.users) || o.users < 1 || o.users > 100_000_000) throw new UserError(`--users must be a positive integer (got ${opts.users})`);
@@ -455,6 +645,9 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
   if (!Number.isInteger(o.topics) || o.topics < 4) throw new UserError(`--topics must be an integer >= 4 (got ${o.topics})`);
   if (!(o.nicheScale > 0) || Math.max(...PAPER_NICHE_RATES) * o.nicheScale > 0.5e6) throw new UserError(`--niche-scale must be > 0 and keep every weekly rate under 50% (got ${o.nicheScale})`);
   if (!(o.targetPrevalence > 0 && o.targetPrevalence < 0.9)) throw new UserError(`--target-prevalence must be in (0, 0.9)`);
+  if (!(o.sequenceSignal >= 0 && o.sequenceSignal <= 1)) throw new UserError(`--sequence-signal must be in [0, 1] (got ${o.sequenceSignal})`);
+  if (!Number.isInteger(o.labelWeeks) || o.labelWeeks < 1 || o.labelWeeks > 12) throw new UserError(`--label-weeks must be an integer in 1..12 (got ${o.labelWeeks})`);
+  if (!(o.zipf > 0 && o.zipf <= 3)) throw new UserError(`--zipf must be in (0, 3] (got ${o.zipf})`);
   if (fmt !== 'csv' && fmt !== 'ndjson') throw new UserError(`--format must be csv or ndjson (got ${fmt})`);
   parseDate(o.referenceDate, '--reference-date');
   const out = opts.out;
@@ -464,10 +657,13 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
 
   const w = new World(o);
   const ext = fmt === 'csv' ? 'csv' : 'ndjson';
-  const files = { catalog: `apps.${ext}`, installed: `installed.${ext}`, events: `events.${ext}`, heldOut: `next_week.${ext}` };
+  const files: { catalog: string; installed: string; events?: string; heldOut: string } = { catalog: `apps.${ext}`, installed: `installed.${ext}`, events: `events.${ext}`, heldOut: `${o.labelWeeks === 1 ? 'next_week' : 'held_out'}.${ext}` };
+  if (!o.events) delete files.events;
+  // a re-run into an earlier world's directory must not leave files of another layout behind
+  for (const f of ['events', 'next_week', 'held_out']) for (const x of ['csv', 'ndjson']) if (!Object.values(files).includes(`${f}.${x}`)) rmSync(join(out, `${f}.${x}`), { force: true });
   const catW = new LineWriter(join(out, files.catalog));
   const instW = new LineWriter(join(out, files.installed));
-  const evW = new LineWriter(join(out, files.events));
+  const evW = new LineWriter(files.events ? join(out, files.events) : join(out, '.no-events.tmp'));
   const heldW = new LineWriter(join(out, files.heldOut));
   const truthW = new LineWriter(join(out, 'truth', 'users.csv'));
   const csv = fmt === 'csv';
@@ -477,7 +673,7 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     evW.write('event_id,user_id,package,type,timestamp\n');
     heldW.write('event_id,user_id,package,type,timestamp\n');
   }
-  truthW.write('user_id,topics,lookalike_target,niche_p\n');
+  truthW.write('user_id,topics,lookalike_target,niche_p,in_market,niche_adopted\n');
   for (const a of w.apps) {
     const cat = w.categories[a.cat];
     if (csv) catW.write(`${a.id},${csvField(a.pkgs.join('|'))},${cat},${a.pre ? 1 : 0},${a.uni ? 1 : 0}\n`);
@@ -488,7 +684,7 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
   const progress = new Progress({ label: 'generate', total: o.users, unit: 'users', silent: opts.progress === false ? true : undefined });
   const tick = (n: number): void => progress.tick(n);
   const workers = opts.workers !== undefined ? Math.max(1, Math.min(opts.workers, o.users)) : Math.max(1, Math.min(availableParallelism(), 8, Math.floor(o.users / 5000) || 1));
-  let res: { events: number; held: number; targetAdopters: number };
+  let res: RangeResult;
   const wr = { inst: instW, ev: evW, held: heldW, truth: truthW };
   if (workers === 1) {
     res = generateRange(w, o, csv, 0, o.users, wr, tick);
@@ -502,14 +698,14 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     const results = await Promise.all(
       ranges.map(
         ([start, end], k) =>
-          new Promise<{ events: number; held: number; targetAdopters: number }>((resolveP, rejectP) => {
+          new Promise<RangeResult>((resolveP, rejectP) => {
             const entry = new URL(`./generate-worker.${ts ? 'ts' : 'js'}`, import.meta.url);
             const data = { workerData: { o, csv, start, end, parts: parts[k] } };
             // under tsx/vitest (TypeScript source) the worker registers tsx's loader before importing the entry
             const wk = ts
               ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`, { eval: true, ...data })
               : new Worker(entry, data);
-            wk.on('message', (m: { tick?: number; done?: { events: number; held: number; targetAdopters: number } }) => {
+            wk.on('message', (m: { tick?: number; done?: RangeResult }) => {
               if (m.tick) tick(m.tick);
               if (m.done) resolveP(m.done);
             });
@@ -525,12 +721,22 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
       appendFile(truthW, p.truth);
     }
     rmSync(tmpDir, { recursive: true, force: true });
-    res = results.reduce((a, r) => ({ events: a.events + r.events, held: a.held + r.held, targetAdopters: a.targetAdopters + r.targetAdopters }), { events: 0, held: 0, targetAdopters: 0 });
+    const sum = (a: number[], b: number[]): number[] => a.map((x, i) => x + b[i]);
+    res = results.reduce(
+      (a, r) => ({
+        events: a.events + r.events,
+        held: a.held + r.held,
+        targetAdopters: a.targetAdopters + r.targetAdopters,
+        niche: { inMarket: sum(a.niche.inMarket, r.niche.inMarket), decoyUsers: sum(a.niche.decoyUsers, r.niche.decoyUsers), adopters: sum(a.niche.adopters, r.niche.adopters), byIntent: sum(a.niche.byIntent, r.niche.byIntent), byInterest: sum(a.niche.byInterest, r.niche.byInterest) },
+      }),
+      { events: 0, held: 0, targetAdopters: 0, niche: emptyNicheCounts(w.niche.length) },
+    );
   }
   const nEvents = res.events;
   const nHeld = res.held;
   const targetAdopters = { n: res.targetAdopters };
   for (const x of [instW, evW, heldW, truthW]) x.close();
+  if (!files.events) rmSync(join(out, '.no-events.tmp'), { force: true });
   progress.finish();
 
   const world = {
@@ -540,10 +746,31 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     referenceDate: o.referenceDate,
     config: o,
     nicheScale: o.nicheScale,
-    nicheCategories: w.niche.map((c, j) => ({ name: w.categories[c], baseRatePerMillion: PAPER_NICHE_RATES[j], ratePerMillion: PAPER_NICHE_RATES[j] * o.nicheScale })),
+    sequenceSignal: o.sequenceSignal,
+    labelWeeks: o.labelWeeks,
+    events: o.events,
+    nicheCategories: w.niche.map((c, j) => {
+      const p = w.plan[j];
+      return {
+        name: w.categories[c],
+        baseRatePerMillion: PAPER_NICHE_RATES[j],
+        ratePerMillion: PAPER_NICHE_RATES[j] * o.nicheScale,
+        windowPerMillion: +(p.window * 1e6).toFixed(1),
+        relatedCategories: p.related.map((r) => w.categories[r]),
+        inMarketPerMillion: +(p.inMarket * 1e6).toFixed(1),
+        intentAdoptProbability: +p.intentAdopt.toFixed(4),
+        interestAdoptMean: +p.interest.toPrecision(4),
+        decoyEpisodesPerUserYear: +p.decoysPerYear.toPrecision(4),
+        measured: { inMarket: res.niche.inMarket[j], decoyUsers: res.niche.decoyUsers[j], adopters: res.niche.adopters[j], byIntent: res.niche.byIntent[j], byInterest: res.niche.byInterest[j] },
+      };
+    }),
     lookalikeTargets: [{ appId: w.apps[w.target].id, packages: w.apps[w.target].pkgs, category: TARGET_CATEGORY, configuredPrevalence: o.targetPrevalence, adopters: targetAdopters.n }],
-    topics: w.topics.map((t) => ({ categories: t.cats.map((c) => w.categories[c]), weights: t.w.map((x) => +x.toFixed(4)) })),
-    files: { users: 'truth/users.csv (user_id, topics k:weight|..., lookalike_target 0/1, niche_p: next-week adoption probability per niche category)' },
+    topics: w.topics.map((t, k) => ({ categories: t.cats.map((c) => w.categories[c]), weights: t.w.map((x) => +x.toFixed(4)), signatureApps: t.anchors.map((a) => w.apps[a].id), targetLoad: +w.targetLoad[k].toPrecision(4) })),
+    files: {
+      users:
+        'truth/users.csv (user_id; topics k:weight|... = community mixture; lookalike_target 0/1; niche_p: probability of adopting each niche category within the label weeks; ' +
+        'in_market: category:kind:days-before-reference|... for users planted in market (kind competitor-trial, related-burst or both); niche_adopted: category:intent|interest|... who adopted in the label weeks and why)',
+    },
   };
   writeFileSync(join(out, 'truth', 'world.json'), `${JSON.stringify(world, null, 2)}\n`);
   const spec = {
@@ -553,9 +780,10 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     installed: files.installed,
     events: files.events,
     heldOut: files.heldOut,
+    heldOutWeeks: o.labelWeeks,
     excludeApps: [w.apps[w.target].id],
     truth: 'truth/world.json',
   };
   writeFileSync(join(out, 'dataset.json'), `${JSON.stringify(spec, null, 2)}\n`);
-  return { users: o.users, apps: w.apps.length, events: nEvents, heldOutEvents: nHeld, files: [...Object.values(files), 'dataset.json', 'truth/world.json', 'truth/users.csv'] };
+  return { users: o.users, apps: w.apps.length, events: nEvents, heldOutEvents: nHeld, files: [...Object.values(files), 'dataset.json', 'truth/world.json', 'truth/users.csv'], niche: res.niche };
 }

@@ -29,7 +29,9 @@ export interface PreparedDataset {
   lookalikeTargets: string[];
   /** Streams examples shard by shard (one shard, or all in shard order). Users are sorted by id within a shard. */
   examples(opts?: { shard?: number }): AsyncIterable<UserExample>;
-  /** Held-out week installs per user (users with at least one install; empty when the input had no held-out week). */
+  /** Weeks after the reference date that labels() covers (1 for datasets prepared before multi-week labels). */
+  labelWeeks: number;
+  /** Installs of the held-out weeks per user, all `labelWeeks` of them (users with at least one install; empty when the input had none). */
   labels(): AsyncIterable<NextWeekLabels>;
   /** Per user, the catalog apps outside the vocabulary (excluded or under the threshold) they installed or have. */
   outOfVocab(): AsyncIterable<OutOfVocabApps>;
@@ -81,6 +83,7 @@ export async function openPrepared(dir: string): Promise<PreparedDataset> {
     catalog,
     nicheCategories: manifest.truth?.nicheCategories ?? [],
     lookalikeTargets: manifest.truth?.lookalikeTargetAppIds ?? [],
+    labelWeeks: manifest.labelWeeks ?? 1,
     async *examples(opts) {
       const list = opts?.shard === undefined ? manifest.shards.map((_, i) => i) : [opts.shard];
       for (const i of list) {

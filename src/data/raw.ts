@@ -18,8 +18,10 @@ export interface DatasetSpec {
   catalog: string;
   installed?: string;
   events?: string;
-  /** Events of the week after the reference date: ground truth for next-week tests, never features. */
+  /** Events of the week(s) after the reference date: ground truth for next-week tests, never features. */
   heldOut?: string;
+  /** How many weeks after the reference date the held-out file covers (default 1). */
+  heldOutWeeks?: number;
   /** App ids kept out of the vocabulary (e.g. a look-alike target whose adopters are the labels). */
   excludeApps?: string[];
   /** Optional ground-truth file of a generated world (truth/world.json). */
@@ -32,6 +34,8 @@ export interface ResolvedDataset {
   /** Absolute paths of the files named by the spec. */
   paths: { catalog: string; installed?: string; events?: string; heldOut?: string; truth?: string };
   referenceEndMs: number; // first ms after the reference date
+  /** Weeks covered by the held-out file (spec.heldOutWeeks, default 1). */
+  heldOutWeeks: number;
 }
 
 export function parseDate(s: string, what: string): number {
@@ -59,6 +63,8 @@ export function loadDatasetSpec(dir: string): ResolvedDataset {
   if (!spec.installed && !spec.events) throw new UserError(`${specPath}: name at least one of "installed" or "events"`);
   if (spec.excludeApps !== undefined && (!Array.isArray(spec.excludeApps) || spec.excludeApps.some((a) => typeof a !== 'string')))
     throw new UserError(`${specPath}: "excludeApps" must be a list of app ids`);
+  const heldOutWeeks = spec.heldOutWeeks ?? 1;
+  if (!Number.isInteger(heldOutWeeks) || heldOutWeeks < 1 || heldOutWeeks > 52) throw new UserError(`${specPath}: "heldOutWeeks" must be an integer in 1..52 (got ${JSON.stringify(spec.heldOutWeeks)})`);
   const res = (f: string | undefined, key: string): string | undefined => {
     if (f === undefined || f === null) return undefined;
     if (typeof f !== 'string' || f === '') throw new UserError(`${specPath}: "${key}" must be a file name`);
@@ -77,6 +83,7 @@ export function loadDatasetSpec(dir: string): ResolvedDataset {
       truth: res(spec.truth, 'truth'),
     },
     referenceEndMs: refStart + DAY_MS,
+    heldOutWeeks,
   };
 }
 
