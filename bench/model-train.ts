@@ -1,5 +1,5 @@
 // Training and embedding throughput of AETN against the machine's SGEMM rate, measured in the same run.
-//   npx tsx bench/model-train.ts [--quick] [--paper-batch N] [--steps N]
+//   npx tsx bench/model-train.ts [--quick] [--paper-batch N] [--steps N] [--big-batch N]
 // Prints a table and writes bench/results/model-train.json.
 //
 // Baseline: numpy float32 SGEMM 2048x2048 (OpenBLAS) with 2 threads and 1 thread, and tfjs-wasm's
@@ -14,6 +14,9 @@
 // reduced vocabulary M (the FLOPs still include every M-wide output layer), and at a small size.
 // Users have full sequences (25 installs + 25 uninstalls) and 50 retained apps: the averages that
 // flopsPerUser assumes. A profile of one paper-size step on the main thread says where time goes.
+// One more row trains at the paper's own batch (--big-batch, default 1000; 0 skips): one step with
+// the default engine (2 workers, the native GEMM when built, the default memory budget: each worker
+// computes its 500 users in chunks), with the chunk size and the process's peak RSS.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
@@ -39,6 +42,7 @@ const PAPER_BATCH = flag('--paper-batch', quick ? 8 : 16);
 const SMALL_BATCH = flag('--small-batch', quick ? 64 : 128);
 const M = flag('--apps', 2000);
 const ROUNDS = flag('--rounds', quick ? 1 : 2);
+const BIG_BATCH = flag('--big-batch', quick ? 0 : 1000);
 
 function vocabulary(m: number, cats = 50): Vocabulary {
   return {
@@ -208,6 +212,34 @@ async function measureTrain(size: 'paper' | 'small', backend: string, gemm: Gemm
   }
 }
 
+/** One step at the paper's batch, as `aetn train` runs it by default: chunked workers, 1 step. */
+async function measureBigBatch(gemm: Gemm, workers: number, batch: number): Promise<Measured & { chunkUsers: number; peakRssMiB: number }> {
+  await useGemm('wasm', gemm, workers);
+  const cfg = factory.makeConfig(vocabulary(M), PAPER, { seqLen: 25, dateBuckets: 52 });
+  const { engine, local } = await startEngine({ factoryUrl: defaultFactoryUrl(), cfg, seed: 1, backend: 'wasm', workers });
+  try {
+    const w = local.getWeights();
+    const adam = new FlatAdam(w.length);
+    const grad = new Float32Array(w.length);
+    await engine.setWeights(w);
+    // Warm-up with one chunk per worker: kernel setup, JIT and the heaps' growth to a chunk's peak.
+    await engine.gradient(users(workers * Math.min(batch, engine.chunkUsers.training), M, 99), 0, grad);
+    const data = users(batch, M, 7);
+    const c0 = process.cpuUsage();
+    const t = performance.now();
+    await engine.gradient(data, 1, grad);
+    adam.apply(w, grad, 1e-4);
+    await engine.setWeights(w);
+    const secs = (performance.now() - t) / 1000;
+    const c = process.cpuUsage(c0);
+    const ups = batch / secs;
+    return { ups, gfs: (ups * engine.flopsPerUser.training) / 1e9, sps: secs, cores: (c.user + c.system) / 1e6 / secs, chunkUsers: engine.chunkUsers.training, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
+  } finally {
+    await engine.close();
+    if (engine !== local) await local.close();
+  }
+}
+
 async function measureEmbed(backend: string, gemm: Gemm, workers: number, n: number): Promise<Measured> {
   await useGemm(backend, gemm, workers);
   const cfg = factory.makeConfig(vocabulary(M), PAPER, { seqLen: 25, dateBuckets: 52 });
@@ -305,6 +337,15 @@ async function main(): Promise<void> {
     }
   }
   plan.forEach((p, i) => add(...p.key, best.get(i)!));
+  // The paper's batch: once (a step takes a minute or more), after the rounds.
+  let bigBatch: { chunkUsers: number; peakRssMiB: number; secondsPerStep: number; usersPerSec: number } | null = null;
+  if (BIG_BATCH > 0) {
+    const g: Gemm = nativeGemm.ok ? 'openblas' : 'stock';
+    const m = await measureBigBatch(g, 2, BIG_BATCH);
+    add('train', 'paper', label('wasm', g), 2, BIG_BATCH, m);
+    bigBatch = { chunkUsers: m.chunkUsers, peakRssMiB: m.peakRssMiB, secondsPerStep: m.sps, usersPerSec: m.ups };
+    console.log(`  paper batch ${BIG_BATCH}: chunks of ${m.chunkUsers} users per worker call, ${m.sps.toFixed(1)} s per step, process peak RSS ${m.peakRssMiB.toFixed(0)} MiB`);
+  }
 
   const profiles: Record<string, Awaited<ReturnType<typeof profileStep>>> = {};
   for (const g of gemms) {
@@ -361,7 +402,7 @@ async function main(): Promise<void> {
   const result = {
     when: new Date().toISOString(),
     machine: { ...machine, loadavgAtEnd: loadavg()[0] },
-    settings: { apps: M, rounds: ROUNDS, paperBatch: PAPER_BATCH, smallBatch: SMALL_BATCH, steps: STEPS, paper: PAPER, small: SMALL, seqLen: 25, retention: 50 },
+    settings: { apps: M, rounds: ROUNDS, paperBatch: PAPER_BATCH, bigBatch: BIG_BATCH, smallBatch: SMALL_BATCH, steps: STEPS, paper: PAPER, small: SMALL, seqLen: 25, retention: 50 },
     baseline: {
       sgemm2ThreadsGflops: sg2,
       sgemm1ThreadGflops: sgemm1.wall,
@@ -373,6 +414,7 @@ async function main(): Promise<void> {
     },
     nativeGemm: nativeGemm.ok ? { path: nativeGemm.path, config: nativeGemm.addon.config() } : { skipped: nativeGemm.reason },
     rows,
+    bigBatch,
     ratios,
     profile: profiles['wasm'],
     profileNative: profiles[nb],
