@@ -31,7 +31,7 @@ export interface EngineMemoryOptions {
 /** The budget in bytes: the option, else the environment, else the default; validated. */
 export function resolveMemoryBudget(mib?: number, env: NodeJS.ProcessEnv = process.env): number {
   let v = mib;
-  let from = 'memoryBudgetMiB';
+  let from = 'the memory budget (--memory-budget, memoryBudgetMiB)';
   if (v === undefined && env[MEMORY_BUDGET_ENV] !== undefined && env[MEMORY_BUDGET_ENV] !== '') {
     v = Number(env[MEMORY_BUDGET_ENV]);
     from = MEMORY_BUDGET_ENV;
