@@ -178,11 +178,19 @@ async function writeInstallers(store: EmbeddingStore, ds: Awaited<ReturnType<typ
     if (l[l.length - 1] !== user) l.push(user);
   };
   const appIdOf = ds.vocab.apps.map((a) => a.appId);
+  // The kept vocabulary apps of each user, for the look-alike's app features, in the same pass.
+  let kept: [string, string[]][] = [];
   for await (const ex of ds.examples()) {
     const seen = new Set<number>();
     for (const arr of [ex.retention, ex.installs]) for (const i of arr) seen.add(i);
     for (const i of seen) add(appIdOf[i]!, ex.userId);
+    kept.push([ex.userId, Array.from(ex.retention, (i) => appIdOf[i]!)]);
+    if (kept.length >= 5000) {
+      await store.putUserAppsMany(kept);
+      kept = [];
+    }
   }
+  if (kept.length > 0) await store.putUserAppsMany(kept);
   for await (const o of ds.outOfVocab()) for (const a of new Set(o.appIds)) add(a, o.userId);
   const all = [...lists.entries()];
   for (let i = 0; i < all.length; i += 500) await store.putInstallersMany(all.slice(i, i + 500));

@@ -64,7 +64,7 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
       log.warn({ featureId: defaultLong.featureId, err: (err as Error).message }, 'index not preloaded');
     }
   }
-  const backend = new ServingBackend(store, indexes, { log, pollMs: opts.pollMs ?? 2000 });
+  const backend = new ServingBackend(store, indexes, { log, pollMs: opts.pollMs ?? 2000, exhaustiveMaxUsers: cfg.serve.lookalikeExhaustiveMaxUsers });
   const metrics = new RpcMetrics();
   let events: Awaited<ReturnType<typeof openEventService>>;
   try {

@@ -18,6 +18,12 @@ export interface LogisticModel {
 export interface FitOptions {
   l2?: number;
   iterations?: number;
+  /**
+   * Columns from this index on are used as given (not centred or scaled): a sparse block whose
+   * natural units already carry meaning (e.g. TF-IDF rows of unit length, scaled as a block by the
+   * caller). Default p: every column is standardised.
+   */
+  rawFrom?: number;
 }
 
 export function fitLogistic(x: Float32Array, y: Uint8Array, n: number, p: number, opts: FitOptions = {}): LogisticModel {
@@ -43,6 +49,10 @@ export function fitLogistic(x: Float32Array, y: Uint8Array, n: number, p: number
   for (let j = 0; j < p; j++) {
     const s = Math.sqrt(sd[j]! / n);
     inv[j] = s > 1e-12 ? 1 / s : 0;
+  }
+  for (let j = Math.min(p, opts.rawFrom ?? p); j < p; j++) {
+    mean[j] = 0;
+    inv[j] = 1;
   }
   // Standardised rows in both layouts, zero-padded to multiples of 4 for the SIMD kernel: the
   // forward pass is Z·w (rows of z) and the gradient is Zᵀ·r (rows of zt); both are gemmRows.
@@ -133,4 +143,132 @@ export function auc(scores: ArrayLike<number>, labels: ArrayLike<number>): numbe
   const nneg = scores.length - npos;
   if (npos === 0 || nneg === 0) return NaN;
   return (rankSumPos - (npos * (npos + 1)) / 2) / (npos * nneg);
+}
+
+/** Sparse rows [n, ps] in compressed form (column indices into the sparse block). */
+export interface SparseRows {
+  ps: number;
+  ptr: Int32Array; // [n + 1]
+  col: Int32Array;
+  val: Float32Array;
+}
+
+export interface HybridModel {
+  readonly pd: number;
+  readonly ps: number;
+  /** Weights on raw dense features [pd], then on the sparse columns [ps]. */
+  readonly weights: Float32Array;
+  readonly bias: number;
+}
+
+/** Logit of one row: dense part at xd[off..off+pd), sparse part from (cols, vals). */
+export function hybridLogit(m: HybridModel, xd: Float32Array, off: number, cols: ArrayLike<number>, vals: ArrayLike<number>): number {
+  let z = m.bias + (m.pd > 0 ? dot(xd, off, m.weights, 0, m.pd) : 0);
+  for (let k = 0; k < cols.length; k++) z += m.weights[m.pd + cols[k]!]! * vals[k]!;
+  return z;
+}
+
+/**
+ * The same L2-regularised, class-balanced logistic regression as fitLogistic over rows made of a
+ * dense block xd [n, pd] (standardised) and a sparse block (used as given), so that thousands of
+ * sparse columns (e.g. TF-IDF over apps) cost their non-zeros rather than n x ps per step.
+ * Zero start, fixed iterations, Nesterov steps from a power-iteration curvature bound.
+ */
+export function fitLogisticHybrid(xd: Float32Array, pd: number, sp: SparseRows | undefined, y: Uint8Array, n: number, opts: FitOptions = {}): HybridModel {
+  const l2 = opts.l2 ?? 1e-3;
+  const iters = opts.iterations ?? 120;
+  const ps = sp?.ps ?? 0;
+  const p = pd + ps;
+  let npos = 0;
+  for (let i = 0; i < n; i++) npos += y[i]!;
+  if (npos === 0 || npos === n) throw new Error('logistic regression needs both classes');
+  const wPos = n / (2 * npos);
+  const wNeg = n / (2 * (n - npos));
+  const mean = new Float64Array(pd);
+  const inv = new Float64Array(pd);
+  for (let i = 0; i < n; i++) for (let j = 0; j < pd; j++) mean[j]! += xd[i * pd + j]!;
+  for (let j = 0; j < pd; j++) mean[j]! /= n;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < pd; j++) {
+      const t = xd[i * pd + j]! - mean[j]!;
+      inv[j]! += t * t;
+    }
+  for (let j = 0; j < pd; j++) {
+    const s = Math.sqrt(inv[j]! / n);
+    inv[j] = s > 1e-12 ? 1 / s : 0;
+  }
+  const z = new Float32Array(n * pd);
+  for (let i = 0; i < n; i++) for (let j = 0; j < pd; j++) z[i * pd + j] = (xd[i * pd + j]! - mean[j]!) * inv[j]!;
+  const sw = new Float64Array(n);
+  for (let i = 0; i < n; i++) sw[i] = (y[i] ? wPos : wNeg) / n;
+  // Z·w and Zᵀ·r over both blocks.
+  const forward = (w: Float64Array, out: Float64Array) => {
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      const o = i * pd;
+      for (let j = 0; j < pd; j++) s += z[o + j]! * w[j]!;
+      if (sp) for (let k = sp.ptr[i]!; k < sp.ptr[i + 1]!; k++) s += sp.val[k]! * w[pd + sp.col[k]!]!;
+      out[i] = s;
+    }
+  };
+  const backward = (r: Float64Array, out: Float64Array) => {
+    out.fill(0);
+    for (let i = 0; i < n; i++) {
+      const ri = r[i]!;
+      if (ri === 0) continue;
+      const o = i * pd;
+      for (let j = 0; j < pd; j++) out[j]! += z[o + j]! * ri;
+      if (sp) for (let k = sp.ptr[i]!; k < sp.ptr[i + 1]!; k++) out[pd + sp.col[k]!]! += sp.val[k]! * ri;
+    }
+  };
+  const sv = new Float64Array(n);
+  const rv = new Float64Array(n);
+  const tmp = new Float64Array(p);
+  let v = new Float64Array(p).fill(1 / Math.sqrt(Math.max(1, p)));
+  let lam = 1;
+  for (let it = 0; it < 12; it++) {
+    forward(v, sv);
+    for (let i = 0; i < n; i++) rv[i] = sv[i]! * sw[i]!;
+    backward(rv, tmp);
+    let norm = 0;
+    for (let j = 0; j < p; j++) norm += tmp[j]! * tmp[j]!;
+    norm = Math.sqrt(norm);
+    if (norm === 0) break;
+    lam = norm;
+    v = Float64Array.from(tmp, (x) => x / norm);
+  }
+  const step = 1 / (0.25 * (lam * 1.1 + 1) + l2);
+  let w = new Float64Array(p);
+  let wPrev = new Float64Array(p);
+  let b = 0;
+  let bPrev = 0;
+  const look = new Float64Array(p);
+  const g = new Float64Array(p);
+  for (let t = 1; t <= iters; t++) {
+    const mom = (t - 1) / (t + 2);
+    for (let j = 0; j < p; j++) look[j] = w[j]! + mom * (w[j]! - wPrev[j]!);
+    const lb = b + mom * (b - bPrev);
+    forward(look, sv);
+    let gb = 0;
+    for (let i = 0; i < n; i++) {
+      const pr = 1 / (1 + Math.exp(-(sv[i]! + lb)));
+      const r = (pr - y[i]!) * sw[i]!;
+      gb += r;
+      rv[i] = r;
+    }
+    backward(rv, g);
+    wPrev = w;
+    w = new Float64Array(p);
+    for (let j = 0; j < p; j++) w[j] = look[j]! - step * (g[j]! + l2 * look[j]!);
+    bPrev = b;
+    b = lb - step * gb;
+  }
+  const weights = new Float32Array(p);
+  let bias = b;
+  for (let j = 0; j < pd; j++) {
+    weights[j] = w[j]! * inv[j]!;
+    bias -= weights[j]! * mean[j]!;
+  }
+  for (let j = pd; j < p; j++) weights[j] = w[j]!;
+  return { pd, ps, weights, bias };
 }

@@ -19,7 +19,8 @@
 // the index has one), and each answer is scored as it arrives into a top-N heap, so reading and
 // scoring overlap the remaining searches. The dense math (k-means, fit, scoring) is batched dot
 // products in a WebAssembly SIMD kernel (simd.ts).
-import { auc, fitLogistic } from './logistic.js';
+import { auc } from './logistic.js';
+import { appLayout, appLogit, appRows, DEFAULT_L2_GRID, denseColumns, fitScoring, knnScore, rowLogit, seedProfile, selectApps, vectorLayout, type Family, type HeldOutEstimate } from './scoring.js';
 import { sphericalKMeans } from './kmeans.js';
 import { dot, hashStrings, normalizedMatrix, rng } from './linalg.js';
 import { gemmRows } from './simd.js';
@@ -40,6 +41,18 @@ export interface LookalikeDeps {
   samplePopulation(n: number): { userIds: string[]; vectors: Float32Array[] } | Promise<{ userIds: string[]; vectors: Float32Array[] }>;
   /** Largest k a single search may ask for (index size or a serving limit). */
   maxSearchK?: number;
+  /**
+   * The apps each of these users keeps (the feature's vocabulary apps). With it the scoring model
+   * also sees activity and a TF-IDF row of the apps (scoring.ts); without it, the vector alone.
+   */
+  getApps?(userIds: string[]): (readonly string[] | undefined)[] | Promise<(readonly string[] | undefined)[]>;
+  /**
+   * Every user of the feature when there are few enough to score them all (then no candidate
+   * search runs and no good user is cut by it); undefined when the population is too large.
+   */
+  allUsers?(): readonly string[] | undefined | Promise<readonly string[] | undefined>;
+  /** Users in the feature: the seeds' prevalence for the held-out recall estimate. */
+  populationSize?: number;
   /**
    * Throws when the caller has gone away; called between phases. May be async: a server uses it
    * to yield to its event loop, which is also when a cancellation can arrive.
@@ -65,8 +78,16 @@ export interface LookalikeOptions {
   maxClusterSeeds?: number;
   /** Seeds used to fit the scoring model at most (a seeded random subset; default 300). */
   maxTrainSeeds?: number;
-  /** Gradient steps of the model fit (default 30: the AUC on the training rows is ~0.99 by then). */
+  /** Gradient steps of each model fit (default 60). */
   fitIterations?: number;
+  /** Cross-validation folds over the training rows that choose the L2 penalty and estimate quality (default 4; 0 = none). */
+  cvFolds?: number;
+  /** L2 penalties tried by the cross-validation (default scoring.ts DEFAULT_L2_GRID). */
+  l2Grid?: readonly number[];
+  /** Use the users' apps in the scoring model when the deps can give them (default true). */
+  useApps?: boolean;
+  /** Model families the cross-validation chooses among (default: all that the features allow). */
+  families?: Family[];
 }
 
 export interface LookalikeResult {
@@ -78,6 +99,18 @@ export interface LookalikeResult {
   clusters: number;
   populationSampled: number;
   trainingAuc: number;
+  /** Held-out quality estimate from cross-validation over the seeds (scoring.ts). */
+  heldOut: HeldOutEstimate;
+  /**
+   * The model family the cross-validation chose (scoring.ts): 'vector' (vector and centroid
+   * similarities), 'apps' (activity and item-kNN over the kept apps) or 'hybrid' (all of them and
+   * the TF-IDF app columns).
+   */
+  features: Family;
+  /** The L2 penalty of the final model. */
+  l2: number;
+  /** True when every user of the feature was scored (no candidate search). */
+  exhaustive: boolean;
   timings: LookalikeTimings;
 }
 
@@ -238,7 +271,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   for (const s of seedIds) exclude.add(s);
   const fitRows = subset(Array.from({ length: nS }, (_, r) => r), opts.maxTrainSeeds ?? 300, seed + 1);
   const nF = fitRows.length;
-  const popWanted = opts.populationSample ?? Math.min(1200, Math.max(600, 2 * nF));
+  const popWanted = opts.populationSample ?? Math.min(4000, Math.max(1500, 10 * nF));
   tMark = performance.now();
   const pop = await deps.samplePopulation(popWanted);
   const tPopulation = lap();
@@ -247,26 +280,52 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   for (let i = 0; i < pop.userIds.length; i++) if (!exclude.has(pop.userIds[i]!)) negIdx.push(i);
   if (negIdx.length === 0) throw new LookalikeError('FAILED_PRECONDITION', 'the population sample holds no user besides the seeds: the store is too small for a look-alike model');
 
-  // 4. Scoring model: seeds vs population. Features: the unit vector plus one RBF-like
-  // similarity per centroid (similarities for all rows in one batched pass).
+  // 4. Scoring model: seeds vs population (scoring.ts). Features: the unit vector, one RBF-like
+  // similarity per centroid (all rows in one batched pass) and, when the store has the users'
+  // apps, activity and a TF-IDF row of the apps. The L2 penalty is chosen by cross-validation,
+  // which also gives the held-out quality estimate.
   tMark = performance.now();
-  const P = d + K;
   const nTrain = nF + negIdx.length;
   const Xraw = new Float32Array(nTrain * d);
   fitRows.forEach((r, i) => Xraw.set(S.subarray(r * d, r * d + d), i * d));
   Xraw.set(normalizedMatrix(negIdx.map((i) => pop.vectors[i]!), d), nF * d);
   const sims = new Float32Array(nTrain * K);
   gemmRows(Xraw, nTrain, km.centroids, K, d, sims);
+  const useApps = (opts.useApps ?? true) && deps.getApps !== undefined;
+  let trainApps: (readonly string[] | undefined)[] = [];
+  if (useApps) {
+    trainApps = [
+      ...(await deps.getApps!(fitRows.map((r) => knownIds[trainIdx[r]!]!))),
+      ...(await deps.getApps!(negIdx.map((i) => pop.userIds[i]!))),
+    ];
+  }
+  const layout = useApps ? appLayout(d, K, trainApps, nF, selectApps(trainApps, 2, 1024)) : vectorLayout(d, K);
+  const P = denseColumns(layout);
   const X = new Float32Array(nTrain * P);
+  const app = useApps ? appRows(layout, trainApps) : undefined;
+  const popSize = Math.max(deps.populationSize ?? 0, knownIds.length + negIdx.length);
+  const profile = useApps ? seedProfile(trainApps.slice(0, nF), trainApps.slice(nF), popSize) : undefined;
   for (let r = 0; r < nTrain; r++) {
     X.set(Xraw.subarray(r * d, r * d + d), r * P);
     for (let j = 0; j < K; j++) X[r * P + d + j] = Math.exp(-(1 - sims[r * K + j]!) / spreadOf[j]!);
+    if (app) {
+      X[r * P + d + K] = app.activity[r]!;
+      X[r * P + d + K + 1] = knnScore(profile!, trainApps[r], r < nF);
+    }
   }
   const y = new Uint8Array(nTrain);
   y.fill(1, 0, nF);
-  const model = fitLogistic(X, y, nTrain, P, { iterations: opts.fitIterations ?? 30 });
+  const { scoring, estimate } = fitScoring(X, app?.rows, y, nTrain, layout, {
+    folds: opts.cvFolds ?? 4,
+    grid: opts.l2Grid ?? DEFAULT_L2_GRID,
+    iterations: opts.fitIterations ?? 60,
+    seed: seed + 3,
+    prevalence: knownIds.length / popSize,
+    ...(opts.families ? { families: opts.families } : {}),
+  }, profile);
+  const model = scoring.model;
   const trainScores = new Float64Array(nTrain);
-  for (let i = 0; i < nTrain; i++) trainScores[i] = model.logit(X, i * P);
+  for (let i = 0; i < nTrain; i++) trainScores[i] = rowLogit(model, X, app?.rows, i);
   const trainingAuc = auc(trainScores, y);
   const tFit = lap();
   await check();
@@ -317,6 +376,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
       const part = s === 0 && fresh.length <= CHUNK ? fresh : fresh.slice(s, s + CHUNK);
       const tv = performance.now();
       const vecs = await deps.getVectors(part);
+      const appsOf = useApps ? await deps.getApps!(part) : undefined;
       tVectors += performance.now() - tv;
       if (invNorm.length < part.length) {
         Xc = new Float32Array(part.length * d);
@@ -341,6 +401,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
         const inv = invNorm[q]!;
         let z = dots[o]! * inv + model.bias;
         for (let j = 1; j < R; j++) z += wc[j]! * Math.exp((dots[o + j]! * inv - 1) * invSpread[j]!);
+        if (appsOf) z += appLogit(scoring, appsOf[rowOf[q]!]);
         top.push(1 / (1 + Math.exp(-z)), part[rowOf[q]!]!);
       }
       scoredCount += n;
@@ -351,12 +412,22 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   const tSearch0 = tMark;
   let tLastAnswer = tMark;
   let tSearchWait = 0;
+  const everyone = deps.allUsers ? await deps.allUsers() : undefined;
+  if (everyone) {
+    // Few enough users to score them all: no candidate search, so no good user is cut by one.
+    const list = everyone.map((userId) => ({ userId, score: 0 }));
+    for (let s0 = 0; s0 < list.length; s0 += 16 * CHUNK) {
+      await scoreList(list.slice(s0, s0 + 16 * CHUNK));
+      await check();
+    }
+    tLastAnswer = performance.now();
+  }
   let ks = centroidKs(budget);
   let queries: { v: Float32Array; k: number }[] = [
     ...ks.map((k, j) => ({ v: km.centroids.subarray(j * d, j * d + d), k })),
     ...probes.map((i) => ({ v: knownVecs[i]!, k: probeK })),
   ];
-  for (let round = 0; ; round++) {
+  for (let round = 0; !everyone; round++) {
     const pending = queries.map((q) =>
       Promise.resolve(deps.search(q.v, q.k)).then((r) => {
         tLastAnswer = performance.now();
@@ -394,6 +465,10 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     clusters: K,
     populationSampled: negIdx.length,
     trainingAuc,
+    heldOut: estimate,
+    features: scoring.family,
+    l2: scoring.l2,
+    exhaustive: everyone !== undefined,
     timings: {
       seeds: tSeeds,
       cluster: tCluster,

@@ -16,6 +16,8 @@ export interface AetnConfig {
     apiKeys: Record<string, string[]>;
     authDisabled: boolean;
     drainTimeoutMs: number;
+    /** Look-alike calls score every user (no candidate search) in features of at most this many users. */
+    lookalikeExhaustiveMaxUsers: number;
   };
   metrics: { host: string; port: number | null };
   kafka: { brokers: string[]; topic: string; dlqTopic: string; groupId: string; clientId: string };
@@ -25,7 +27,7 @@ export interface AetnConfig {
 
 export const DEFAULTS: AetnConfig = {
   storeDir: 'aetn-data/store',
-  serve: { host: '127.0.0.1', port: 50051, tlsCert: null, tlsKey: null, apiKeys: {}, authDisabled: false, drainTimeoutMs: 10_000 },
+  serve: { host: '127.0.0.1', port: 50051, tlsCert: null, tlsKey: null, apiKeys: {}, authDisabled: false, drainTimeoutMs: 10_000, lookalikeExhaustiveMaxUsers: 100_000 },
   metrics: { host: '127.0.0.1', port: 9464 },
   kafka: { brokers: [], topic: 'app-events', dlqTopic: 'app-events.dlq', groupId: 'aetn-realtime', clientId: 'aetn' },
   realtime: { headDir: null, maxEvents: 32 },
@@ -47,6 +49,7 @@ const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
   'serve.apiKeys': { kind: 'keys', env: 'AETN_API_KEYS', secret: true },
   'serve.authDisabled': { kind: 'bool', env: 'AETN_AUTH_DISABLED' },
   'serve.drainTimeoutMs': { kind: 'int', env: 'AETN_DRAIN_TIMEOUT_MS' },
+  'serve.lookalikeExhaustiveMaxUsers': { kind: 'int', env: 'AETN_LOOKALIKE_EXHAUSTIVE_MAX_USERS' },
   'metrics.host': { kind: 'string', env: 'AETN_METRICS_HOST' },
   'metrics.port': { kind: 'nullablePort', env: 'AETN_METRICS_PORT' },
   'kafka.brokers': { kind: 'stringList', env: 'AETN_KAFKA_BROKERS' },

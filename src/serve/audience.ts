@@ -40,6 +40,9 @@ export function lookalikeDeps(
     search: (v, k) => search(idx, v, k, k),
     samplePopulation: (n) => backend.population(f.featureId, n, salt),
     maxSearchK: Math.min(idx.size, maxSearchK),
+    allUsers: () => backend.allUsers(f.featureId),
+    populationSize: backend.count(f.featureId),
+    ...(backend.hasUserApps() ? { getApps: (ids: string[]) => backend.userApps(ids) } : {}),
     ...(checkCancelled ? { checkCancelled } : {}),
   };
 }
@@ -146,6 +149,11 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
             audienceSize: res.users.length,
             trainingAuc: res.trainingAuc,
             elapsedMs: Math.round(performance.now() - started),
+            expectedAuc: res.heldOut.folds > 0 ? res.heldOut.auc : 0,
+            expectedRecallAt1x: res.heldOut.folds > 0 ? res.heldOut.recallAt1x : 0,
+            estimateFolds: res.heldOut.folds,
+            scoringFeatures: res.features,
+            exhaustive: res.exhaustive,
           },
         },
       });

@@ -36,6 +36,11 @@ export interface BackendOptions {
   log: Logger;
   /** Population sample kept per feature for look-alike negatives. */
   populationCache?: number;
+  /**
+   * Features of at most this many users keep every id in memory and look-alike calls score them
+   * all (default 100,000; 0 = always search candidates in the index).
+   */
+  exhaustiveMaxUsers?: number;
 }
 
 /** Keys read between two yields to the event loop while drawing a population sample (~2-5 ms). */
@@ -221,7 +226,8 @@ export class ServingBackend {
   }
 
   private async drawPopulation(featureId: string, count: number): Promise<Population> {
-    const keep = this.opts.populationCache ?? 20_000;
+    // Small features keep every id, so that look-alike calls can score everyone.
+    const keep = count <= (this.opts.exhaustiveMaxUsers ?? 100_000) ? Math.max(count, this.opts.populationCache ?? 20_000) : (this.opts.populationCache ?? 20_000);
     const r = rng(hashStrings([featureId, String(count)]));
     const res: string[] = [];
     let i = 0;
@@ -242,6 +248,31 @@ export class ServingBackend {
     const pop = { count, atMs: Date.now(), userIds: res };
     this.populations.set(featureId, pop);
     return pop;
+  }
+
+  /** Users with a vector in the feature. */
+  count(featureId: string): number {
+    return this.store.count(featureId);
+  }
+
+  /** Every user of the feature when it is small enough to score exhaustively (else undefined). */
+  async allUsers(featureId: string): Promise<readonly string[] | undefined> {
+    const max = this.opts.exhaustiveMaxUsers ?? 100_000;
+    const count = this.store.count(featureId);
+    if (count > max || count === 0) return undefined;
+    await this.population(featureId, 0, '');
+    const pop = this.populations.get(featureId);
+    return pop && pop.userIds.length === pop.count ? pop.userIds : undefined;
+  }
+
+  /** The kept vocabulary apps of each user (look-alike app features); undefined where not recorded. */
+  userApps(userIds: readonly string[]): (string[] | undefined)[] {
+    return this.store.userAppsMany(userIds);
+  }
+
+  /** Whether the store records users' kept apps at all (stores embedded before they were recorded do not). */
+  hasUserApps(): boolean {
+    return this.store.userAppsCount() > 0;
   }
 
   private slice(featureId: string, pop: Population, n: number, salt: string): { userIds: string[]; vectors: Float32Array[] } {

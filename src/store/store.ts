@@ -8,6 +8,7 @@
 //   vec/<featureId> userId -> [float64 updatedAtMs][float32 x dim]   (raw bytes, little-endian)
 //   runs            runId -> { state, updatedAtMs }   progress markers of resumable jobs
 //   installers      appKey -> userId[]                "users who installed app X" seeds
+//   userApps        userId -> appKey[]                the vocabulary apps a user keeps (look-alike app features)
 //
 // One sub-database per feature id (instead of composite keys) keeps iteration a plain range scan,
 // makes counts O(1) and lets `purge` drop a whole feature in one step.
@@ -70,6 +71,7 @@ export class EmbeddingStore {
   private readonly featuresDb: Database<FeatureRecord, string>;
   private readonly runsDb: Database<{ state: RunState; updatedAtMs: number }, string>;
   private readonly installersDb: Database<string[], string>;
+  private readonly userAppsDb: Database<string[], string>;
   private txnDepth = 0;
   /** Feature records checked in the current write transaction (see putInTxn). */
   private readonly txnFeatures = new Map<string, FeatureRecord>();
@@ -84,6 +86,7 @@ export class EmbeddingStore {
     this.featuresDb = root.openDB({ name: 'features' });
     this.runsDb = root.openDB({ name: 'runs' });
     this.installersDb = root.openDB({ name: 'installers' });
+    this.userAppsDb = root.openDB({ name: 'userApps' });
   }
 
   /** Opens (and by default creates) a store; refuses directories that are not stores or are damaged. */
@@ -457,6 +460,34 @@ export class EmbeddingStore {
   installersOf(appKey: string): string[] | undefined {
     this.checkOpen();
     return this.installersDb.get(checkKey('app key', appKey));
+  }
+
+  /**
+   * Replaces the kept apps of several users in one transaction (the vocabulary apps of the model's
+   * dataset; the look-alike's scoring model reads them as activity and TF-IDF features).
+   */
+  async putUserAppsMany(lists: Iterable<readonly [string, readonly string[]]>): Promise<void> {
+    const all = [...lists];
+    for (const [userId, apps] of all) {
+      checkKey('user id', userId);
+      if (!Array.isArray(apps)) throw new StoreError('INVALID_ARGUMENT', `apps of ${userId} must be an array of app ids`);
+      for (const a of apps) checkKey('app key', a);
+    }
+    this.transactionSync(() => {
+      for (const [userId, apps] of all) this.userAppsDb.putSync(userId, [...new Set(apps)]);
+    });
+  }
+
+  /** Kept apps of each user (undefined: none recorded). */
+  userAppsMany(userIds: readonly string[]): (string[] | undefined)[] {
+    this.checkOpen();
+    return userIds.map((u) => this.userAppsDb.get(u));
+  }
+
+  /** Users with a kept-apps list. */
+  userAppsCount(): number {
+    this.checkOpen();
+    return (this.userAppsDb.getStats() as { entryCount: number }).entryCount;
   }
 
   appKeys(): string[] {

@@ -1,0 +1,433 @@
+// The per-request scoring model of a look-alike call: a logistic regression of seeds (1) against a
+// uniform population sample (0), over one user's
+//   [ v̂ (d) | rbf_1..rbf_K | log(1 + #apps) | tf-idf of the retained apps (A) ]
+// where v̂ is the unit vector of the feature, rbf_j = exp(-(1 - cos(v, c_j)) / spread_j) the
+// closeness to seed cluster j, #apps the number of apps the user keeps (activity: heavy users
+// install more of everything) and the last block a sparse TF-IDF row over the apps seen in the
+// training rows. The dense columns are standardised; the TF-IDF block keeps its natural units
+// (rows of unit length) and is scaled as a whole so that it carries as much total variance as the
+// dense block, so that one L2 penalty treats both alike.
+//
+// The penalty is chosen per request by stratified k-fold cross-validation on the training rows
+// (the largest held-out AUC over a small grid), and the same out-of-fold scores give the advertiser
+// an honest estimate of the audience's quality before buying it: the held-out AUC, and the
+// expected recall at an audience as large as the hidden adopters (recall@1x), from the score
+// distributions of held-out seeds and held-out population users at the seeds' prevalence.
+import { auc, fitLogistic, fitLogisticHybrid, hybridLogit, type HybridModel, type SparseRows } from './logistic.js';
+import { rng } from './linalg.js';
+
+/** What the fitted model needs to score any user. */
+export interface ScoringModel {
+  model: HybridModel;
+  /** Columns: d vector, K centroid similarities, then (when apps are used) activity and A apps. */
+  d: number;
+  K: number;
+  /** Selected apps (the TF-IDF columns) and their column offsets. */
+  appColumn: Map<string, number>;
+  /** IDF of each selected app (same order as the columns), and of an app outside the selection. */
+  idf: Float32Array;
+  idfUnseen: number;
+  /** The TF-IDF block's scale (see the file comment). */
+  tfidfScale: number;
+  usesApps: boolean;
+  /** The seeds' app profile of the item-kNN column (with apps). */
+  profile?: SeedProfile;
+  l2: number;
+  /** The model family the cross-validation chose. */
+  family: Family;
+}
+
+export interface HeldOutEstimate {
+  /** Folds of the cross-validation (0: none was run). */
+  folds: number;
+  /** AUC of the out-of-fold scores, seeds vs population sample. */
+  auc: number;
+  /** Expected recall of an audience as large as the users like the seeds that it should find. */
+  recallAt1x: number;
+  /** The model families and L2 penalties tried and the held-out AUC of each. */
+  grid: { family: Family; l2: number; auc: number }[];
+}
+
+export const DEFAULT_L2_GRID = [0.003, 0.03, 0.3];
+
+/** Apps kept as columns: seen in at least `minRows` training rows, the most frequent `max` of them. */
+export function selectApps(apps: readonly (readonly string[] | undefined)[], minRows: number, max: number): string[] {
+  const count = new Map<string, number>();
+  for (const list of apps) if (list) for (const a of list) count.set(a, (count.get(a) ?? 0) + 1);
+  return [...count.entries()]
+    .filter(([, c]) => c >= minRows)
+    .sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))
+    .slice(0, max)
+    .map(([a]) => a);
+}
+
+/** The layout of the feature rows; `apps` undefined means vector-only. */
+export interface Layout {
+  d: number;
+  K: number;
+  appColumn: Map<string, number>;
+  idf: Float32Array;
+  idfUnseen: number;
+  tfidfScale: number;
+  usesApps: boolean;
+}
+
+/**
+ * TF-IDF layout from the training rows: document frequencies from the population rows (a uniform
+ * sample, so they estimate how common each app is), smoothed: idf = ln((1 + n) / (1 + df)) + 1.
+ */
+export function appLayout(d: number, K: number, apps: readonly (readonly string[] | undefined)[], popFrom: number, selected: string[]): Layout {
+  const appColumn = new Map(selected.map((a, i) => [a, i]));
+  const df = new Float64Array(selected.length);
+  const nPop = apps.length - popFrom;
+  for (let r = popFrom; r < apps.length; r++) for (const a of apps[r] ?? []) {
+    const c = appColumn.get(a);
+    if (c !== undefined) df[c]!++;
+  }
+  const idf = new Float32Array(selected.length);
+  for (let c = 0; c < selected.length; c++) idf[c] = Math.log((1 + nPop) / (1 + df[c]!)) + 1;
+  const dense = d + K + 1;
+  return { d, K, appColumn, idf, idfUnseen: Math.log(1 + nPop) + 1, tfidfScale: Math.sqrt(dense), usesApps: true };
+}
+
+export function vectorLayout(d: number, K: number): Layout {
+  return { d, K, appColumn: new Map(), idf: new Float32Array(0), idfUnseen: 0, tfidfScale: 0, usesApps: false };
+}
+
+export function columns(l: Layout): number {
+  return l.d + l.K + (l.usesApps ? 1 + l.appColumn.size : 0);
+}
+
+/** Dense columns of the layout: vector, centroid similarities and (with apps) activity and item-kNN. */
+export function denseColumns(l: Layout): number {
+  return l.d + l.K + (l.usesApps ? 2 : 0);
+}
+
+/**
+ * The seeds' app profile for the item-kNN feature: each app is weighted by the Jaccard similarity
+ * of its users with the seeds, |S ∩ U_a| / |S ∪ U_a|, and a user scores the sum over the apps they
+ * keep. |U_a| is estimated from the population sample scaled to the population's size. A seed's
+ * own row is scored without itself (leave-one-out), or the feature would reward memorising seeds.
+ */
+export interface SeedProfile {
+  inter: Map<string, number>;
+  nSeeds: number;
+  users: Map<string, number>;
+}
+
+export function seedProfile(seedApps: readonly (readonly string[] | undefined)[], popApps: readonly (readonly string[] | undefined)[], populationSize: number): SeedProfile {
+  const inter = new Map<string, number>();
+  for (const list of seedApps) for (const a of new Set(list ?? [])) inter.set(a, (inter.get(a) ?? 0) + 1);
+  const inPop = new Map<string, number>();
+  for (const list of popApps) for (const a of new Set(list ?? [])) if (inter.has(a)) inPop.set(a, (inPop.get(a) ?? 0) + 1);
+  const scale = popApps.length > 0 ? populationSize / popApps.length : 0;
+  const users = new Map<string, number>();
+  for (const [a, i] of inter) users.set(a, Math.max(i, (inPop.get(a) ?? 0) * scale));
+  return { inter, nSeeds: seedApps.length, users };
+}
+
+export function knnScore(p: SeedProfile, apps: readonly string[] | undefined, isSeed: boolean): number {
+  const self = isSeed ? 1 : 0;
+  const nS = p.nSeeds - self;
+  let s = 0;
+  for (const a of new Set(apps ?? [])) {
+    const i = (p.inter.get(a) ?? 0) - self;
+    if (i <= 0) continue;
+    s += i / (nS + p.users.get(a)! - self - i);
+  }
+  return s;
+}
+
+/**
+ * The app part of one row: activity (log(1 + #apps)) and the sparse TF-IDF entries. The row's
+ * norm counts every kept app (unselected ones at the unseen IDF) so heavy users are not
+ * over-weighted.
+ */
+export function appRow(l: Layout, apps: readonly string[] | undefined): { activity: number; cols: number[]; vals: number[] } {
+  const list = apps ?? [];
+  const cols: number[] = [];
+  const vals: number[] = [];
+  let norm = 0;
+  for (const a of list) {
+    const c = l.appColumn.get(a);
+    const w = c === undefined ? l.idfUnseen : l.idf[c]!;
+    norm += w * w;
+  }
+  if (norm > 0) {
+    const s = l.tfidfScale / Math.sqrt(norm);
+    for (const a of new Set(list)) {
+      const c = l.appColumn.get(a);
+      if (c !== undefined) {
+        cols.push(c);
+        vals.push(l.idf[c]! * s);
+      }
+    }
+  }
+  return { activity: Math.log1p(list.length), cols, vals };
+}
+
+/** Sparse rows of the app block for training rows. */
+export function appRows(l: Layout, apps: readonly (readonly string[] | undefined)[]): { rows: SparseRows; activity: Float32Array } {
+  const ptr = new Int32Array(apps.length + 1);
+  const cols: number[] = [];
+  const vals: number[] = [];
+  const activity = new Float32Array(apps.length);
+  apps.forEach((list, i) => {
+    const r = appRow(l, list);
+    activity[i] = r.activity;
+    cols.push(...r.cols);
+    vals.push(...r.vals);
+    ptr[i + 1] = cols.length;
+  });
+  return { rows: { ps: l.appColumn.size, ptr, col: Int32Array.from(cols), val: Float32Array.from(vals) }, activity };
+}
+
+/** The app part of a logit for one user (activity and TF-IDF weights of a fitted model). */
+export function appLogit(m: ScoringModel, apps: readonly string[] | undefined): number {
+  if (!m.usesApps) return 0;
+  const list = apps ?? [];
+  const base = m.d + m.K;
+  const w = m.model.weights;
+  let z = w[base]! * Math.log1p(list.length) + (m.profile ? w[base + 1]! * knnScore(m.profile, list, false) : 0);
+  let norm = 0;
+  let dotw = 0;
+  for (const a of list) {
+    const c = m.appColumn.get(a);
+    const idf = c === undefined ? m.idfUnseen : m.idf[c]!;
+    norm += idf * idf;
+  }
+  for (const a of new Set(list)) {
+    const c = m.appColumn.get(a);
+    if (c !== undefined) dotw += w[base + 2 + c]! * m.idf[c]!;
+  }
+  if (norm > 0) z += (dotw * m.tfidfScale) / Math.sqrt(norm);
+  return z;
+}
+
+/** Stratified fold of each row (positives and negatives dealt round-robin after a seeded shuffle). */
+export function stratifiedFolds(y: Uint8Array, k: number, seed: number): Int32Array {
+  const r = rng(seed);
+  const fold = new Int32Array(y.length);
+  for (const cls of [1, 0]) {
+    const idx: number[] = [];
+    for (let i = 0; i < y.length; i++) if (y[i] === cls) idx.push(i);
+    for (let i = idx.length - 1; i > 0; i--) {
+      const j = Math.floor(r() * (i + 1));
+      [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+    }
+    idx.forEach((row, i) => (fold[row] = i % k));
+  }
+  return fold;
+}
+
+/** The training rows whose fold is (or is not) f: dense rows copied, sparse rows re-packed. */
+function subsetRows(Xd: Float32Array, pd: number, sp: SparseRows | undefined, keep: number[]): { Xd: Float32Array; sp: SparseRows | undefined } {
+  const out = new Float32Array(keep.length * pd);
+  keep.forEach((r, i) => out.set(Xd.subarray(r * pd, r * pd + pd), i * pd));
+  if (!sp) return { Xd: out, sp: undefined };
+  const ptr = new Int32Array(keep.length + 1);
+  let nnz = 0;
+  keep.forEach((r, i) => {
+    nnz += sp.ptr[r + 1]! - sp.ptr[r]!;
+    ptr[i + 1] = nnz;
+  });
+  const col = new Int32Array(nnz);
+  const val = new Float32Array(nnz);
+  keep.forEach((r, i) => {
+    col.set(sp.col.subarray(sp.ptr[r]!, sp.ptr[r + 1]!), ptr[i]!);
+    val.set(sp.val.subarray(sp.ptr[r]!, sp.ptr[r + 1]!), ptr[i]!);
+  });
+  return { Xd: out, sp: { ps: sp.ps, ptr, col, val } };
+}
+
+/** Logit of training row r (dense row r of Xd, sparse row r of sp). */
+export function rowLogit(m: HybridModel, Xd: Float32Array, sp: SparseRows | undefined, r: number): number {
+  if (!sp) return hybridLogit(m, Xd, r * m.pd, [], []);
+  return hybridLogit(m, Xd, r * m.pd, sp.col.subarray(sp.ptr[r]!, sp.ptr[r + 1]!), sp.val.subarray(sp.ptr[r]!, sp.ptr[r + 1]!));
+}
+
+/**
+ * Expected recall when the audience is as large as the positives it should find, in a population
+ * where a fraction `prevalence` is positive: the threshold t where
+ * prevalence·P(s+ > t) + (1 − prevalence)·P(s− > t) = prevalence, read off the held-out scores.
+ */
+export function expectedRecallAt1x(pos: readonly number[], neg: readonly number[], prevalence: number): number {
+  if (pos.length === 0 || neg.length === 0) return NaN;
+  const pi = Math.min(1, Math.max(1e-9, prevalence));
+  const all = [...pos.map((s) => [s, 1] as const), ...neg.map((s) => [s, 0] as const)].sort((a, b) => b[0] - a[0]);
+  let tp = 0;
+  let fp = 0;
+  let tpr0 = 0;
+  let share0 = 0;
+  for (let i = 0; i < all.length; ) {
+    let j = i;
+    while (j < all.length && all[j]![0] === all[i]![0]) {
+      if (all[j]![1]) tp++;
+      else fp++;
+      j++;
+    }
+    const tpr = tp / pos.length;
+    // Share of the population selected down to this score.
+    const share = pi * tpr + (1 - pi) * (fp / neg.length);
+    if (share >= pi) {
+      // Linear inside the step (a tie group is taken in part, at random).
+      const frac = share > share0 ? (pi - share0) / (share - share0) : 1;
+      return tpr0 + frac * (tpr - tpr0);
+    }
+    tpr0 = tpr;
+    share0 = share;
+    i = j;
+  }
+  return tpr0;
+}
+
+export interface FitScoringOptions {
+  folds: number;
+  grid: readonly number[];
+  iterations: number;
+  seed: number;
+  /** Share of the population that is like the seeds (for the recall estimate). */
+  prevalence: number;
+  /** Model families to choose among (default: all the layout allows). */
+  families?: Family[];
+}
+
+/**
+ * A family of models the cross-validation chooses among: which dense columns it reads (a range of
+ * the layout's dense block) and whether it reads the sparse app columns.
+ *   vector: the vector and the centroid similarities;
+ *   apps:   activity and the item-kNN score (two columns: robust with very few seeds);
+ *   hybrid: everything.
+ */
+export type Family = 'vector' | 'apps' | 'hybrid' | 'ensemble';
+
+function familyColumns(l: Layout, f: Family): { from: number; to: number; sparse: boolean } {
+  const dv = l.d + l.K;
+  if (f === 'vector') return { from: 0, to: dv, sparse: false };
+  if (f === 'apps') return { from: dv, to: dv + 2, sparse: false };
+  if (f === 'ensemble') throw new Error('an ensemble is not a single family');
+  return { from: 0, to: denseColumns(l), sparse: true };
+}
+
+/** Dense columns [from, to) of every row. */
+function sliceColumns(Xd: Float32Array, pd: number, n: number, from: number, to: number): Float32Array {
+  if (from === 0 && to === pd) return Xd;
+  const w = to - from;
+  const out = new Float32Array(n * w);
+  for (let i = 0; i < n; i++) out.set(Xd.subarray(i * pd + from, i * pd + to), i * w);
+  return out;
+}
+
+/** A family's model as a model over the full layout (zero weights on the columns it does not read). */
+function widen(m: HybridModel, l: Layout, c: { from: number; to: number; sparse: boolean }, ps: number): HybridModel {
+  const pd = denseColumns(l);
+  const weights = new Float32Array(pd + ps);
+  weights.set(m.weights.subarray(0, c.to - c.from), c.from);
+  if (c.sparse) weights.set(m.weights.subarray(c.to - c.from), pd);
+  return { pd, ps, weights, bias: m.bias };
+}
+
+/** Mean and standard deviation of the scores of the negative rows (the population sample). */
+function negStats(scores: Float64Array, y: Uint8Array, n: number): { mean: number; std: number } {
+  let m = 0;
+  let c = 0;
+  for (let i = 0; i < n; i++) if (!y[i]) (m += scores[i]!), c++;
+  m /= Math.max(1, c);
+  let v = 0;
+  for (let i = 0; i < n; i++) if (!y[i]) v += (scores[i]! - m) ** 2;
+  const std = Math.sqrt(v / Math.max(1, c));
+  return { mean: m, std: std > 1e-12 ? std : 1 };
+}
+
+/**
+ * Fits the scoring model on training rows (dense block Xd [n, pd], sparse block sp).
+ *
+ * The model is an ensemble of logistic regressions, one per family (by default 'vector' and,
+ * with apps, 'apps'), each with its own L2 penalty chosen by k-fold cross-validation (largest
+ * held-out AUC). Their logits are put on one scale (standardised over the population rows) and
+ * summed, and a one-dimensional logistic fit turns the sum into a probability. Every step is
+ * linear, so the ensemble is again one linear model over the full layout and scores candidates
+ * exactly like a single fit. With very few seeds one family alone is noisy in a way the other is
+ * not (a handful of seed vectors vs a handful of seed app lists); averaging them measured better
+ * than choosing one by cross-validation (docs/parts/audience.md).
+ *
+ * The out-of-fold scores of the same procedure give the held-out estimate. Without enough
+ * positives for two folds, each family is fitted at the middle of the grid and no estimate is made.
+ */
+export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint8Array, n: number, layout: Layout, o: FitScoringOptions, profile?: SeedProfile): { scoring: ScoringModel; estimate: HeldOutEstimate } {
+  const pd = denseColumns(layout);
+  const ps = sp?.ps ?? 0;
+  const families: Family[] = o.families ?? (layout.usesApps ? (layout.d > 0 ? ['vector', 'apps'] : ['apps']) : ['vector']);
+  let npos = 0;
+  for (let i = 0; i < n; i++) npos += y[i]!;
+  const k = Math.min(o.folds, npos, n - npos);
+  const grid: { family: Family; l2: number; auc: number }[] = [];
+  const chosenL2 = families.map(() => o.grid[Math.floor(o.grid.length / 2)] ?? 0.03);
+  let estimate: HeldOutEstimate = { folds: 0, auc: NaN, recallAt1x: NaN, grid };
+  const fitFamily = (f: Family, X: Float32Array, s: SparseRows | undefined, yy: Uint8Array, nn: number, l2: number) => {
+    const c = familyColumns(layout, f);
+    const Xf = sliceColumns(X, pd, nn, c.from, c.to);
+    const w = c.to - c.from;
+    // Dense-only families go through the SIMD kernel (the same model, batched dot products).
+    const m: HybridModel = c.sparse ? fitLogisticHybrid(Xf, w, s, yy, nn, { l2, iterations: o.iterations }) : (({ weights, bias }) => ({ pd: w, ps: 0, weights, bias }))(fitLogistic(Xf, yy, nn, w, { l2, iterations: o.iterations }));
+    return widen(m, layout, c, ps);
+  };
+  if (k >= 2 && o.grid.length > 0) {
+    const fold = stratifiedFolds(y.subarray(0, n), k, o.seed);
+    // oof[f][g]: out-of-fold logits of family f at penalty g.
+    const oof = families.map(() => o.grid.map(() => new Float64Array(n)));
+    for (let f = 0; f < k; f++) {
+      const trIdx: number[] = [];
+      const teIdx: number[] = [];
+      for (let i = 0; i < n; i++) (fold[i] === f ? teIdx : trIdx).push(i);
+      const tr = subsetRows(Xd, pd, sp, trIdx);
+      const ytr = Uint8Array.from(trIdx, (i) => y[i]!);
+      families.forEach((fam, fi) =>
+        o.grid.forEach((l2, g) => {
+          const m = fitFamily(fam, tr.Xd, tr.sp, ytr, trIdx.length, l2);
+          for (const row of teIdx) oof[fi]![g]![row] = rowLogit(m, Xd, sp, row);
+        }),
+      );
+    }
+    const yy = y.subarray(0, n);
+    const ens = new Float64Array(n);
+    families.forEach((fam, fi) => {
+      let bestG = 0;
+      let best = -1;
+      o.grid.forEach((l2, g) => {
+        const a = auc(oof[fi]![g]!, yy);
+        grid.push({ family: fam, l2, auc: a });
+        if (a > best) (best = a), (bestG = g);
+      });
+      chosenL2[fi] = o.grid[bestG]!;
+      const st = negStats(oof[fi]![bestG]!, yy, n);
+      for (let i = 0; i < n; i++) ens[i]! += (oof[fi]![bestG]![i]! - st.mean) / st.std;
+    });
+    const pos: number[] = [];
+    const neg: number[] = [];
+    for (let i = 0; i < n; i++) (y[i] ? pos : neg).push(ens[i]!);
+    estimate = { folds: k, auc: auc(ens, yy), recallAt1x: expectedRecallAt1x(pos, neg, o.prevalence), grid };
+  }
+  // The members on all rows, put on one scale and summed into one linear model.
+  const W = new Float32Array(pd + ps);
+  let B = 0;
+  const sum = new Float64Array(n);
+  families.forEach((fam, fi) => {
+    const m = fitFamily(fam, Xd, sp, y, n, chosenL2[fi]!);
+    const sc = new Float64Array(n);
+    for (let i = 0; i < n; i++) sc[i] = rowLogit(m, Xd, sp, i);
+    const st = negStats(sc, y, n);
+    for (let j = 0; j < W.length; j++) W[j]! += m.weights[j]! / st.std;
+    B += (m.bias - st.mean) / st.std;
+    for (let i = 0; i < n; i++) sum[i]! += (sc[i]! - st.mean) / st.std;
+  });
+  // Calibration: probability = sigmoid(a * sum + b), fitted on the training rows.
+  const cal = fitLogisticHybrid(Float32Array.from(sum), 1, undefined, y, n, { l2: 1e-3, iterations: 60 });
+  const a = cal.weights[0]!;
+  const model: HybridModel = { pd, ps, weights: W.map((w) => w * a), bias: a * B + cal.bias };
+  const family: Family = families.length === 1 ? families[0]! : 'ensemble';
+  return {
+    scoring: { model, d: layout.d, K: layout.K, appColumn: layout.appColumn, idf: layout.idf, idfUnseen: layout.idfUnseen, tfidfScale: layout.tfidfScale, usesApps: layout.usesApps, ...(profile ? { profile } : {}), l2: chosenL2[0]!, family },
+    estimate,
+  };
+}
