@@ -2,6 +2,7 @@
 // (dependency-free), and a JSON file with every number next to the Markdown.
 import type { EvalResults, Test1Row } from './evaluate.js';
 import type { Spread } from './metrics.js';
+import type { LaoResults } from './leave-app-out.js';
 
 export interface DatasetStats {
   path: string;
@@ -26,6 +27,7 @@ export interface ReportInput {
   /** Relative path of the SVG as linked from the Markdown. */
   chartHref?: string;
   timings?: Record<string, number>;
+  leaveAppOut?: LaoResults;
 }
 
 /** Test #1 averages the paper reports (Tencent data; DESIGN.md §3), by variant, for orientation only. */
@@ -157,9 +159,42 @@ export function renderMarkdown(input: ReportInput): string {
     L.push('');
   }
 
+  if (input.leaveAppOut) L.push(...renderLeaveAppOut(input.leaveAppOut));
+
   if (input.notes) L.push('## Notes', '', input.notes.trim(), '');
   L.push('Every number of this report is also in the JSON file next to it.', '');
   return L.join('\n');
+}
+
+/** The leave-app-out table: mean ± standard error over apps, best of each column in bold. */
+export function renderLeaveAppOut(x: LaoResults): string[] {
+  const L: string[] = [];
+  L.push('## Leave-app-out look-alike', '');
+  L.push(
+    `${x.apps} apps outside the vocabulary with ${x.minUsers}-${x.maxUsers} installers among the evaluated users; for each, half of the installers are the seeds (mean ${x.meanSeeds.toFixed(1)}) and half are hidden (mean ${x.meanHidden.toFixed(1)}). ` +
+      'Each method ranks every non-seed user; recall of the hidden users in the top ' +
+      `${x.multiples.map((m) => `${m}x`).join(', ')} the hidden set, and AUC of hidden vs the other non-seed users. Mean ± standard error over apps (the same splits for every row).`,
+    '',
+  );
+  if (x.apps === 0) {
+    L.push('No app qualified: prepare the data with `aetn prepare --leave-out-apps MIN:MAX` so that such apps are kept out of the vocabulary.', '');
+    return L;
+  }
+  const head = ['method', 'vectors', ...x.multiples.map((m) => `recall@${m}x`), 'AUC', 'seconds'];
+  L.push(`| ${head.join(' | ')} |`, `|---|---|${head.slice(2).map(() => '---:').join('|')}|`);
+  const bestR = x.multiples.map((_, k) => Math.max(...x.rows.map((r) => r.recall[k]!.mean)));
+  const bestA = Math.max(...x.rows.map((r) => r.auc.mean));
+  const cell = (m: number, se: number, best: boolean) => {
+    const t = Number.isNaN(m) ? '–' : `${m.toFixed(3)} ± ${Number.isNaN(se) ? '–' : se.toFixed(3)}`;
+    return best ? `**${t}**` : t;
+  };
+  for (const r of x.rows) {
+    L.push(
+      `| ${esc(r.method)} | ${esc(r.vectors)} | ${r.recall.map((s, k) => cell(s.mean, r.recallSe[k]!, s.mean === bestR[k])).join(' | ')} | ${cell(r.auc.mean, r.aucSe, r.auc.mean === bestA)} | ${r.seconds.toFixed(1)} |`,
+    );
+  }
+  L.push('');
+  return L;
 }
 
 /** Grouped bar chart of Test #1 AUC: one group per model, one bar per category plus the average. */

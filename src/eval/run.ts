@@ -44,6 +44,15 @@ export interface RunEvalOptions {
   serving: boolean;
   notes?: string;
   command: string;
+  /** 'paper' (Test #1, Test #2, audience, overlap), 'leave-app-out', or 'all' (default). */
+  protocol?: 'paper' | 'leave-app-out' | 'all';
+  /** Installer-count bounds of the leave-app-out apps (default 20 and 99). */
+  laoMinUsers?: number;
+  laoMaxUsers?: number;
+  /** At most this many leave-app-out apps (a seeded sample; default all). */
+  laoMaxApps?: number;
+  /** Dimension of the TF-IDF + SVD baseline vectors (default 64; 0 = none). */
+  svdDim?: number;
 }
 
 /** The embedding engine's surface as eval uses it (src/model/infer.ts createEmbedder). */
@@ -247,6 +256,49 @@ export async function servingLookalikeMethod(ids: string[]): Promise<AudienceMet
   };
 }
 
+/** The leave-app-out protocol (leave-app-out.ts) over the loaded users, with every baseline. */
+async function runLeaveAppOutProtocol(ds: PreparedDataset, loaded: LoadedUsers, sets: VectorSet[], tfidf: import('../audience/tfidf-svd.js').Csr, o: RunEvalOptions) {
+  const lao = await import('./leave-app-out.js');
+  const { users, rowOf } = loaded;
+  const n = users.ids.length;
+  const installers = new Map<string, number[]>();
+  for await (const r of ds.outOfVocab()) {
+    const row = rowOf.get(r.userId);
+    if (row === undefined) continue;
+    for (const a of new Set(r.appIds)) {
+      const e = ds.catalog.byId.get(a);
+      if (!e || e.universal || e.preinstalled) continue;
+      let l = installers.get(a);
+      if (!l) installers.set(a, (l = []));
+      l.push(row);
+    }
+  }
+  const minUsers = o.laoMinUsers ?? 20;
+  const maxUsers = o.laoMaxUsers ?? 99;
+  const tasks = lao.leaveAppOutTasks(installers, { minUsers, maxUsers, seed: o.seed, maxApps: o.laoMaxApps });
+  if (tasks.length === 0) {
+    logger.warn({ minUsers, maxUsers }, 'leave-app-out: no out-of-vocabulary app has that many installers; prepare with --leave-out-apps MIN:MAX');
+  }
+  const appIdOf = ds.vocab.apps.map((a) => a.appId);
+  const appIds = users.retention.map((r) => Array.from(r, (i) => appIdOf[i]!));
+  const numApps = ds.vocab.apps.length;
+  const methods: import('./leave-app-out.js').LaoMethod[] = [
+    { name: 'random', vectors: '–', scorer: lao.randomScorer(n, o.seed) },
+    { name: 'activity (number of kept apps)', vectors: '–', scorer: lao.activityScorer(users.retention) },
+    { name: 'item-kNN (Jaccard over kept apps)', vectors: '–', scorer: lao.itemKnnScorer(users.retention, numApps) },
+    { name: 'logistic regression', vectors: 'sparse TF-IDF of kept apps', scorer: lao.sparseLrScorer(tfidf, o.seed) },
+  ];
+  const vecSets = sets.filter((s) => s.dim > 1 && s.variant !== 'realtime' && s.variant !== 'aetn+realtime');
+  for (const s of vecSets) methods.push({ name: 'logistic regression', vectors: s.name, scorer: lao.vectorLrScorer(s.vectors, s.dim, n, o.seed) });
+  if (o.serving) {
+    for (const s of vecSets) {
+      if (s.variant === 'projection') continue;
+      methods.push(await lao.servedScorer(users.ids, s.vectors, s.dim, appIds, s.name, o.seed));
+    }
+  }
+  return lao.runLeaveAppOut(tasks, n, methods, [1, 5, 10], { minUsers, maxUsers });
+}
+
 export interface RunEvalResult {
   report: string;
   json: string;
@@ -261,7 +313,8 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
   const ds = await openPrepared(o.data);
   const niche = o.niche ?? ds.nicheCategories;
   const target = o.target ?? ds.lookalikeTargets[0];
-  const skip = new Set(o.skip);
+  const protocol = o.protocol ?? 'all';
+  const skip = new Set(protocol === 'leave-app-out' ? (['test1', 'test2', 'audience', 'overlap'] as TestName[]) : o.skip);
   if (niche.length === 0 && !skip.has('test1')) logger.warn('no niche categories (the dataset has no ground truth and --niche was not given): Test #1 skipped');
   if (!target && !(skip.has('test2') && skip.has('audience'))) logger.warn('no look-alike target (no ground truth and no --target): Test #2 and the audience test skipped');
   for (const c of niche) if (!ds.catalog.apps.some((a) => a.category === c)) throw new UserError(`niche category '${c}' has no app in the catalog of ${o.data}`);
@@ -354,6 +407,36 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
     });
   }
 
+  // Classical baselines as vector sets, beside the models in every test: TF-IDF + truncated SVD of
+  // the kept apps, and activity (the number of kept apps) for the classifier tests.
+  const svdDim = o.svdDim ?? 64;
+  const tClassical = performance.now();
+  const { documentFrequency, idfOf, tfidfRows, randomizedSvd, project } = await import('../audience/tfidf-svd.js');
+  const numApps = ds.vocab.apps.length;
+  const tfidf = tfidfRows(loaded.users.retention, numApps, idfOf(documentFrequency(loaded.users.retention, numApps), n));
+  if (svdDim > 0) {
+    const svd = randomizedSvd(tfidf, svdDim, deriveSeed(o.seed, 'svd'));
+    const SV = project(tfidf, svd);
+    const { normalizeRows } = await import('./neighbors.js');
+    sets.unshift({
+      name: 'TF-IDF + SVD (classical)',
+      variant: 'tfidf-svd',
+      dim: svd.k,
+      vectors: normalizeRows(SV, svd.k),
+      tests,
+      info: { what: `TF-IDF of the kept apps, randomized truncated SVD to ${svd.k}, rows of unit length` },
+    });
+  }
+  sets.unshift({
+    name: 'activity (classical)',
+    variant: 'activity',
+    dim: 1,
+    vectors: Float32Array.from(loaded.users.retention, (r) => Math.log1p(r.length)),
+    tests: tests.filter((t) => t === 'test1' || t === 'test2'),
+    info: { what: 'log(1 + number of kept apps)' },
+  });
+  timings.classical = (performance.now() - tClassical) / 1000;
+
   let matmulT: MatMulT | undefined;
   if (!skip.has('overlap')) {
     const b = await import('../model/backend.js');
@@ -381,6 +464,13 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
     workers: o.fitWorkers ?? 1,
   });
   timings.tests = (performance.now() - tEval) / 1000;
+
+  let leaveAppOut: import('./leave-app-out.js').LaoResults | undefined;
+  if (protocol !== 'paper') {
+    const tLao = performance.now();
+    leaveAppOut = await runLeaveAppOutProtocol(ds, loaded, sets, tfidf, o);
+    timings['leave-app-out'] = (performance.now() - tLao) / 1000;
+  }
   timings.total = (performance.now() - t0) / 1000;
 
   const nApps = (k: 'retention' | 'installs' | 'uninstalls') => loaded.users[k].reduce((s, a) => s + a.length, 0) / n;
@@ -408,6 +498,7 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
     notes,
     chartHref: basename(chartPath),
     timings,
+    leaveAppOut,
   };
   const report = renderMarkdown(input);
   const chart = renderChart(results);

@@ -17,7 +17,7 @@ let dir: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'aetn-eval-'));
-  await generate({ users: 3000, seed: 1, out: join(dir, 'raw'), apps: 800, topics: TOPICS, nicheScale: 200, progress: false });
+  await generate({ users: 3000, seed: 1, out: join(dir, 'raw'), apps: 800, topics: TOPICS, nicheScale: 200, sequenceSignal: 0, labelWeeks: 1, progress: false });
   await prepare({ input: join(dir, 'raw'), out: join(dir, 'prep'), shards: 4, progress: false });
 }, 120_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -70,6 +70,7 @@ function opts(over: Partial<RunEvalOptions> = {}): RunEvalOptions {
     baselineDim: 32,
     skip: [],
     serving: true,
+    protocol: 'paper',
     command: 'aetn eval (test)',
     ...over,
   };
@@ -86,7 +87,7 @@ describe('runEval on a generated world', () => {
     expect(r.users).toBe(3000);
     expect(r.test1.categories.map((c: { name: string }) => c.name)).toContain('game.mahjong');
     const t1 = Object.fromEntries(r.test1.rows.map((x: { model: string; average: { mean: number } }) => [x.model, x.average.mean]));
-    expect(Object.keys(t1)).toEqual(['random projection (floor)', 'dae', 'aetn']);
+    expect(Object.keys(t1)).toEqual(['activity (classical)', 'TF-IDF + SVD (classical)', 'random projection (floor)', 'dae', 'aetn']);
     expect(t1.aetn).toBeGreaterThan(t1.dae + 0.15);
     expect(Math.abs(t1.dae - 0.5)).toBeLessThan(0.1);
     const t2 = Object.fromEntries(r.test2.rows.map((x: { model: string; auc: { mean: number } }) => [x.model, x.auc.mean]));

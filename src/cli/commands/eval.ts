@@ -29,7 +29,7 @@ export function register(program: Command): void {
         'Writes a Markdown report, an SVG chart and a JSON file with every number.',
     )
     .requiredOption('--data <dir>', 'prepared dataset (aetn prepare) with a held-out week')
-    .requiredOption('--models <dirs>', 'comma-separated model checkpoint directories (aetn train)', list)
+    .option('--models <dirs>', 'comma-separated model checkpoint directories (aetn train); none: the classical baselines alone', list, [])
     .requiredOption('--out <report.md>', 'Markdown report path; .svg and .json are written next to it')
     .option('--seed <n>', 'seed of every split, initialisation and sample', int('seed', 0), 1)
     .option('--runs <n>', 'Test #1 runs (new split and initialisation each)', int('runs', 1), 5)
@@ -49,6 +49,11 @@ export function register(program: Command): void {
     .option('--target <appId>', 'look-alike target app id for Test #2 (default: the dataset ground truth)')
     .option('--skip <tests>', `tests to skip: ${TESTS.join(',')}`, list, [])
     .option('--no-serving', 'leave out the serving look-alike algorithm (ExtendLookalike) in the audience test')
+    .option('--protocol <name>', 'paper (Test #1, Test #2, audience, overlap) | leave-app-out | all', 'all')
+    .option('--lao-min-users <n>', 'leave-app-out: fewest installers of an app among the evaluated users', int('lao-min-users', 2), 20)
+    .option('--lao-max-users <n>', 'leave-app-out: most installers of an app among the evaluated users', int('lao-max-users', 2), 99)
+    .option('--lao-max-apps <n>', 'leave-app-out: at most this many apps (a seeded sample; default all)', int('lao-max-apps', 1))
+    .option('--svd-dim <n>', 'dimension of the TF-IDF + SVD baseline vectors (0 = none)', int('svd-dim', 0), 64)
     .option('--notes <file.md>', 'Markdown inserted as the Notes section of the report')
     .addHelpText(
       'after',
@@ -60,7 +65,9 @@ export function register(program: Command): void {
       const clf = opts.test2Classifier as string;
       if (clf !== 'gbdt' && clf !== 'mlp') throw new UserError(`--test2-classifier must be gbdt or mlp, got '${clf}'`);
       const models = opts.models as string[];
-      if (models.length === 0) throw new UserError('--models needs at least one model directory');
+      const protocol = opts.protocol as string;
+      if (protocol !== 'paper' && protocol !== 'leave-app-out' && protocol !== 'all') throw new UserError(`--protocol must be paper, leave-app-out or all, got '${protocol}'`);
+      if ((opts.laoMaxUsers as number) < (opts.laoMinUsers as number)) throw new UserError('--lao-max-users must be at least --lao-min-users');
       const out = opts.out as string;
       if (!out.toLowerCase().endsWith('.md')) throw new UserError(`--out must name a Markdown file (.md), got '${out}'`);
       const { existsSync } = await import('node:fs');
@@ -90,6 +97,11 @@ export function register(program: Command): void {
         skip: skip as (typeof TESTS)[number][],
         serving: opts.serving as boolean,
         notes: opts.notes as string | undefined,
+        protocol,
+        laoMinUsers: opts.laoMinUsers as number,
+        laoMaxUsers: opts.laoMaxUsers as number,
+        laoMaxApps: opts.laoMaxApps as number | undefined,
+        svdDim: opts.svdDim as number,
         command: `aetn ${process.argv.slice(2).join(' ')}`,
       });
       // The tables on stdout (the report file holds the same plus the chart link).

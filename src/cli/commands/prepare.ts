@@ -2,6 +2,12 @@ import { integer as int } from '../flags.js';
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
 
+function leaveOutRange(v: string): { min: number; max: number } {
+  const m = /^(\d+):(\d+)$/.exec(v.trim());
+  const r = m ? { min: Number(m[1]), max: Number(m[2]) } : undefined;
+  if (!r || r.min < 1 || r.max < r.min) throw new UserError(`--leave-out-apps must be MIN:MAX with 1 <= MIN <= MAX (e.g. 20:99), got '${v}'`);
+  return r;
+}
 
 export function register(program: Command): void {
   program
@@ -15,13 +21,14 @@ export function register(program: Command): void {
     .option('--seq-len <n>', 'most recent installs and uninstalls kept per user (paper I = 25)', int('--seq-len'), 25)
     .option('--date-buckets <n>', 'week buckets of event dates before the reference date', int('--date-buckets'), 52)
     .option('--exclude-app <id...>', 'keep these app ids out of the vocabulary (in addition to dataset.json excludeApps)')
+    .option('--leave-out-apps <min:max>', 'keep every app with min..max installs out of the vocabulary (the apps of `aetn eval --protocol leave-app-out`), e.g. 20:99', leaveOutRange)
     .option('--strict', 'exit with status 3 when any record was rejected')
     .option('--workers <n>', 'worker threads (default: one per core; output is identical for any number)', int('--workers'))
     .addHelpText('after', '\nExample:\n  aetn prepare --in d --out p\nRejected records are listed in <out>/rejects.ndjson with file, line and reason.\n')
-    .action(async (o: { in: string; out: string; shards: number; minInstalls?: number; weeklyCap: number; seqLen: number; dateBuckets: number; excludeApp?: string[]; strict?: boolean; workers?: number }) => {
+    .action(async (o: { in: string; out: string; shards: number; minInstalls?: number; weeklyCap: number; seqLen: number; dateBuckets: number; excludeApp?: string[]; leaveOutApps?: { min: number; max: number }; strict?: boolean; workers?: number }) => {
       const { prepare } = await import('../../data/prepare.js');
       const t0 = performance.now();
-      const r = await prepare({ input: o.in, out: o.out, shards: o.shards, minInstalls: o.minInstalls, weeklyCap: o.weeklyCap, seqLen: o.seqLen, dateBuckets: o.dateBuckets, excludeApps: o.excludeApp, workers: o.workers });
+      const r = await prepare({ input: o.in, out: o.out, shards: o.shards, minInstalls: o.minInstalls, weeklyCap: o.weeklyCap, seqLen: o.seqLen, dateBuckets: o.dateBuckets, excludeApps: o.excludeApp, leaveOutApps: o.leaveOutApps, workers: o.workers });
       const s = (performance.now() - t0) / 1000;
       const m = r.manifest;
       const noVector = m.usersWithoutVector ?? 0;
