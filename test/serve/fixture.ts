@@ -85,6 +85,16 @@ export async function buildFixture(opts: { users?: number; longDim?: number; sho
   const appId = 'com.example.niche';
   const installers = users.filter((u) => cluster.get(u) === 0).slice(0, 60);
   await store.putInstallers(appId, installers);
+  // Kept apps (the look-alike's app features): two apps of the user's cluster out of six, and
+  // three of 40 common apps.
+  await store.putUserAppsMany(
+    users.map((u) => {
+      const c = cluster.get(u)!;
+      const apps = [`c${c}-${Math.floor(r() * 6)}`, `c${c}-${Math.floor(r() * 6)}`];
+      for (let k = 0; k < 3; k++) apps.push(`common-${Math.floor(r() * 40)}`);
+      return [u, apps] as const;
+    }),
+  );
   await buildIndex(store, longId, { silent: true });
   await store.close();
   return {

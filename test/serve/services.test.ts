@@ -189,6 +189,18 @@ describe('AudienceService.ExtendLookalike', () => {
     expect(sum!.candidatesScored).toBeGreaterThanOrEqual(150);
     expect(sum!.clusters).toBeGreaterThanOrEqual(1);
     expect(sum!.populationSampled).toBeGreaterThan(0);
+    // 3,000 users: every one scored; the store has kept apps, so both views are used; the held-out
+    // estimate of a well-separated cluster is high, from 4 folds.
+    expect(sum!.exhaustive).toBe(true);
+    expect(sum!.candidatesScored).toBe(3000 - 50 - 30);
+    expect(sum!.scoringFeatures).toBe('ensemble');
+    expect(sum!.estimateFolds).toBe(4);
+    expect(sum!.expectedAuc).toBeGreaterThan(0.9);
+    // Recall@1x is estimated for an audience as large as the seeds (1.7% of the users), and this
+    // cluster holds 3.4x more look-alikes than seeds, which fill most of such a small audience: far
+    // above random (0.017), far below 1.
+    expect(sum!.expectedRecallAt1x).toBeGreaterThan(0.1);
+    expect(sum!.expectedRecallAt1x).toBeLessThanOrEqual(1);
   });
 
   it('seeds from "installers of app X"', async () => {
