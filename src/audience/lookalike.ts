@@ -315,6 +315,24 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   }
   const y = new Uint8Array(nTrain);
   y.fill(1, 0, nF);
+  // In cross-validation the seed clusters must come from the training fold's seeds alone: with
+  // clusters of all seeds, a held-out seed sits next to a centroid it helped place (with few seeds
+  // often its own), and the vector view looks far better held-out than it is on new users.
+  const foldDense = (trainRows: number[]): Float32Array => {
+    const seedsIn = trainRows.filter((r) => r < nF);
+    const Xf = X.slice();
+    const Sf = new Float32Array(seedsIn.length * d);
+    seedsIn.forEach((r, i) => Sf.set(Xraw.subarray(r * d, r * d + d), i * d));
+    const kf = sphericalKMeans(Sf, seedsIn.length, d, Math.max(1, Math.min(K, Math.ceil(seedsIn.length / 3))), seed + 4, 8);
+    const spread = new Float64Array(kf.k);
+    for (let r = 0; r < seedsIn.length; r++) spread[kf.assignment[r]!]! += dot(Sf, r * d, kf.centroids, kf.assignment[r]! * d, d);
+    for (let j = 0; j < kf.k; j++) spread[j] = Math.max(0.05, 1 - spread[j]! / kf.sizes[j]!);
+    const sf = new Float32Array(nTrain * kf.k);
+    gemmRows(Xraw, nTrain, kf.centroids, kf.k, d, sf);
+    for (let r = 0; r < nTrain; r++)
+      for (let j = 0; j < K; j++) Xf[r * P + d + j] = j < kf.k ? Math.exp(-(1 - sf[r * kf.k + j]!) / spread[j]!) : 0;
+    return Xf;
+  };
   const { scoring, estimate } = fitScoring(X, app?.rows, y, nTrain, layout, {
     folds: opts.cvFolds ?? 4,
     grid: opts.l2Grid ?? DEFAULT_L2_GRID,
@@ -322,6 +340,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     seed: seed + 3,
     prevalence: knownIds.length / popSize,
     ...(opts.families ? { families: opts.families } : {}),
+    foldDense,
   }, profile);
   const model = scoring.model;
   const trainScores = new Float64Array(nTrain);

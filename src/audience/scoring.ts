@@ -290,6 +290,12 @@ export interface FitScoringOptions {
   prevalence: number;
   /** Model families to choose among (default: all the layout allows). */
   families?: Family[];
+  /**
+   * The dense rows as they must be seen when only `trainRows` are the training rows (features
+   * built from the seeds, such as seed-cluster similarities, rebuilt from the training fold's
+   * seeds); default: Xd as given.
+   */
+  foldDense?: (trainRows: number[]) => Float32Array;
 }
 
 /**
@@ -345,11 +351,14 @@ function negStats(scores: Float64Array, y: Uint8Array, n: number): { mean: numbe
  * The model is an ensemble of logistic regressions, one per family (by default 'vector' and,
  * with apps, 'apps'), each with its own L2 penalty chosen by k-fold cross-validation (largest
  * held-out AUC). Their logits are put on one scale (standardised over the population rows) and
- * summed, and a one-dimensional logistic fit turns the sum into a probability. Every step is
- * linear, so the ensemble is again one linear model over the full layout and scores candidates
- * exactly like a single fit. With very few seeds one family alone is noisy in a way the other is
- * not (a handful of seed vectors vs a handful of seed app lists); averaging them measured better
- * than choosing one by cross-validation (docs/parts/audience.md).
+ * added with weights from stacking: a logistic regression of the labels on the members'
+ * standardised out-of-fold scores (negative weights cut to 0), so a member that carries nothing
+ * (vectors of an undertrained model) counts for little. A one-dimensional logistic fit turns the
+ * sum into a probability. Every step is linear, so the ensemble is again one linear model over
+ * the full layout and scores candidates exactly like a single fit. With very few seeds one family
+ * alone is noisy in a way the other is not (a handful of seed vectors vs a handful of seed app
+ * lists); combining them measured better than choosing one by cross-validation
+ * (docs/parts/serve.md).
  *
  * The out-of-fold scores of the same procedure give the held-out estimate. Without enough
  * positives for two folds, each family is fitted at the middle of the grid and no estimate is made.
@@ -363,6 +372,8 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
   const k = Math.min(o.folds, npos, n - npos);
   const grid: { family: Family; l2: number; auc: number }[] = [];
   const chosenL2 = families.map(() => o.grid[Math.floor(o.grid.length / 2)] ?? 0.03);
+  // Weight of each member in the sum (equal unless stacking on held-out scores sets them).
+  const memberWeight: number[] = families.map(() => 1);
   let estimate: HeldOutEstimate = { folds: 0, auc: NaN, recallAt1x: NaN, grid };
   const fitFamily = (f: Family, X: Float32Array, s: SparseRows | undefined, yy: Uint8Array, nn: number, l2: number) => {
     const c = familyColumns(layout, f);
@@ -380,17 +391,19 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
       const trIdx: number[] = [];
       const teIdx: number[] = [];
       for (let i = 0; i < n; i++) (fold[i] === f ? teIdx : trIdx).push(i);
-      const tr = subsetRows(Xd, pd, sp, trIdx);
+      const XdF = o.foldDense ? o.foldDense(trIdx) : Xd;
+      const tr = subsetRows(XdF, pd, sp, trIdx);
       const ytr = Uint8Array.from(trIdx, (i) => y[i]!);
       families.forEach((fam, fi) =>
         o.grid.forEach((l2, g) => {
           const m = fitFamily(fam, tr.Xd, tr.sp, ytr, trIdx.length, l2);
-          for (const row of teIdx) oof[fi]![g]![row] = rowLogit(m, Xd, sp, row);
+          for (const row of teIdx) oof[fi]![g]![row] = rowLogit(m, XdF, sp, row);
         }),
       );
     }
     const yy = y.subarray(0, n);
     const ens = new Float64Array(n);
+    const zOof = new Float32Array(n * families.length);
     families.forEach((fam, fi) => {
       let bestG = 0;
       let best = -1;
@@ -401,8 +414,17 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
       });
       chosenL2[fi] = o.grid[bestG]!;
       const st = negStats(oof[fi]![bestG]!, yy, n);
-      for (let i = 0; i < n; i++) ens[i]! += (oof[fi]![bestG]![i]! - st.mean) / st.std;
+      for (let i = 0; i < n; i++) zOof[i * families.length + fi] = (oof[fi]![bestG]![i]! - st.mean) / st.std;
     });
+    // Stacking: how much each member's held-out score is worth, from a logistic regression of the
+    // labels on the members' standardised out-of-fold scores (a member that carries nothing, e.g.
+    // vectors of an undertrained model, gets a small weight; negative weights are cut to 0).
+    if (families.length > 1) {
+      const st = fitLogistic(zOof, yy, n, families.length, { l2: 1e-2, iterations: 100 });
+      families.forEach((_, fi) => (memberWeight[fi] = Math.max(0, st.weights[fi]!)));
+      if (!memberWeight.some((w) => w > 0)) memberWeight.fill(1);
+    }
+    for (let i = 0; i < n; i++) for (let fi = 0; fi < families.length; fi++) ens[i]! += memberWeight[fi]! * zOof[i * families.length + fi]!;
     const pos: number[] = [];
     const neg: number[] = [];
     for (let i = 0; i < n; i++) (y[i] ? pos : neg).push(ens[i]!);
@@ -417,9 +439,10 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
     const sc = new Float64Array(n);
     for (let i = 0; i < n; i++) sc[i] = rowLogit(m, Xd, sp, i);
     const st = negStats(sc, y, n);
-    for (let j = 0; j < W.length; j++) W[j]! += m.weights[j]! / st.std;
-    B += (m.bias - st.mean) / st.std;
-    for (let i = 0; i < n; i++) sum[i]! += (sc[i]! - st.mean) / st.std;
+    const a = memberWeight[fi]! / st.std;
+    for (let j = 0; j < W.length; j++) W[j]! += m.weights[j]! * a;
+    B += (m.bias - st.mean) * a;
+    for (let i = 0; i < n; i++) sum[i]! += (sc[i]! - st.mean) * a;
   });
   // Calibration: probability = sigmoid(a * sum + b), fitted on the training rows.
   const cal = fitLogisticHybrid(Float32Array.from(sum), 1, undefined, y, n, { l2: 1e-3, iterations: 60 });
