@@ -180,17 +180,21 @@ async function writeInstallers(store: EmbeddingStore, ds: Awaited<ReturnType<typ
   const appIdOf = ds.vocab.apps.map((a) => a.appId);
   // The kept vocabulary apps of each user, for the look-alike's app features, in the same pass.
   let kept: [string, string[]][] = [];
+  const keptBy = new Map<string, number>();
   for await (const ex of ds.examples()) {
     const seen = new Set<number>();
     for (const arr of [ex.retention, ex.installs]) for (const i of arr) seen.add(i);
     for (const i of seen) add(appIdOf[i]!, ex.userId);
-    kept.push([ex.userId, Array.from(ex.retention, (i) => appIdOf[i]!)]);
+    const apps = [...new Set(Array.from(ex.retention, (i) => appIdOf[i]!))];
+    kept.push([ex.userId, apps]);
+    for (const a of apps) keptBy.set(a, (keptBy.get(a) ?? 0) + 1);
     if (kept.length >= 5000) {
       await store.putUserAppsMany(kept);
       kept = [];
     }
   }
   if (kept.length > 0) await store.putUserAppsMany(kept);
+  await store.putAppUsersMany(keptBy);
   for await (const o of ds.outOfVocab()) for (const a of new Set(o.appIds)) add(a, o.userId);
   const all = [...lists.entries()];
   for (let i = 0; i < all.length; i += 500) await store.putInstallersMany(all.slice(i, i + 500));

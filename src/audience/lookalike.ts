@@ -46,6 +46,8 @@ export interface LookalikeDeps {
    * also sees activity and a TF-IDF row of the apps (scoring.ts); without it, the vector alone.
    */
   getApps?(userIds: string[]): (readonly string[] | undefined)[] | Promise<(readonly string[] | undefined)[]>;
+  /** How many users keep each app (exact item-kNN weights; without it they are estimated from the population sample). */
+  appUsers?(appIds: string[]): (number | undefined)[] | Promise<(number | undefined)[]>;
   /**
    * Every user of the feature when there are few enough to score them all (then no candidate
    * search runs and no good user is cut by it); undefined when the population is too large.
@@ -304,7 +306,15 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   const X = new Float32Array(nTrain * P);
   const app = useApps ? appRows(layout, trainApps) : undefined;
   const popSize = Math.max(deps.populationSize ?? 0, knownIds.length + negIdx.length);
-  const profile = useApps ? seedProfile(trainApps.slice(0, nF), trainApps.slice(nF), popSize) : undefined;
+  let profile = useApps ? seedProfile(trainApps.slice(0, nF), trainApps.slice(nF), popSize) : undefined;
+  if (profile && deps.appUsers) {
+    const apps = [...profile.inter.keys()];
+    const counts = await deps.appUsers(apps);
+    apps.forEach((a, i) => {
+      const c = counts[i];
+      if (c !== undefined) profile!.users.set(a, Math.max(c, profile!.inter.get(a)!));
+    });
+  }
   for (let r = 0; r < nTrain; r++) {
     X.set(Xraw.subarray(r * d, r * d + d), r * P);
     for (let j = 0; j < K; j++) X[r * P + d + j] = Math.exp(-(1 - sims[r * K + j]!) / spreadOf[j]!);
@@ -331,6 +341,15 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     gemmRows(Xraw, nTrain, kf.centroids, kf.k, d, sf);
     for (let r = 0; r < nTrain; r++)
       for (let j = 0; j < K; j++) Xf[r * P + d + j] = j < kf.k ? Math.exp(-(1 - sf[r * kf.k + j]!) / spread[j]!) : 0;
+    if (profile) {
+      // The item-kNN column from the training fold's seeds alone: held-out seeds are then scored
+      // exactly as users the audience has to find are.
+      const pf = seedProfile(seedsIn.map((r) => trainApps[r]), [], popSize);
+      for (const a of pf.users.keys()) pf.users.set(a, Math.max(profile.users.get(a) ?? 0, pf.inter.get(a)!));
+      const inFold = new Uint8Array(nTrain);
+      for (const r of seedsIn) inFold[r] = 1;
+      for (let r = 0; r < nTrain; r++) Xf[r * P + d + K + 1] = knnScore(pf, trainApps[r], inFold[r] === 1);
+    }
     return Xf;
   };
   const { scoring, estimate } = fitScoring(X, app?.rows, y, nTrain, layout, {

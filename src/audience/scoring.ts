@@ -135,7 +135,9 @@ export function knnScore(p: SeedProfile, apps: readonly string[] | undefined, is
     if (i <= 0) continue;
     s += i / (nS + p.users.get(a)! - self - i);
   }
-  return s;
+  // A seed scored without itself is measured against one seed fewer than everyone else: scale
+  // back to the full seed count so seeds and other users are on the same footing.
+  return isSeed && p.nSeeds > 1 ? (s * p.nSeeds) / (p.nSeeds - 1) : s;
 }
 
 /**
@@ -305,12 +307,17 @@ export interface FitScoringOptions {
  *   apps:   activity and the item-kNN score (two columns: robust with very few seeds);
  *   hybrid: everything.
  */
-export type Family = 'vector' | 'apps' | 'hybrid' | 'ensemble';
+export type Family = 'vector' | 'apps' | 'hybrid' | 'knn' | 'activity' | 'ensemble';
+
+/** Families that are a fixed score of one column (no fit, no penalty): item-kNN and activity. */
+const FIXED: Partial<Record<Family, number>> = { activity: 0, knn: 1 };
 
 function familyColumns(l: Layout, f: Family): { from: number; to: number; sparse: boolean } {
   const dv = l.d + l.K;
   if (f === 'vector') return { from: 0, to: dv, sparse: false };
   if (f === 'apps') return { from: dv, to: dv + 2, sparse: false };
+  if (f === 'activity') return { from: dv, to: dv + 1, sparse: false };
+  if (f === 'knn') return { from: dv + 1, to: dv + 2, sparse: false };
   if (f === 'ensemble') throw new Error('an ensemble is not a single family');
   return { from: 0, to: denseColumns(l), sparse: true };
 }
@@ -366,7 +373,7 @@ function negStats(scores: Float64Array, y: Uint8Array, n: number): { mean: numbe
 export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint8Array, n: number, layout: Layout, o: FitScoringOptions, profile?: SeedProfile): { scoring: ScoringModel; estimate: HeldOutEstimate } {
   const pd = denseColumns(layout);
   const ps = sp?.ps ?? 0;
-  const families: Family[] = o.families ?? (layout.usesApps ? (layout.d > 0 ? ['vector', 'apps'] : ['apps']) : ['vector']);
+  const families: Family[] = o.families ?? (layout.usesApps ? (layout.d > 0 ? ['vector', 'knn', 'activity'] : ['knn', 'activity']) : ['vector']);
   let npos = 0;
   for (let i = 0; i < n; i++) npos += y[i]!;
   const k = Math.min(o.folds, npos, n - npos);
@@ -377,6 +384,7 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
   let estimate: HeldOutEstimate = { folds: 0, auc: NaN, recallAt1x: NaN, grid };
   const fitFamily = (f: Family, X: Float32Array, s: SparseRows | undefined, yy: Uint8Array, nn: number, l2: number) => {
     const c = familyColumns(layout, f);
+    if (FIXED[f] !== undefined) return widen({ pd: 1, ps: 0, weights: Float32Array.of(1), bias: 0 }, layout, c, ps);
     const Xf = sliceColumns(X, pd, nn, c.from, c.to);
     const w = c.to - c.from;
     // Dense-only families go through the SIMD kernel (the same model, batched dot products).

@@ -329,7 +329,12 @@ export async function servedScorer(ids: string[], V: Float32Array, d: number, ap
     for (let i = s; i < Math.min(n, s + 5000); i++) entries.push({ userId: ids[i]!, vector: V.slice(i * d, i * d + d) });
     await store.putMany(featureId, entries);
   }
-  if (appIds) for (let s = 0; s < n; s += 5000) await store.putUserAppsMany(ids.slice(s, s + 5000).map((u, k) => [u, appIds[s + k]!] as const));
+  if (appIds) {
+    for (let s = 0; s < n; s += 5000) await store.putUserAppsMany(ids.slice(s, s + 5000).map((u, k) => [u, appIds[s + k]!] as const));
+    const keptBy = new Map<string, number>();
+    for (const list of appIds) for (const a of new Set(list)) keptBy.set(a, (keptBy.get(a) ?? 0) + 1);
+    await store.putAppUsersMany(keptBy);
+  }
   const U = normalizeRows(V, d);
   const exact = {
     size: n,

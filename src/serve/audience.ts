@@ -42,7 +42,7 @@ export function lookalikeDeps(
     maxSearchK: Math.min(idx.size, maxSearchK),
     allUsers: () => backend.allUsers(f.featureId),
     populationSize: backend.count(f.featureId),
-    ...(backend.hasUserApps() ? { getApps: (ids: string[]) => backend.userApps(ids) } : {}),
+    ...(backend.hasUserApps() ? { getApps: (ids: string[]) => backend.userApps(ids), appUsers: (apps: string[]) => backend.appUsers(apps) } : {}),
     ...(checkCancelled ? { checkCancelled } : {}),
   };
 }

@@ -270,6 +270,11 @@ export class ServingBackend {
     return this.store.userAppsMany(userIds);
   }
 
+  /** How many users keep each app (undefined where not recorded). */
+  appUsers(appIds: readonly string[]): (number | undefined)[] {
+    return this.store.appUsersMany(appIds);
+  }
+
   /** Whether the store records users' kept apps at all (stores embedded before they were recorded do not). */
   hasUserApps(): boolean {
     return this.store.userAppsCount() > 0;

@@ -9,6 +9,7 @@
 //   runs            runId -> { state, updatedAtMs }   progress markers of resumable jobs
 //   installers      appKey -> userId[]                "users who installed app X" seeds
 //   userApps        userId -> appKey[]                the vocabulary apps a user keeps (look-alike app features)
+//   appUsers        appKey -> number                  how many users keep each app (item-kNN weights)
 //
 // One sub-database per feature id (instead of composite keys) keeps iteration a plain range scan,
 // makes counts O(1) and lets `purge` drop a whole feature in one step.
@@ -72,6 +73,7 @@ export class EmbeddingStore {
   private readonly runsDb: Database<{ state: RunState; updatedAtMs: number }, string>;
   private readonly installersDb: Database<string[], string>;
   private readonly userAppsDb: Database<string[], string>;
+  private readonly appUsersDb: Database<number, string>;
   private txnDepth = 0;
   /** Feature records checked in the current write transaction (see putInTxn). */
   private readonly txnFeatures = new Map<string, FeatureRecord>();
@@ -87,6 +89,7 @@ export class EmbeddingStore {
     this.runsDb = root.openDB({ name: 'runs' });
     this.installersDb = root.openDB({ name: 'installers' });
     this.userAppsDb = root.openDB({ name: 'userApps' });
+    this.appUsersDb = root.openDB({ name: 'appUsers' });
   }
 
   /** Opens (and by default creates) a store; refuses directories that are not stores or are damaged. */
@@ -476,6 +479,24 @@ export class EmbeddingStore {
     this.transactionSync(() => {
       for (const [userId, apps] of all) this.userAppsDb.putSync(userId, [...new Set(apps)]);
     });
+  }
+
+  /** Replaces the number of users keeping each of these apps (one transaction). */
+  async putAppUsersMany(counts: Iterable<readonly [string, number]>): Promise<void> {
+    const all = [...counts];
+    for (const [appId, c] of all) {
+      checkKey('app key', appId);
+      if (!Number.isInteger(c) || c < 0) throw new StoreError('INVALID_ARGUMENT', `user count of ${appId} must be a non-negative integer, got ${String(c)}`);
+    }
+    this.transactionSync(() => {
+      for (const [appId, c] of all) this.appUsersDb.putSync(appId, c);
+    });
+  }
+
+  /** How many users keep each app (undefined: not recorded). */
+  appUsersMany(appIds: readonly string[]): (number | undefined)[] {
+    this.checkOpen();
+    return appIds.map((a) => this.appUsersDb.get(a));
   }
 
   /** Kept apps of each user (undefined: none recorded). */
