@@ -42,9 +42,15 @@ describe(`native GEMM, inference batch invariance${why}`, () => {
     };
     const dflt = await embedAll('1');
     expect(dflt.differing).toEqual([]);
-    // The same check fails with plain OpenBLAS calls (else this test could not fail) ...
+    // The same check fails with plain OpenBLAS calls on the CPUs it was written on (Zen kernels:
+    // the blocking, and so the summation order, follows the batch size) ...
     const plain = await embedAll('all');
-    expect(plain.differing.length).toBeGreaterThan(0);
+    if (plain.differing.length === 0) {
+      // ... but some kernels (OpenBLAS's Cooperlake ones, measured) give plain calls the same
+      // bits in every batch at these shapes, so the contrast cannot be shown on such a CPU. The
+      // invariant path is still checked above, and against the stock kernels below.
+      console.warn(`native GEMM: plain OpenBLAS calls were batch-invariant here too (this CPU's OpenBLAS); the contrast is not shown`);
+    } else expect(plain.differing.length).toBeGreaterThan(0);
     // ... and the invariant path computes the same vectors up to float32 rounding.
     const stock = await embedAll('0');
     expect(stock.differing).toEqual([]);
