@@ -74,7 +74,7 @@ export interface LookalikeOptions {
    * mode that k-means merged into a bigger one.
    */
   seedProbes?: number;
-  /** Population users sampled as negatives: default clamp(2 x training seeds, 600, 1200). */
+  /** Population users sampled as negatives: default clamp(5 x training seeds, 1500, 3000). */
   populationSample?: number;
   /** Seeds used to cluster at most (a seeded random subset beyond it; default 500). */
   maxClusterSeeds?: number;
@@ -82,7 +82,7 @@ export interface LookalikeOptions {
   maxTrainSeeds?: number;
   /** Gradient steps of each model fit (default 60). */
   fitIterations?: number;
-  /** Cross-validation folds over the training rows that choose the L2 penalty and estimate quality (default 4; 0 = none). */
+  /** Cross-validation folds over the training rows that choose the L2 penalty and estimate quality (default 4, 3 from 100 training seeds; 0 = none). */
   cvFolds?: number;
   /** L2 penalties tried by the cross-validation (default scoring.ts DEFAULT_L2_GRID). */
   l2Grid?: readonly number[];
@@ -273,7 +273,9 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   for (const s of seedIds) exclude.add(s);
   const fitRows = subset(Array.from({ length: nS }, (_, r) => r), opts.maxTrainSeeds ?? 300, seed + 1);
   const nF = fitRows.length;
-  const popWanted = opts.populationSample ?? Math.min(4000, Math.max(1500, 10 * nF));
+  // Negatives: 1,500, or 5 per seed up to 3,000 (the fit's cost grows with them; more did not
+  // change the leave-app-out results at 10-50 seeds).
+  const popWanted = opts.populationSample ?? Math.min(3000, Math.max(1500, 5 * nF));
   tMark = performance.now();
   const pop = await deps.samplePopulation(popWanted);
   const tPopulation = lap();
@@ -353,7 +355,8 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     return Xf;
   };
   const { scoring, estimate } = fitScoring(X, app?.rows, y, nTrain, layout, {
-    folds: opts.cvFolds ?? 4,
+    // 4 folds for the usual few seeds; from 100 seeds on, 3 folds hold enough of them each.
+    folds: opts.cvFolds ?? (nF >= 100 ? 3 : 4),
     grid: opts.l2Grid ?? DEFAULT_L2_GRID,
     iterations: opts.fitIterations ?? 60,
     seed: seed + 3,
