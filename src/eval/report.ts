@@ -15,6 +15,8 @@ export interface DatasetStats {
   meanRetention: number;
   meanInstalls: number;
   meanUninstalls: number;
+  /** Weeks after the reference date whose installs are the labels (default 1). */
+  labelWeeks?: number;
 }
 
 export interface ReportInput {
@@ -103,7 +105,8 @@ export function renderMarkdown(input: ReportInput): string {
   if (ds.referenceDate) L.push(`| reference date (held-out week follows) | ${ds.referenceDate} |`);
   L.push(`| apps in the vocabulary / categories | ${ds.apps.toLocaleString('en-US')} / ${ds.categories}${ds.catalogApps ? ` (catalog: ${ds.catalogApps.toLocaleString('en-US')} apps)` : ''} |`);
   L.push(`| mean retention / installs / uninstalls per user | ${ds.meanRetention.toFixed(1)} / ${ds.meanInstalls.toFixed(1)} / ${ds.meanUninstalls.toFixed(1)} |`);
-  if (r.test1) for (const c of r.test1.categories) L.push(`| niche category \`${esc(c.name)}\`: next-week adopters | ${c.positives} (${c.perMillion.toFixed(0)} per million) |`);
+  const window = (ds.labelWeeks ?? 1) === 1 ? 'next-week adopters' : `adopters in the ${ds.labelWeeks} held-out weeks`;
+  if (r.test1) for (const c of r.test1.categories) L.push(`| niche category \`${esc(c.name)}\`: ${window} | ${c.positives} (${c.perMillion.toFixed(0)} per million) |`);
   if (r.test2) L.push(`| look-alike target \`${esc(r.test2.target)}\` (out of vocabulary): adopters | ${r.test2.adopters} (${pct(r.test2.rate)}) |`);
   L.push('');
 

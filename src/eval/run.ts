@@ -485,6 +485,7 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
     meanRetention: nApps('retention'),
     meanInstalls: nApps('installs'),
     meanUninstalls: nApps('uninstalls'),
+    labelWeeks: ds.labelWeeks,
   };
   const chartPath = o.out.replace(/\.md$/i, '') + '.svg';
   const jsonPath = o.out.replace(/\.md$/i, '') + '.json';
