@@ -50,6 +50,18 @@ describe('aetn generate / prepare / stats', () => {
     for (const want of ['users                 2000', 'popularity Zipf fit', 'niche categories', 'look-alike target', 'dropped.retention.universal']) expect(s.out).toContain(want);
     const sj = aetn(['stats', '--in', 'd', '--json'], cwd);
     expect(JSON.parse(sj.out).users).toBe(2000);
+    // --leave-out-apps: every app with 20-99 installs leaves the vocabulary (excluded), the rest stay
+    const lo = aetn(['prepare', '--in', 'd', '--out', 'lo', '--leave-out-apps', '20:99'], cwd);
+    expect(lo.code).toBe(0);
+    const dl = await openPrepared(join(cwd, 'lo'));
+    const left = dl.catalog.apps.filter((a) => !a.universal && !a.preinstalled && a.installCount >= 20 && a.installCount <= 99);
+    expect(left.length).toBeGreaterThan(10);
+    for (const a of left) expect(a.dropReason).toBe('excluded');
+    expect(dl.catalog.apps.some((a) => a.vocabIndex >= 0 && a.installCount > 99)).toBe(true);
+    expect(dl.vocab.apps.length).toBeLessThan(ds.vocab.apps.length);
+    const bad = aetn(['prepare', '--in', 'd', '--out', 'lo2', '--leave-out-apps', '99:20'], cwd);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toMatch(/--leave-out-apps must be MIN:MAX/);
   }, 180_000);
 
   it('exits non-zero with a clear message on unreadable input, and --strict fails on rejects', () => {
