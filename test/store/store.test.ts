@@ -190,6 +190,23 @@ describe('EmbeddingStore', () => {
     expect(store.stats().vectors).toBe(1);
   });
 
+  it("users' kept apps and per-app user counts persist; bad input is refused before anything is written", async () => {
+    const sdir = join(dir, 'apps');
+    store = EmbeddingStore.open(sdir);
+    expect(store.userAppsCount()).toBe(0);
+    await store.putUserAppsMany([['a', ['x', 'y', 'x']], ['b', []]]);
+    await store.putAppUsersMany([['x', 1], ['y', 1]]);
+    await expect(store.putUserAppsMany([['c', ['ok']], ['', ['x']]])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(store.putUserAppsMany([['c', 'x' as unknown as string[]]])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(store.putAppUsersMany([['z', -1]])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(store.putAppUsersMany([['z', 1.5]])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await store.close();
+    store = EmbeddingStore.open(sdir);
+    expect(store.userAppsMany(['a', 'b', 'c'])).toEqual([['x', 'y'], [], undefined]);
+    expect(store.appUsersMany(['x', 'y', 'z'])).toEqual([1, 1, undefined]);
+    expect(store.userAppsCount()).toBe(2);
+  });
+
   it('refuses directories that are not stores or are damaged', async () => {
     const notStore = join(dir, 'other');
     mkdirSync(notStore);
