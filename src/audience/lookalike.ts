@@ -1,4 +1,4 @@
-// Look-alike audience extension (DESIGN.md §5), as pure logic over three small interfaces so it can
+// Look-alike audience extension (docs/parts/serve.md), as pure logic over three small interfaces so it can
 // be tested without a store or an index:
 //   1. cluster the seeds (spherical k-means, up to ~20 centroids, deterministic), so a multi-modal
 //      seed set is searched around each of its modes rather than around one average that may

@@ -32,7 +32,7 @@ export interface ReportInput {
   leaveAppOut?: LaoResults;
 }
 
-/** Test #1 averages the paper reports (Tencent data; DESIGN.md §3), by variant, for orientation only. */
+/** Test #1 averages the paper reports (Tencent data; docs/parts/model.md), by variant, for orientation only. */
 export const PAPER_TABLE1: Record<string, number> = { dae: 0.7392, 'no-mask': 0.7908, vanilla: 0.7954, 'no-aux': 0.8, aetn: 0.8024 };
 const VARIANT_LABEL: Record<string, string> = { dae: 'DAE', 'no-mask': 'AETN w/o L_mask', 'no-aux': 'AETN w/o L_aux', vanilla: 'V-AETN', aetn: 'AETN' };
 /** The paper's expected order, weakest first. */

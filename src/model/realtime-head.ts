@@ -1,5 +1,5 @@
 // The realtime head: short-term intent from a user's most recent install/uninstall events
-// (DESIGN.md §4, TransAct-style, kept small). One readable file in the manner of nanoGPT's model.py.
+// (TransAct-style, kept small; docs/parts/realtime-head.md). One readable file in the manner of nanoGPT's model.py.
 //
 //   events (oldest first, left-padded to N)          B users x N positions
 //   token = W_a[app] W_in + type_emb[type] + gap_emb[bucket(now - t)]      [B, N, d]
