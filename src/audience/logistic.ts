@@ -26,16 +26,14 @@ export interface FitOptions {
   rawFrom?: number;
 }
 
-export function fitLogistic(x: Float32Array, y: Uint8Array, n: number, p: number, opts: FitOptions = {}): LogisticModel {
-  const l2 = opts.l2 ?? 1e-3;
-  const iters = opts.iterations ?? 120;
+/**
+ * Class-balanced weights (each class carries half of the total) and, for standardising the p
+ * columns of x [n, p], their means and inverse standard deviations (0 for a constant column).
+ */
+function balanceAndScale(x: Float32Array, y: Uint8Array, n: number, p: number): { wPos: number; wNeg: number; mean: Float64Array; inv: Float64Array } {
   let npos = 0;
   for (let i = 0; i < n; i++) npos += y[i]!;
   if (npos === 0 || npos === n) throw new Error('logistic regression needs both classes');
-  const wPos = n / (2 * npos);
-  const wNeg = n / (2 * (n - npos));
-
-  // Standardise columns so one step size suits every feature.
   const mean = new Float64Array(p);
   const sd = new Float64Array(p);
   for (let i = 0; i < n; i++) for (let j = 0; j < p; j++) mean[j]! += x[i * p + j]!;
@@ -45,11 +43,21 @@ export function fitLogistic(x: Float32Array, y: Uint8Array, n: number, p: number
       const t = x[i * p + j]! - mean[j]!;
       sd[j]! += t * t;
     }
-  const inv = new Float32Array(p);
+  const inv = new Float64Array(p);
   for (let j = 0; j < p; j++) {
     const s = Math.sqrt(sd[j]! / n);
     inv[j] = s > 1e-12 ? 1 / s : 0;
   }
+  return { wPos: n / (2 * npos), wNeg: n / (2 * (n - npos)), mean, inv };
+}
+
+export function fitLogistic(x: Float32Array, y: Uint8Array, n: number, p: number, opts: FitOptions = {}): LogisticModel {
+  const l2 = opts.l2 ?? 1e-3;
+  const iters = opts.iterations ?? 120;
+  // Standardise columns so one step size suits every feature (the SIMD passes run in float32).
+  const bs = balanceAndScale(x, y, n, p);
+  const { wPos, wNeg, mean } = bs;
+  const inv = Float32Array.from(bs.inv);
   for (let j = Math.min(p, opts.rawFrom ?? p); j < p; j++) {
     mean[j] = 0;
     inv[j] = 1;
@@ -179,24 +187,7 @@ export function fitLogisticHybrid(xd: Float32Array, pd: number, sp: SparseRows |
   const iters = opts.iterations ?? 120;
   const ps = sp?.ps ?? 0;
   const p = pd + ps;
-  let npos = 0;
-  for (let i = 0; i < n; i++) npos += y[i]!;
-  if (npos === 0 || npos === n) throw new Error('logistic regression needs both classes');
-  const wPos = n / (2 * npos);
-  const wNeg = n / (2 * (n - npos));
-  const mean = new Float64Array(pd);
-  const inv = new Float64Array(pd);
-  for (let i = 0; i < n; i++) for (let j = 0; j < pd; j++) mean[j]! += xd[i * pd + j]!;
-  for (let j = 0; j < pd; j++) mean[j]! /= n;
-  for (let i = 0; i < n; i++)
-    for (let j = 0; j < pd; j++) {
-      const t = xd[i * pd + j]! - mean[j]!;
-      inv[j]! += t * t;
-    }
-  for (let j = 0; j < pd; j++) {
-    const s = Math.sqrt(inv[j]! / n);
-    inv[j] = s > 1e-12 ? 1 / s : 0;
-  }
+  const { wPos, wNeg, mean, inv } = balanceAndScale(xd, y, n, pd);
   const z = new Float32Array(n * pd);
   for (let i = 0; i < n; i++) for (let j = 0; j < pd; j++) z[i * pd + j] = (xd[i * pd + j]! - mean[j]!) * inv[j]!;
   const sw = new Float64Array(n);

@@ -303,7 +303,10 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
       ...(await deps.getApps!(negIdx.map((i) => pop.userIds[i]!))),
     ];
   }
-  const layout = useApps ? appLayout(d, K, trainApps, nF, selectApps(trainApps, 2, 1024)) : vectorLayout(d, K);
+  // TF-IDF columns only for a family that reads them (the default ensemble does not: building them
+  // for every training row and candidate would be work thrown away).
+  const tfidf = (opts.families ?? []).some((f) => f === 'hybrid');
+  const layout = useApps ? appLayout(d, K, trainApps, nF, tfidf ? selectApps(trainApps, 2, 1024) : []) : vectorLayout(d, K);
   const P = denseColumns(layout);
   const X = new Float32Array(nTrain * P);
   const app = useApps ? appRows(layout, trainApps) : undefined;

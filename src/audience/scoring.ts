@@ -16,20 +16,9 @@
 import { auc, fitLogistic, fitLogisticHybrid, hybridLogit, type HybridModel, type SparseRows } from './logistic.js';
 import { rng } from './linalg.js';
 
-/** What the fitted model needs to score any user. */
-export interface ScoringModel {
+/** What the fitted model needs to score any user: its layout, weights and seed profile. */
+export interface ScoringModel extends Layout {
   model: HybridModel;
-  /** Columns: d vector, K centroid similarities, then (when apps are used) activity and A apps. */
-  d: number;
-  K: number;
-  /** Selected apps (the TF-IDF columns) and their column offsets. */
-  appColumn: Map<string, number>;
-  /** IDF of each selected app (same order as the columns), and of an app outside the selection. */
-  idf: Float32Array;
-  idfUnseen: number;
-  /** The TF-IDF block's scale (see the file comment). */
-  tfidfScale: number;
-  usesApps: boolean;
   /** The seeds' app profile of the item-kNN column (with apps). */
   profile?: SeedProfile;
   l2: number;
@@ -61,13 +50,19 @@ export function selectApps(apps: readonly (readonly string[] | undefined)[], min
     .map(([a]) => a);
 }
 
-/** The layout of the feature rows; `apps` undefined means vector-only. */
+/**
+ * The layout of the feature rows: d vector columns, K centroid similarities, then (when apps are
+ * used) activity, item-kNN and one TF-IDF column per selected app.
+ */
 export interface Layout {
   d: number;
   K: number;
+  /** Selected apps (the TF-IDF columns) and their column offsets; empty when no family reads them. */
   appColumn: Map<string, number>;
+  /** IDF of each selected app (same order as the columns), and of an app outside the selection. */
   idf: Float32Array;
   idfUnseen: number;
+  /** The TF-IDF block's scale (see the file comment). */
   tfidfScale: number;
   usesApps: boolean;
 }
@@ -191,6 +186,7 @@ export function appLogit(m: ScoringModel, apps: readonly string[] | undefined): 
   const base = m.d + m.K;
   const w = m.model.weights;
   let z = w[base]! * Math.log1p(list.length) + (m.profile ? w[base + 1]! * knnScore(m.profile, list, false) : 0);
+  if (m.appColumn.size === 0) return z;
   let norm = 0;
   let dotw = 0;
   for (const a of list) {
@@ -458,7 +454,7 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
   const model: HybridModel = { pd, ps, weights: W.map((w) => w * a), bias: a * B + cal.bias };
   const family: Family = families.length === 1 ? families[0]! : 'ensemble';
   return {
-    scoring: { model, d: layout.d, K: layout.K, appColumn: layout.appColumn, idf: layout.idf, idfUnseen: layout.idfUnseen, tfidfScale: layout.tfidfScale, usesApps: layout.usesApps, ...(profile ? { profile } : {}), l2: chosenL2[0]!, family },
+    scoring: { ...layout, model, ...(profile ? { profile } : {}), l2: chosenL2[0]!, family },
     estimate,
   };
 }

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rng } from '../audience/linalg.js';
 import { DEFAULT_L2_GRID, fitScoring, rowLogit, vectorLayout } from '../audience/scoring.js';
-import { documentFrequency, idfOf, tfidfRows, type Csr } from '../audience/tfidf-svd.js';
+import { documentFrequency, type Csr } from '../audience/tfidf-svd.js';
 import { meanStd, rocAuc, type Spread } from './metrics.js';
 import { deriveSeed } from './rng.js';
 import { Progress } from '../util/progress.js';
@@ -299,10 +299,6 @@ export function sparseLrScorer(A: Csr, seed: number, maxNeg = 5000): LaoScorer {
 /** Penalties for unit-length TF-IDF rows (not standardised, so much smaller than for dense ones). */
 export const SPARSE_L2_GRID = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2];
 
-/** TF-IDF rows of the users' kept apps over the vocabulary (IDF from the evaluated users). */
-export function tfidfOfRetention(retention: readonly Int32Array[], numApps: number): Csr {
-  return tfidfRows(retention, numApps, idfOf(documentFrequency(retention, numApps), retention.length));
-}
 
 // ---------------------------------------------------------------- the served method
 

@@ -276,14 +276,7 @@ export class LocalEngine implements Engine {
   embedSync(examples: UserExample[]): Float32Array {
     const ranges = chunkRanges(examples.length, this.chunkUsers.inference);
     if (ranges.length <= 1) return this.embedChunk(examples);
-    const parts = ranges.map(([a, b]) => this.embedChunk(examples.slice(a, b)));
-    const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return concatFloat32(ranges.map(([a, b]) => this.embedChunk(examples.slice(a, b))));
   }
 
   private embedChunk(examples: UserExample[]): Float32Array {
@@ -319,6 +312,17 @@ export function combineLosses(parts: GradResult[]): GradResult {
 }
 
 /** Splits `n` items into `k` contiguous near-equal ranges (deterministic), skipping empty ones. */
+/** The arrays one after the other in one new array. */
+export function concatFloat32(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
 export function splitRanges(n: number, k: number): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   const base = Math.floor(n / k);

@@ -7,6 +7,7 @@ import type { UserExample } from '../data/types.js';
 import {
   combineLosses,
   splitRanges,
+  concatFloat32,
   type Engine,
   type GradResult,
   type VariableLayout,
@@ -180,14 +181,7 @@ export class WorkerPool implements Engine {
   async embed(examples: UserExample[]): Promise<Float32Array> {
     const ranges = splitRanges(examples.length, this.handles.length);
     const replies = await Promise.all(ranges.map(([a, b], k) => this.handles[k]!.call({ op: 'embed', examples: examples.slice(a, b) }, this.version)));
-    const parts = replies.map((r) => r.vectors!);
-    const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return concatFloat32(replies.map((r) => r.vectors!));
   }
 
   async close(): Promise<void> {

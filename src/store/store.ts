@@ -449,14 +449,22 @@ export class EmbeddingStore {
 
   /** Replaces several installer lists in one transaction. */
   async putInstallersMany(lists: Iterable<readonly [string, readonly string[]]>): Promise<void> {
+    this.putKeyLists(this.installersDb, lists, 'app key', 'user id', (k) => `installers of ${k} must be an array of user ids`);
+  }
+
+  /**
+   * Replaces key -> list-of-keys entries in one transaction, every key and list checked before
+   * anything is written; duplicates in a list are dropped.
+   */
+  private putKeyLists(db: Database<string[], string>, lists: Iterable<readonly [string, readonly string[]]>, keyName: string, itemName: string, notArray: (key: string) => string): void {
     const all = [...lists];
-    for (const [appKey, users] of all) {
-      checkKey('app key', appKey);
-      if (!Array.isArray(users)) throw new StoreError('INVALID_ARGUMENT', `installers of ${appKey} must be an array of user ids`);
-      for (const u of users) checkKey('user id', u);
+    for (const [key, items] of all) {
+      checkKey(keyName, key);
+      if (!Array.isArray(items)) throw new StoreError('INVALID_ARGUMENT', notArray(key));
+      for (const x of items) checkKey(itemName, x);
     }
     this.transactionSync(() => {
-      for (const [appKey, users] of all) this.installersDb.putSync(appKey, [...new Set(users)]);
+      for (const [key, items] of all) db.putSync(key, [...new Set(items)]);
     });
   }
 
@@ -470,15 +478,7 @@ export class EmbeddingStore {
    * dataset; the look-alike's scoring model reads them as activity and TF-IDF features).
    */
   async putUserAppsMany(lists: Iterable<readonly [string, readonly string[]]>): Promise<void> {
-    const all = [...lists];
-    for (const [userId, apps] of all) {
-      checkKey('user id', userId);
-      if (!Array.isArray(apps)) throw new StoreError('INVALID_ARGUMENT', `apps of ${userId} must be an array of app ids`);
-      for (const a of apps) checkKey('app key', a);
-    }
-    this.transactionSync(() => {
-      for (const [userId, apps] of all) this.userAppsDb.putSync(userId, [...new Set(apps)]);
-    });
+    this.putKeyLists(this.userAppsDb, lists, 'user id', 'app key', (k) => `apps of ${k} must be an array of app ids`);
   }
 
   /** Replaces the number of users keeping each of these apps (one transaction). */
