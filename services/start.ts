@@ -43,19 +43,18 @@ async function stage(name: string, args: string[]): Promise<void> {
   process.stderr.write(`\n▶ ${name}: aetn ${args.join(' ')}\n`);
   const started = performance.now();
   await new Promise<void>((ok, fail) => {
-    const p = spawn(process.execPath, [resolveCli(), ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const p = spawn(process.execPath, [...resolveCli(), ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
     p.on('error', fail);
     p.on('exit', (code, sig) => (code === 0 ? ok() : fail(new UserError(`stage ${name} failed (${sig ?? `exit ${code}`}): aetn ${args.join(' ')}`))));
   });
   process.stderr.write(`✔ ${name} in ${((performance.now() - started) / 1000).toFixed(1)}s\n`);
 }
 
-function resolveCli(): string {
-  // dist/services/start.js -> <root>/bin/aetn.js; services/start.ts (tsx) -> <root>/bin/aetn.js
-  const candidates = [fileURLToPath(new URL('../bin/aetn.js', import.meta.url)), fileURLToPath(new URL('../../bin/aetn.js', import.meta.url))];
-  const hit = candidates.find((c) => existsSync(c));
-  if (!hit) throw new Error(`cannot find bin/aetn.js from ${import.meta.url}`);
-  return hit;
+function resolveCli(): string[] {
+  // The CLI is this folder's sibling: dist/services/cli/main.js when compiled; services/cli/main.ts
+  // under tsx (then the child needs the tsx loader too).
+  if (import.meta.url.endsWith('.ts')) return ['--import', 'tsx', fileURLToPath(new URL('./cli/main.ts', import.meta.url))];
+  return [fileURLToPath(new URL('./cli/main.js', import.meta.url))];
 }
 
 export interface BuiltSystem {

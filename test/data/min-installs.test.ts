@@ -2,7 +2,7 @@
 // without any vocabulary app (hence without a vector), in prepare's manifest and summary.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/main.js';
+import { runCli } from '../../services/cli/main.js';
 import { defaultMinInstalls, prepare } from '../../src/data/prepare.js';
 import { openPrepared } from '../../src/data/prepared.js';
 import { daysAgo, tmp, writeRaw, type App, type Ev } from './helpers.js';

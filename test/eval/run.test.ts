@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generate } from '../../src/data/generate.js';
 import { prepare } from '../../src/data/prepare.js';
 import type { UserExample } from '../../src/data/types.js';
-import { runCli } from '../../src/cli/main.js';
+import { runCli } from '../../services/cli/main.js';
 import { runEval, type Embedder, type EmbedderFactory, type RunEvalOptions } from '../../src/eval/run.js';
 import { deriveSeed, Rng } from '../../src/eval/rng.js';
 

@@ -16,7 +16,7 @@ beforeAll(async () => {
 afterAll(() => fx?.cleanup());
 
 function aetn(args: string[], env: Record<string, string> = {}) {
-  return spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/cli/main.ts'), ...args], {
+  return spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'services/cli/main.ts'), ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, AETN_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -54,7 +54,7 @@ describe.skipIf(!brokers)('aetn produce + aetn realtime (compiled CLI, real Kafk
   let work: string;
   beforeAll(async () => {
     const built = join(root, 'dist', 'src', 'cli', 'commands', 'realtime.js');
-    const newest = Math.max(...['src/stream/pipeline.ts', 'src/stream/replay.ts', 'services/realtime.ts', 'src/cli/commands/realtime.ts', 'src/cli/commands/produce.ts'].map((f) => statSync(join(root, f)).mtimeMs));
+    const newest = Math.max(...['src/stream/pipeline.ts', 'src/stream/replay.ts', 'services/realtime.ts', 'services/cli/commands/realtime.ts', 'services/cli/commands/produce.ts'].map((f) => statSync(join(root, f)).mtimeMs));
     if (!existsSync(built) || statSync(built).mtimeMs < newest) {
       try {
         execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'ignore' });

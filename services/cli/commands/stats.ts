@@ -8,7 +8,7 @@ export function register(program: Command): void {
     .option('--json', 'print the numbers as JSON')
     .addHelpText('after', '\nExample:\n  aetn stats --in p\n')
     .action(async (o: { in: string; json?: boolean }) => {
-      const { computeStats, formatStats } = await import('../../data/stats.js');
+      const { computeStats, formatStats } = await import('../../../src/data/stats.js');
       const s = await computeStats(o.in);
       process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : formatStats(s));
     });

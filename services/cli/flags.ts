@@ -1,6 +1,6 @@
 // Parsers for numeric command-line flags, shared by the sub-commands. Each names the flag in its
 // error, so a typo never becomes a silent default.
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../src/util/errors.js';
 
 /** Any integer. */
 export const integer = (flag: string) => (v: string): number => {

@@ -26,8 +26,8 @@ export function register(program: Command): void {
     .option('--build-only', 'run the batch stages and exit without serving')
     .option('--no-replay', "do not replay the held-out week's events through EventService once serving")
     .action(async (o: { dir: string; data?: string; users: number; seed: number; epochs: number; headEpochs: number; size: 'tiny' | 'small' | 'paper'; paperSize?: boolean; port?: string; host?: string; metricsPort?: string; config?: string; buildOnly?: boolean; replay: boolean }) => {
-      const { loadConfig } = await import('../../config/config.js');
-      const { runStart } = await import('../../../services/start.js');
+      const { loadConfig } = await import('../../../src/config/config.js');
+      const { runStart } = await import('../../start.js');
       const cfg = loadConfig({
         file: o.config ?? null,
         overrides: { 'serve.port': o.port, 'serve.host': o.host, 'metrics.port': o.metricsPort === 'off' ? null : o.metricsPort },

@@ -26,8 +26,8 @@ export function register(program: Command): void {
     .requiredOption('--store <dir>', 'embedding store directory')
     .option('--json', 'print JSON')
     .action(async (opts: StoreOpt) => {
-      const { EmbeddingStore } = await import('../../store/store.js');
-      const { featureIndexDir, readCurrent } = await import('../../index/layout.js');
+      const { EmbeddingStore } = await import('../../../src/store/store.js');
+      const { featureIndexDir, readCurrent } = await import('../../../src/index/layout.js');
       const store = EmbeddingStore.open(opts.store, { create: false });
       try {
         const feats = store.features();
@@ -65,7 +65,7 @@ export function register(program: Command): void {
     .argument('<feature>', 'feature id')
     .requiredOption('--store <dir>', 'embedding store directory')
     .action(async (feature: string, opts: StoreOpt) => {
-      const { EmbeddingStore } = await import('../../store/store.js');
+      const { EmbeddingStore } = await import('../../../src/store/store.js');
       const store = EmbeddingStore.open(opts.store, { create: false });
       try {
         const f = await store.retire(feature);
@@ -82,8 +82,8 @@ export function register(program: Command): void {
     .argument('<feature>', 'feature id')
     .requiredOption('--store <dir>', 'embedding store directory')
     .action(async (feature: string, opts: StoreOpt) => {
-      const { EmbeddingStore } = await import('../../store/store.js');
-      const { removeIndex } = await import('../../index/build.js');
+      const { EmbeddingStore } = await import('../../../src/store/store.js');
+      const { removeIndex } = await import('../../../src/index/build.js');
       const store = EmbeddingStore.open(opts.store, { create: false });
       try {
         const before = store.count(feature);
@@ -101,7 +101,7 @@ export function register(program: Command): void {
     .requiredOption('--store <dir>', 'embedding store directory')
     .option('--json', 'print JSON')
     .action(async (opts: StoreOpt) => {
-      const { EmbeddingStore } = await import('../../store/store.js');
+      const { EmbeddingStore } = await import('../../../src/store/store.js');
       const store = EmbeddingStore.open(opts.store, { create: false });
       try {
         const s = store.stats();

@@ -33,12 +33,12 @@ Example:
   aetn produce --data d --brokers 127.0.0.1:9092 --heldout --rate 500 --timestamps now`,
     )
     .action(async (opts: Opts) => {
-      const { UserError } = await import('../../util/errors.js');
-      const { loadConfig } = await import('../../config/config.js');
-      const { replayEvents } = await import('../../stream/replay.js');
+      const { UserError } = await import('../../../src/util/errors.js');
+      const { loadConfig } = await import('../../../src/config/config.js');
+      const { replayEvents } = await import('../../../src/stream/replay.js');
       const cfg = loadConfig({ file: opts.config ?? null, overrides: { 'kafka.brokers': opts.brokers, 'kafka.topic': opts.topic } });
       if (cfg.kafka.brokers.length === 0) throw new UserError('no Kafka brokers: pass --brokers host:port or set AETN_KAFKA_BROKERS');
-      const { parseBrokers } = await import('../../stream/kafka.js');
+      const { parseBrokers } = await import('../../../src/stream/kafka.js');
       parseBrokers(cfg.kafka.brokers);
       const num = (v: string | undefined, flag: string, min: number) => {
         if (v === undefined) return undefined;

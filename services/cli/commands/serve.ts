@@ -37,9 +37,9 @@ Example:
     127.0.0.1:50051 aetn.v1.UserVectorService/GetUserVector`,
     )
     .action(async (opts: Opts) => {
-      const { loadConfig } = await import('../../config/config.js');
-      const { runServe } = await import('../../../services/serve.js');
-      const { UserError } = await import('../../util/errors.js');
+      const { loadConfig } = await import('../../../src/config/config.js');
+      const { runServe } = await import('../../serve.js');
+      const { UserError } = await import('../../../src/util/errors.js');
       const threads = Number(opts.searchThreads);
       if (!Number.isInteger(threads) || threads < 0 || threads > 64) throw new UserError(`--search-threads must be an integer 0..64, got ${opts.searchThreads}`);
       const cfg = loadConfig({

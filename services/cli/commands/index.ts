@@ -1,6 +1,6 @@
 // `aetn index`: builds (or incrementally updates) the HNSW index of one feature from the store.
 import type { Command } from 'commander';
-import { UserError } from '../../util/errors.js';
+import { UserError } from '../../../src/util/errors.js';
 
 function int(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -40,9 +40,9 @@ export function register(program: Command): void {
     .option('--json', 'print the resulting manifest as JSON')
     .addHelpText('after', '\nExamples:\n  aetn index --store data/store\n  aetn index --store data/store --feature aetn-20240101 --ef-search 64\n  aetn index --store data/store --update')
     .action(async (opts: Opts) => {
-      const { EmbeddingStore } = await import('../../store/store.js');
-      const { buildIndex, updateIndex } = await import('../../index/build.js');
-      const { IndexHandle } = await import('../../index/handle.js');
+      const { EmbeddingStore } = await import('../../../src/store/store.js');
+      const { buildIndex, updateIndex } = await import('../../../src/index/build.js');
+      const { IndexHandle } = await import('../../../src/index/handle.js');
       const store = EmbeddingStore.open(opts.store, { create: false });
       try {
         const featureId = opts.feature ?? store.defaultFeature('long')?.featureId;

@@ -5,7 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../src/util/errors.js';
 
 export async function buildProgram(): Promise<Command> {
   const program = new Command('aetn')

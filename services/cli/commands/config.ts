@@ -7,7 +7,7 @@ export function register(program: Command): void {
     .description('Print the effective configuration as JSON, with API keys masked; fails naming any bad key.')
     .option('--config <file>', 'JSON configuration file (default: $AETN_CONFIG)')
     .action(async (opts: { config?: string }) => {
-      const { loadConfig, maskedConfig } = await import('../../config/config.js');
+      const { loadConfig, maskedConfig } = await import('../../../src/config/config.js');
       const cfg = loadConfig({ file: opts.config ?? null });
       process.stdout.write(`${JSON.stringify(maskedConfig(cfg), null, 2)}\n`);
     });

@@ -94,10 +94,10 @@ export function register(program: Command): void {
         '  aetn train --head realtime --base-model models/aetn --data data/prepared --out models/rt\n',
     )
     .action(async (flags: TrainFlags, cmd: Command) => {
-      const { UserError } = await import('../../util/errors.js');
+      const { UserError } = await import('../../../src/util/errors.js');
       if (flags.head === 'realtime') {
         // The realtime head has its own trainer (src/model/train-head.ts).
-        const spec: string = '../../model/train-head.js';
+        const spec: string = '../../../src/model/train-head.js';
         const mod = (await import(spec)) as { trainHeadCommand?: (opts: Record<string, unknown>) => Promise<unknown> };
         if (typeof mod.trainHeadCommand !== 'function') throw new UserError('this build has no realtime head trainer (trainHeadCommand)');
         // Only what the user set: the head has its own defaults (sizes, lr, batch) unlike AETN's.
@@ -109,7 +109,7 @@ export function register(program: Command): void {
         return;
       }
       if (flags.baseModel) throw new UserError('--base-model applies to --head realtime only');
-      const { train } = await import('../../model/train.js');
+      const { train } = await import('../../../src/model/train.js');
       const sizes: Record<string, number> = {};
       const map: Array<[keyof TrainFlags, string]> = [
         ['dModel', 'dModel'],

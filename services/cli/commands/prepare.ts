@@ -1,6 +1,6 @@
 import { integer as int } from '../flags.js';
 import type { Command } from 'commander';
-import { UserError } from '../../util/errors.js';
+import { UserError } from '../../../src/util/errors.js';
 
 function leaveOutRange(v: string): { min: number; max: number } {
   const m = /^(\d+):(\d+)$/.exec(v.trim());
@@ -26,7 +26,7 @@ export function register(program: Command): void {
     .option('--workers <n>', 'worker threads (default: one per core; output is identical for any number)', int('--workers'))
     .addHelpText('after', '\nExample:\n  aetn prepare --in d --out p\nRejected records are listed in <out>/rejects.ndjson with file, line and reason.\n')
     .action(async (o: { in: string; out: string; shards: number; minInstalls?: number; weeklyCap: number; seqLen: number; dateBuckets: number; excludeApp?: string[]; leaveOutApps?: { min: number; max: number }; strict?: boolean; workers?: number }) => {
-      const { prepare } = await import('../../data/prepare.js');
+      const { prepare } = await import('../../../src/data/prepare.js');
       const t0 = performance.now();
       const r = await prepare({ input: o.in, out: o.out, shards: o.shards, minInstalls: o.minInstalls, weeklyCap: o.weeklyCap, seqLen: o.seqLen, dateBuckets: o.dateBuckets, excludeApps: o.excludeApp, leaveOutApps: o.leaveOutApps, workers: o.workers });
       const s = (performance.now() - t0) / 1000;

@@ -23,7 +23,7 @@ export function register(program: Command): void {
     .option('--max-users <n>', 'stop after N users (the run stays resumable)', int('--max-users'))
     .option('--json', 'print the result as JSON on stdout')
     .action(async (o: { model: string; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize: number; installers: boolean; restart?: boolean; maxUsers?: number; json?: boolean }) => {
-      const { runEmbedJob } = await import('../../../services/embed.js');
+      const { runEmbedJob } = await import('../../embed.js');
       const r = await runEmbedJob({
         modelDir: o.model,
         dataDir: o.data,
@@ -37,7 +37,7 @@ export function register(program: Command): void {
         maxUsers: o.maxUsers,
       });
       // Users prepare left without any vocabulary app are not in the shards: they get no vector.
-      const { openPrepared } = await import('../../data/prepared.js');
+      const { openPrepared } = await import('../../../src/data/prepared.js');
       const pm = (await openPrepared(o.data)).manifest;
       const usersWithoutVector = pm.usersWithoutVector ?? pm.counts['users.empty-skipped'] ?? 0;
       if (o.json) process.stdout.write(`${JSON.stringify({ ...r, usersWithoutVector })}\n`);

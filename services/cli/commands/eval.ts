@@ -1,6 +1,6 @@
 // `aetn eval`: the paper's offline tests on a prepared dataset, for one or more trained models.
 import type { Command } from 'commander';
-import { UserError } from '../../util/errors.js';
+import { UserError } from '../../../src/util/errors.js';
 
 const TESTS = ['test1', 'test2', 'audience', 'overlap'] as const;
 
@@ -72,7 +72,7 @@ export function register(program: Command): void {
       if (!out.toLowerCase().endsWith('.md')) throw new UserError(`--out must name a Markdown file (.md), got '${out}'`);
       const { existsSync } = await import('node:fs');
       for (const p of [opts.data as string, ...models, ...(opts.head ? [opts.head as string] : [])]) if (!existsSync(p)) throw new UserError(`no such directory: ${p}`);
-      const { runEval } = await import('../../eval/run.js');
+      const { runEval } = await import('../../../src/eval/run.js');
       const { cpus } = await import('node:os');
       const res = await runEval({
         data: opts.data as string,

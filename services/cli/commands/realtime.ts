@@ -52,9 +52,9 @@ Example:
   curl -s 127.0.0.1:9464/metrics | grep aetn_stream_`,
     )
     .action(async (opts: Opts) => {
-      const { loadConfig } = await import('../../config/config.js');
-      const { UserError } = await import('../../util/errors.js');
-      const { runRealtime } = await import('../../../services/realtime.js');
+      const { loadConfig } = await import('../../../src/config/config.js');
+      const { UserError } = await import('../../../src/util/errors.js');
+      const { runRealtime } = await import('../../realtime.js');
       if (opts.headWorkers < 0) throw new UserError(`--head-workers must be 0 or more, got ${opts.headWorkers}`);
       const cfg = loadConfig({
         file: opts.config ?? null,

@@ -1,6 +1,6 @@
 import { integer as int, finite as num } from '../flags.js';
 import type { Command } from 'commander';
-import { DEFAULT_LABEL_WEEKS, DEFAULT_SEQUENCE_SIGNAL, DEFAULT_ZIPF } from '../../data/generate.js';
+import { DEFAULT_LABEL_WEEKS, DEFAULT_SEQUENCE_SIGNAL, DEFAULT_ZIPF } from '../../../src/data/generate.js';
 
 export function register(program: Command): void {
   program
@@ -22,7 +22,7 @@ export function register(program: Command): void {
     .option('--workers <n>', 'worker threads (default: one per core; output is identical for any number)', int('--workers'))
     .addHelpText('after', '\nExample:\n  aetn generate --users 2000 --seed 1 --out d\n  aetn prepare --in d --out p && aetn stats --in p\n')
     .action(async (o: { users: number; out: string; seed: number; apps: number; topics: number; nicheScale: number; targetPrevalence: number; zipf: number; referenceDate: string; format: string; workers?: number; sequenceSignal: number; labelWeeks: number; events: boolean }) => {
-      const { generate } = await import('../../data/generate.js');
+      const { generate } = await import('../../../src/data/generate.js');
       const t0 = performance.now();
       const r = await generate({ users: o.users, seed: o.seed, out: o.out, apps: o.apps, topics: o.topics, nicheScale: o.nicheScale, targetPrevalence: o.targetPrevalence, zipf: o.zipf, referenceDate: o.referenceDate, format: o.format as 'csv' | 'ndjson', workers: o.workers, sequenceSignal: o.sequenceSignal, labelWeeks: o.labelWeeks, events: o.events });
       const s = (performance.now() - t0) / 1000;
