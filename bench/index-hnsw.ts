@@ -16,6 +16,7 @@ import { EmbeddingStore } from '../src/store/store.js';
 import { buildIndex } from '../src/index/build.js';
 import { IndexHandle } from '../src/index/handle.js';
 import { SearchPool } from '../src/index/pool.js';
+import { mulberry32 } from '../src/util/random.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: string) => {
@@ -35,16 +36,6 @@ const OUT_NAME = `index-hnsw${args.includes('--tag') ? `-${arg('tag', '')}` : ''
 const here = dirname(fileURLToPath(import.meta.url));
 
 // ------------------------------------------------------------------ data
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 /**
  * Users grouped by interest, the way embeddings of real users look: Zipf-sized clusters, and within
  * a cluster variation along a few shared latent directions (low intrinsic dimension) plus a little
@@ -53,11 +44,11 @@ function rng(seed: number): () => number {
  */
 const LATENT = 16;
 function makeData(n: number, seed: number): Float32Array {
-  const struct = rng(12345); // the same clusters and latent directions for data and queries
+  const struct = mulberry32(12345); // the same clusters and latent directions for data and queries
   const gs = () => Math.sqrt(-2 * Math.log(struct() + 1e-12)) * Math.cos(2 * Math.PI * struct());
   const centers = new Float32Array(CLUSTERS * DIM).map(() => gs());
   const loadings = new Float32Array(DIM * LATENT).map(() => gs() * 0.2);
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const g = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
   const w = Array.from({ length: CLUSTERS }, (_, i) => 1 / (i + 1) ** 0.8);
   const cum: number[] = [];

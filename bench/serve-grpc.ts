@@ -33,7 +33,7 @@ import { createClient } from '../src/serve/client.js';
 import { UserVectorService, GetUserVectorResponseSchema, VectorView } from '../src/gen/aetn/v1/user_vector_pb.js';
 import { AudienceService, file_aetn_v1_audience } from '../src/gen/aetn/v1/audience_pb.js';
 import { file_aetn_v1_user_vector } from '../src/gen/aetn/v1/user_vector_pb.js';
-import { rng } from '../src/audience/linalg.js';
+import { mulberry32 } from '../src/util/random.js';
 import { extendLookalike } from '../src/audience/lookalike.js';
 import { simdAvailable } from '../src/audience/simd.js';
 import { ServingBackend } from '../src/serve/backend.js';
@@ -73,7 +73,7 @@ function gauss(r: () => number): number {
 
 /** Clustered unit-ish vectors: user i belongs to cluster i % CLUSTERS. Regenerated identically on every run. */
 function centres(): Float32Array[] {
-  const r = rng(1);
+  const r = mulberry32(1);
   return Array.from({ length: CLUSTERS }, () => {
     const c = Float32Array.from({ length: DIM }, () => gauss(r));
     const n = Math.hypot(...c);
@@ -95,7 +95,7 @@ async function buildStore(): Promise<void> {
   store.registerFeature({ featureId: LONG, namespace: 'long', dim: DIM, variant: 'aetn', createdAtMs: 1 });
   store.registerFeature({ featureId: SHORT, namespace: 'short', dim: SHORT_DIM, variant: 'realtime', createdAtMs: 2, baseFeatureId: LONG });
   const cs = centres();
-  const r = rng(2);
+  const r = mulberry32(2);
   for (let s = 0; s < N; s += 10_000) {
     const batch = [];
     const sb = [];
@@ -318,7 +318,7 @@ async function main(): Promise<void> {
   if (ONLY.has('search')) {
     const loadBefore = loadavg();
     const cs = centres();
-    const r = rng(2);
+    const r = mulberry32(2);
     const all = new Float32Array(N * DIM);
     // Regenerate the stored vectors exactly (same PRNG sequence as buildStore).
     for (let s = 0; s < N; s += 10_000) {
@@ -329,7 +329,7 @@ async function main(): Promise<void> {
         if (i % 2 === 0) for (let d = 0; d < SHORT_DIM; d++) gauss(r);
       }
     }
-    const qr = rng(3);
+    const qr = mulberry32(3);
     const queries = Array.from({ length: 100 }, () => Math.floor(qr() * N));
     const truth = queries.map((qi) => exactTop10(all, N, all.subarray(qi * DIM, qi * DIM + DIM), qi));
     const sweep: { ef: number; recall: number; qps?: number; p99ms?: number }[] = [];

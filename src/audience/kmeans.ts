@@ -1,7 +1,8 @@
 // Spherical k-means (cosine) with k-means++ seeding and a fixed PRNG: deterministic for a given
 // input. Used to split a seed audience into modes before searching the index, so a multi-modal
 // seed set (e.g. gamers + new parents) is not averaged into a centroid that resembles neither.
-import { normalizeInPlace, rng } from './linalg.js';
+import { normalizeInPlace } from './linalg.js';
+import { mulberry32 } from '../util/random.js';
 import { gemmRows } from './simd.js';
 
 export interface KMeansResult {
@@ -20,7 +21,7 @@ export interface KMeansResult {
  */
 export function sphericalKMeans(x: Float32Array, n: number, d: number, k: number, seed: number, maxIter = 15): KMeansResult {
   k = Math.max(1, Math.min(k, n));
-  const rand = rng(seed);
+  const rand = mulberry32(seed);
   const c = new Float32Array(k * d);
   // k-means++ on cosine distance (1 - cos).
   const first = Math.floor(rand() * n);

@@ -34,25 +34,3 @@ export function normalizeInPlace(v: Float32Array, off = 0, d = v.length): void {
   const inv = 1 / Math.sqrt(n);
   for (let i = 0; i < d; i++) v[off + i]! *= inv;
 }
-
-/** mulberry32: a tiny deterministic PRNG, so the same seeds always give the same audience. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** FNV-1a over strings: a stable seed for the PRNG from the request's contents. */
-export function hashStrings(xs: readonly string[]): number {
-  let h = 0x811c9dc5;
-  for (const s of xs) {
-    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-    h = Math.imul(h ^ 0x2c, 0x01000193);
-  }
-  return h >>> 0;
-}

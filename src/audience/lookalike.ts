@@ -22,7 +22,9 @@
 import { auc } from './logistic.js';
 import { appLayout, appLogit, appRows, DEFAULT_L2_GRID, denseColumns, fitScoring, knnScore, rowLogit, seedProfile, selectApps, vectorLayout, type Family, type HeldOutEstimate } from './scoring.js';
 import { sphericalKMeans } from './kmeans.js';
-import { dot, hashStrings, normalizedMatrix, rng } from './linalg.js';
+import { dot, normalizedMatrix } from './linalg.js';
+import { hashStrings } from '../util/hash.js';
+import { mulberry32 } from '../util/random.js';
 import { gemmRows } from './simd.js';
 
 export interface Neighbor {
@@ -133,7 +135,7 @@ export class LookalikeError extends Error {
  */
 function subset<T>(xs: T[], max: number, seed: number): T[] {
   if (xs.length <= max) return xs;
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const idx = Array.from({ length: xs.length }, (_, i) => i);
   for (let i = 0; i < max; i++) {
     const j = i + Math.floor(r() * (idx.length - i));
@@ -538,4 +540,3 @@ export async function singleCentroidLookalike(seedIds: readonly string[], audien
   return res.filter((n) => !seedSet.has(n.userId)).slice(0, audienceSize);
 }
 
-export { rng };

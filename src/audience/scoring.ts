@@ -14,7 +14,7 @@
 // expected recall at an audience as large as the hidden adopters (recall@1x), from the score
 // distributions of held-out seeds and held-out population users at the seeds' prevalence.
 import { auc, fitLogistic, fitLogisticHybrid, hybridLogit, type HybridModel, type SparseRows } from './logistic.js';
-import { rng } from './linalg.js';
+import { mulberry32 } from '../util/random.js';
 
 /** What the fitted model needs to score any user: its layout, weights and seed profile. */
 export interface ScoringModel extends Layout {
@@ -204,7 +204,7 @@ export function appLogit(m: ScoringModel, apps: readonly string[] | undefined): 
 
 /** Stratified fold of each row (positives and negatives dealt round-robin after a seeded shuffle). */
 export function stratifiedFolds(y: Uint8Array, k: number, seed: number): Int32Array {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const fold = new Int32Array(y.length);
   for (const cls of [1, 0]) {
     const idx: number[] = [];

@@ -9,7 +9,7 @@
 // library on npm does sparse randomized SVD with a seeded generator, and the pieces are a few
 // dozen lines over the CSR matrix, so they live here; the small dense eigen-problem is at most
 // ~140 x 140.
-import { rng } from './linalg.js';
+import { mulberry32 } from '../util/random.js';
 
 /** Compressed sparse rows of an [n, m] matrix. */
 export interface Csr {
@@ -161,7 +161,7 @@ export interface TruncatedSvd {
 export function randomizedSvd(A: Csr, k: number, seed: number, powerIterations = 2): TruncatedSvd {
   const kk = Math.min(k, A.m, A.n);
   const l = Math.min(kk + 10, A.m, A.n);
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const gauss = () => {
     const u = Math.max(r(), 1e-12);
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r());

@@ -17,7 +17,7 @@ import { UserError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
 import { intStr, LineWriter } from './lines.js';
 import { DAY_MS, RAW_FORMAT, parseDate, csvField } from './raw.js';
-import { Rng } from './rng.js';
+import { Sfc32 } from '../util/random.js';
 
 export const PAPER_NICHE_RATES = [600, 400, 25, 300];
 export const DEFAULT_NICHE = ['game.mahjong', 'finance.lottery', 'health.pregnancy', 'auto.used_cars'];
@@ -173,7 +173,7 @@ export class World {
   readonly refEnd: number;
 
   constructor(readonly o: WorldConfig) {
-    const rng = new Rng(o.seed, 'world');
+    const rng = new Sfc32(o.seed, 'world');
     for (const [g, subs] of Object.entries(TAXONOMY)) for (const s of subs) this.categories.push(`${g}.${s}`);
     const C = this.categories.length;
     const catIdx = new Map(this.categories.map((c, i) => [c, i]));
@@ -299,7 +299,7 @@ export class World {
     });
     // calibrate interest-driven adoption and target prevalence on a fixed sample of pseudo-users
     const nCal = 20000;
-    const cal = Array.from({ length: nCal }, (_, i) => this.theta(new Rng(o.seed, 'calib', i)));
+    const cal = Array.from({ length: nCal }, (_, i) => this.theta(new Sfc32(o.seed, 'calib', i)));
     const affs = cal.map((th) => affinity(th, this.topics));
     this.nicheBase = this.niche.map((c) => (0.05 * affs.reduce((a, m) => a + (m.get(c) ?? 0), 0)) / nCal + 1e-9);
     this.nicheS = this.niche.map((c, j) => calibrate(Float64Array.from(affs, (m) => (m.get(c) ?? 0) + this.nicheBase[j]), this.plan[j].interest));
@@ -308,7 +308,7 @@ export class World {
     this.targetS = calibrate(Float64Array.from(tw, (x) => x + this.targetBase), o.targetPrevalence);
   }
 
-  theta(rng: Rng): [number, number][] {
+  theta(rng: Sfc32): [number, number][] {
     const r = rng.next();
     const m = r < 0.45 ? 1 : r < 0.85 ? 2 : 3;
     const out: [number, number][] = [];
@@ -326,7 +326,7 @@ export class World {
     return s;
   }
 
-  pickInCategory(rng: Rng, c: number): number {
+  pickInCategory(rng: Sfc32, c: number): number {
     return this.catApps[c][rng.pickCum(this.catCum[c])];
   }
 }
@@ -373,7 +373,7 @@ export function generateRange(w: World, o: WorldConfig, csv: boolean, start: num
 
   for (let ui = start; ui < end; ui++) {
     const userId = `u${String(ui).padStart(uw, '0')}`;
-    const rng = new Rng(o.seed, 'user', ui);
+    const rng = new Sfc32(o.seed, 'user', ui);
     const theta = w.theta(rng);
     const aff = affinity(theta, w.topics);
     const affCats = [...aff.keys()];

@@ -3,7 +3,7 @@
 // The baselines need no model (random, most popular) or only the vectors (one centroid query).
 import { precisionAtN, recallAtN } from './metrics.js';
 import { cosineScores, rankDescending } from './neighbors.js';
-import { Rng } from './rng.js';
+import { Rng } from '../util/random.js';
 
 export interface AudienceContext {
   /** Number of users; users are row indices 0..n-1. */

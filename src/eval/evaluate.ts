@@ -19,7 +19,8 @@ import type { MlpOptions } from './mlp.js';
 import { nearestOther, normalizeRows, type MatMulT } from './neighbors.js';
 import { FitPool } from './fit-pool.js';
 import { combineFolds, type FoldResult, type HoldoutResult } from './protocols.js';
-import { deriveSeed, Rng } from './rng.js';
+import { deriveSeed } from '../util/hash.js';
+import { Rng } from '../util/random.js';
 
 const logger = child('eval');
 

@@ -4,7 +4,7 @@
 // parent's minus the smaller child's), leaves take the Newton step -G/(H+lambda). Row and column
 // subsampling per tree keep it fast in plain TypeScript and act as regularisation.
 import type { BinaryClassifier } from './mlp.js';
-import { Rng } from './rng.js';
+import { Rng } from '../util/random.js';
 
 export interface GbdtOptions {
   trees?: number;

@@ -16,11 +16,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rng } from '../audience/linalg.js';
+import { mulberry32 } from '../util/random.js';
 import { DEFAULT_L2_GRID, fitScoring, rowLogit, vectorLayout } from '../audience/scoring.js';
 import { documentFrequency, type Csr } from '../audience/tfidf-svd.js';
 import { meanStd, rocAuc, type Spread } from './metrics.js';
-import { deriveSeed } from './rng.js';
+import { deriveSeed } from '../util/hash.js';
 import { Progress } from '../util/progress.js';
 
 export interface LaoTask {
@@ -48,7 +48,7 @@ export function leaveAppOutTasks(installers: Map<string, number[]>, o: LaoOption
     .filter(([, rows]) => rows.length >= o.minUsers && rows.length <= o.maxUsers)
     .sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
   if (o.maxApps !== undefined && apps.length > o.maxApps) {
-    const r = rng(deriveSeed(o.seed, 'lao-apps'));
+    const r = mulberry32(deriveSeed(o.seed, 'lao-apps'));
     const idx = apps.map((_, i) => i);
     for (let i = idx.length - 1; i > 0; i--) {
       const j = Math.floor(r() * (i + 1));
@@ -58,7 +58,7 @@ export function leaveAppOutTasks(installers: Map<string, number[]>, o: LaoOption
     apps = apps.filter((_, i) => keep.has(i));
   }
   return apps.map(([appId, rows]) => {
-    const r = rng(deriveSeed(o.seed, 'lao-split', appId));
+    const r = mulberry32(deriveSeed(o.seed, 'lao-split', appId));
     const order = rows.slice();
     for (let i = order.length - 1; i > 0; i--) {
       const j = Math.floor(r() * (i + 1));
@@ -187,7 +187,7 @@ export async function runLeaveAppOut(tasks: LaoTask[], n: number, methods: LaoMe
 
 export function randomScorer(n: number, seed: number): LaoScorer {
   return (t) => {
-    const r = rng(deriveSeed(seed, 'lao-random', t.appId));
+    const r = mulberry32(deriveSeed(seed, 'lao-random', t.appId));
     return Float64Array.from({ length: n }, () => r());
   };
 }
@@ -219,7 +219,7 @@ function negatives(n: number, t: LaoTask, maxNeg: number, seed: number): number[
   const all: number[] = [];
   for (let i = 0; i < n; i++) if (!isSeed.has(i)) all.push(i);
   if (all.length <= maxNeg) return all;
-  const r = rng(deriveSeed(seed, 'lao-neg', t.appId));
+  const r = mulberry32(deriveSeed(seed, 'lao-neg', t.appId));
   for (let i = 0; i < maxNeg; i++) {
     const j = i + Math.floor(r() * (all.length - i));
     [all[i], all[j]] = [all[j]!, all[i]!];

@@ -3,7 +3,7 @@
 // validation AUC (the metric we report, and robust to the heavy class imbalance of niche installs).
 // Deterministic from the seed; no tfjs, so evaluation never competes with the embedder's backend.
 import { rocAuc } from './metrics.js';
-import { Rng } from './rng.js';
+import { Rng } from '../util/random.js';
 
 export interface MlpOptions {
   hidden?: number;

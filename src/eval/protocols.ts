@@ -3,7 +3,7 @@
 import { trainGbdt, type GbdtOptions } from './gbdt.js';
 import { meanStd, rocAuc, type Spread } from './metrics.js';
 import { trainMlp, type BinaryClassifier, type MlpOptions } from './mlp.js';
-import { deriveSeed } from './rng.js';
+import { deriveSeed } from '../util/hash.js';
 import { stratifiedKFold, stratifiedSplit, takeLabels, takeRows } from './split.js';
 
 export interface HoldoutResult {

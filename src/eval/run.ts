@@ -13,7 +13,8 @@ import type { AudienceMethod } from './audience.js';
 import { evaluate, randomProjection, type EvalTasks, type EvalUsers, type TestName, type VectorSet } from './evaluate.js';
 import { cosineScores, type MatMulT } from './neighbors.js';
 import { renderChart, renderJson, renderMarkdown, type DatasetStats } from './report.js';
-import { deriveSeed, Rng } from './rng.js';
+import { deriveSeed } from '../util/hash.js';
+import { Rng } from '../util/random.js';
 
 const logger = child('eval');
 

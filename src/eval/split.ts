@@ -1,6 +1,6 @@
 // Stratified splits: rare positives (a niche category installs at well under 1% of users) must land
 // in every part in proportion, or a test fold may hold no positive at all and its AUC be undefined.
-import { Rng } from './rng.js';
+import { Rng } from '../util/random.js';
 
 function byClass(labels: ArrayLike<number>, rng: Rng): Int32Array[] {
   const pos: number[] = [];

@@ -35,7 +35,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 // Gradients of the tfjs ops (tfjs-core's Node bundle registers none).
 import './tf-gradients.js';
-import { hashString, mixSeeds, type Batch } from './batch.js';
+import type { Batch } from './batch.js';
+import { combineSeeds, fnv1a32Units } from '../util/hash.js';
 import { VARIANT_FEATURES, validateConfig, type AetnConfig, type VariantFeatures } from './config.js';
 
 export { VARIANTS, defaultConfig, configToJSON, configFromJSON, type AetnConfig, type Variant } from './config.js';
@@ -402,7 +403,7 @@ export class AetnModel {
   private glorot(name: string, shape: number[], fanShape: number[] = shape): tf.Variable {
     const [fanIn, fanOut] = fanShape.length === 2 ? fanShape : [fanShape[0], fanShape[0]];
     const limit = Math.sqrt(6 / (fanIn + fanOut));
-    const seed = mixSeeds(this.seed, hashString(name));
+    const seed = combineSeeds(this.seed, fnv1a32Units(name));
     return this.register(name, tf.randomUniform(shape, -limit, limit, 'float32', seed));
   }
 
@@ -517,7 +518,7 @@ class Dropout {
     const scale = 1 / (1 - rate);
     const threshold = rate * 4294967296;
     for (let b = 0; b < B; b++) {
-      let s = mixSeeds(this.seeds[b], site);
+      let s = combineSeeds(this.seeds[b], site);
       const base = b * per;
       for (let i = 0; i < per; i++) {
         // mulberry32, inlined: this loop fills ~10⁵ values per user at paper size.

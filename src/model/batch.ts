@@ -9,53 +9,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { UserExample } from '../data/types.js';
 import { UserError } from '../util/errors.js';
+import { combineSeeds, fnv1a32Units } from '../util/hash.js';
+import { Mulberry32 } from '../util/random.js';
 import { VARIANT_FEATURES, type AetnConfig } from './config.js';
-
-// ---- deterministic hashing and random streams --------------------------------------------------
-
-/** murmur3 finaliser: a cheap 32-bit bijective mixer. */
-export function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/** Combines two 32-bit values into a well-mixed seed. */
-export function mixSeeds(a: number, b: number): number {
-  return fmix32((fmix32(a >>> 0) ^ Math.imul((b >>> 0) + 0x9e3779b9, 0x27d4eb2f)) >>> 0);
-}
-
-/** FNV-1a of a string (user ids, variable names). */
-export function hashString(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
-
-/** mulberry32: a small, fast PRNG; returns uint32. */
-export class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  nextU32(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  /** Uniform integer in [0, n). */
-  int(n: number): number {
-    return Math.floor((this.nextU32() / 4294967296) * n);
-  }
-}
 
 // Streams of one user: distinct constants keep the [MASK] draws independent of the dropout draws
 // (aetn.ts numbers its dropout sites from 0 upward).
@@ -162,7 +118,7 @@ export function makeHostBatch(examples: UserExample[], cfg: AetnConfig, opts: Ba
   for (let b = 0; b < B; b++) {
     const ex = examples[b];
     userIds[b] = ex.userId;
-    userSeeds[b] = mixSeeds(opts.seed >>> 0, hashString(ex.userId));
+    userSeeds[b] = combineSeeds(opts.seed >>> 0, fnv1a32Units(ex.userId));
     const ret = retentions[b];
     const w = ret.length > 0 ? 1 / Math.sqrt(ret.length) : 0;
     for (let j = 0; j < ret.length; j++) {
@@ -197,7 +153,7 @@ export function makeHostBatch(examples: UserExample[], cfg: AetnConfig, opts: Ba
         targetApps.push(app);
       }
       if (masked && n > 0) {
-        const rng = new Rng(mixSeeds(userSeeds[b], stream));
+        const rng = new Mulberry32(combineSeeds(userSeeds[b], stream));
         for (const k of choose(Math.min(cfg.maskCount, n), n, rng)) {
           maskFlat.push(b * T + 1 + h * I + k);
           maskApps.push(seqIds[base + k]);
@@ -283,7 +239,7 @@ function checkedRetention(ex: UserExample, M: number): Int32Array {
 }
 
 /** k distinct values of [0, n), partial Fisher-Yates. */
-function choose(k: number, n: number, rng: Rng): number[] {
+function choose(k: number, n: number, rng: Mulberry32): number[] {
   const a = Array.from({ length: n }, (_, i) => i);
   for (let i = 0; i < k; i++) {
     const j = i + rng.int(n - i);

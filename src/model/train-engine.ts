@@ -113,18 +113,6 @@ export interface Engine {
   close(): Promise<void>;
 }
 
-/** A deterministic 31-bit seed from several integers (dropout and mask seeds per step and shard). */
-export function mixSeed(...parts: number[]): number {
-  let h = 0x811c9dc5;
-  for (const p of parts) {
-    h = Math.imul(h ^ (p | 0), 0x01000193);
-    h ^= h >>> 15;
-    h = Math.imul(h, 0x2c1b3c6d);
-    h ^= h >>> 12;
-  }
-  return (h >>> 1) % 2147483647;
-}
-
 /** Users per call of one replica: a fixed chunk, else what the memory budget allows. */
 export function engineChunks(factory: ModelFactory, cfg: unknown, numParams: number, mem: EngineMemoryOptions = {}): { training: number; inference: number } {
   if (mem.chunkUsers !== undefined) {

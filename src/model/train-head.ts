@@ -14,7 +14,7 @@
 // popularity baseline (the 10 apps most installed by training users), so a run shows whether it learns.
 import * as tf from '@tensorflow/tfjs-core';
 import type { UserExample, Vocabulary } from '../data/types.js';
-import { Rng } from '../data/rng.js';
+import { Sfc32 } from '../util/random.js';
 import { userHash } from '../data/hash.js';
 import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
@@ -85,7 +85,7 @@ export function timelineOf(ex: UserExample): TimedEvent[] {
  * Cuts one sample from a timeline, or null when the user has no install with history before it.
  * `mask` false turns the time-window masking off (validation: serving delay is ~1 s).
  */
-export function cutSample(tl: readonly TimedEvent[], rng: Rng, opts: Pick<HeadTrainOptions, 'nextK' | 'horizonMs' | 'maskProb' | 'maskWindowMs'>, maxEvents: number, mask: boolean): HeadSample | null {
+export function cutSample(tl: readonly TimedEvent[], rng: Sfc32, opts: Pick<HeadTrainOptions, 'nextK' | 'horizonMs' | 'maskProb' | 'maskWindowMs'>, maxEvents: number, mask: boolean): HeadSample | null {
   const cuts: number[] = [];
   for (let j = 1; j < tl.length; j++) if (tl[j]!.type === 1) cuts.push(j);
   if (cuts.length === 0) return null;
@@ -120,7 +120,7 @@ function encodeSamples(samples: readonly HeadSample[], cfg: RealtimeHeadConfig):
 }
 
 /** Candidate apps of a batch and each user's target weights over them ([B, C], rows sum to 1). */
-function candidatesFor(samples: readonly HeadSample[], numApps: number, negatives: number, rng: Rng): { cands: Int32Array | null; weights: Float32Array; C: number } {
+function candidatesFor(samples: readonly HeadSample[], numApps: number, negatives: number, rng: Sfc32): { cands: Int32Array | null; weights: Float32Array; C: number } {
   let cands: Int32Array | null = null;
   let pos: Map<number, number> | null = null;
   let C = numApps;
@@ -190,7 +190,7 @@ export function evaluateHead(head: RealtimeHead, samples: readonly HeadSample[],
   for (let i = 0; i < samples.length; i += batchSize) {
     const part = samples.slice(i, i + batchSize);
     const batch = encodeSamples(part, head.cfg);
-    const { weights, C } = candidatesFor(part, head.cfg.numApps, 0, new Rng(0));
+    const { weights, C } = candidatesFor(part, head.cfg.numApps, 0, new Sfc32(0));
     const [top, l] = tf.tidy(() => {
       const s = head.forward(batch, false);
       const { items, bias } = head.itemSide();
@@ -250,7 +250,7 @@ export async function trainHead(source: ExampleSource, appMatrix: Float32Array, 
   let trainSamplesPerEpoch = 0;
   let initialLoss = NaN;
 
-  const runBatch = (samples: HeadSample[], rng: Rng): number => {
+  const runBatch = (samples: HeadSample[], rng: Sfc32): number => {
     const batch = encodeSamples(samples, cfg);
     const { cands, weights, C } = candidatesFor(samples, cfg.numApps, o.negatives, rng);
     const seed = (o.seed * 1_000_003 + step++) >>> 0;
@@ -269,8 +269,8 @@ export async function trainHead(source: ExampleSource, appMatrix: Float32Array, 
 
   for (let epoch = 1; epoch <= o.epochs; epoch++) {
     const t0 = performance.now();
-    const shuffleRng = new Rng(o.seed, 'shuffle', epoch);
-    const negRng = new Rng(o.seed, 'negatives', epoch);
+    const shuffleRng = new Sfc32(o.seed, 'shuffle', epoch);
+    const negRng = new Sfc32(o.seed, 'negatives', epoch);
     const buffer: HeadSample[] = [];
     const pending: HeadSample[] = [];
     let lossSum = 0;
@@ -294,12 +294,12 @@ export async function trainHead(source: ExampleSource, appMatrix: Float32Array, 
       const tl = timelineOf(ex);
       if (isValidation(ex.userId, o.valPercent)) {
         if (epoch === 1 && valSamples.length < o.maxValSamples) {
-          const s = cutSample(tl, new Rng(o.seed, 'val', ex.userId), o, cfg.maxEvents, false);
+          const s = cutSample(tl, new Sfc32(o.seed, 'val', ex.userId), o, cfg.maxEvents, false);
           if (s) valSamples.push(s);
         }
         continue;
       }
-      const rng = new Rng(o.seed, 'cut', epoch, ex.userId);
+      const rng = new Sfc32(o.seed, 'cut', epoch, ex.userId);
       for (let c = 0; c < o.cutsPerUser; c++) {
         const s = cutSample(tl, rng, o, cfg.maxEvents, true);
         if (!s) continue;

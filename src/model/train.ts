@@ -33,11 +33,12 @@ import {
   LocalEngine,
   defaultFactoryUrl,
   loadFactory,
-  mixSeed,
   type Engine,
   type LossValues,
 } from './train-engine.js';
 import { WorkerPool } from './worker-pool.js';
+import { fnv1a32Units, mixSeed } from '../util/hash.js';
+import { mulberry32 } from '../util/random.js';
 
 const logger = child('train');
 
@@ -128,23 +129,11 @@ function fixedOptions(o: Required<Pick<TrainOptions, 'seed' | 'batchSize' | 'lr'
 /** Validation membership by a salted FNV-1a hash of the user id: stable across runs and shards. */
 export function isValidationUser(userId: string, fraction: number): boolean {
   if (fraction <= 0) return false;
-  let h = 0x9747b28c;
-  for (let i = 0; i < userId.length; i++) h = Math.imul(h ^ userId.charCodeAt(i), 0x01000193);
+  let h = fnv1a32Units(userId, 0x9747b28c);
   h ^= h >>> 13;
   h = Math.imul(h, 0x5bd1e995);
   h ^= h >>> 15;
   return (h >>> 0) % 100000 < fraction * 100000;
-}
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Training batches of one epoch: a seeded shuffle buffer over the stream (never the whole dataset). */
@@ -153,7 +142,7 @@ export async function* trainBatches(
   o: { batchSize: number; shuffleBuffer: number; valFraction: number; maxUsers?: number; seed: number },
   epoch: number,
 ): AsyncGenerator<UserExample[]> {
-  const rand = rng(mixSeed(o.seed, epoch, 0x5f3759df));
+  const rand = mulberry32(mixSeed(o.seed, epoch, 0x5f3759df));
   const cap = Math.max(1, o.shuffleBuffer);
   const buffer: UserExample[] = [];
   let batch: UserExample[] = [];

@@ -7,7 +7,8 @@ import type { EmbeddingStore } from '../store/store.js';
 import type { FeatureInfo, Namespace, StoredVector } from '../store/types.js';
 import { RpcError, notFound, invalid } from './errors.js';
 import { status } from '@grpc/grpc-js';
-import { rng, hashStrings } from '../audience/linalg.js';
+import { hashStrings } from '../util/hash.js';
+import { mulberry32 } from '../util/random.js';
 import { featureIndexDir, readCurrent } from '../index/layout.js';
 
 export interface Neighbour {
@@ -228,7 +229,7 @@ export class ServingBackend {
   private async drawPopulation(featureId: string, count: number): Promise<Population> {
     // Small features keep every id, so that look-alike calls can score everyone.
     const keep = count <= (this.opts.exhaustiveMaxUsers ?? 100_000) ? Math.max(count, this.opts.populationCache ?? 20_000) : (this.opts.populationCache ?? 20_000);
-    const r = rng(hashStrings([featureId, String(count)]));
+    const r = mulberry32(hashStrings([featureId, String(count)]));
     const res: string[] = [];
     let i = 0;
     // A snapshot read: the sample is of one consistent state of the feature however long it takes.

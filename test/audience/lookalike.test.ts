@@ -2,7 +2,7 @@
 // the index: isolates our own logic from HNSW's approximation.
 import { describe, expect, it } from 'vitest';
 import { extendLookalike, singleCentroidLookalike, LookalikeError, type LookalikeDeps, type Neighbor } from '../../src/audience/lookalike.js';
-import { rng } from '../../src/audience/linalg.js';
+import { mulberry32 } from '../../src/util/random.js';
 import { sphericalKMeans } from '../../src/audience/kmeans.js';
 import { fitLogistic, auc } from '../../src/audience/logistic.js';
 
@@ -24,7 +24,7 @@ interface World {
 
 /** `clusters` random modes + one "decoy" mode at the normalised mean of modes 0 and 1. */
 function makeWorld(perCluster: number, clusters: number, noise: number, seed = 7): World {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const centers: Float32Array[] = [];
   for (let c = 0; c < clusters; c++) centers.push(unit(Float32Array.from({ length: D }, () => gauss(r))));
   const decoy = unit(centers[0]!.map((x, i) => x + centers[1]![i]!));
@@ -43,7 +43,7 @@ function makeWorld(perCluster: number, clusters: number, noise: number, seed = 7
 
 function exactDeps(w: World, calls = { search: 0 }): LookalikeDeps {
   const norm = new Map([...w.vecs].map(([k, v]) => [k, unit(v)]));
-  const r = rng(99);
+  const r = mulberry32(99);
   return {
     dim: D,
     getVectors: (ids) => ids.map((id) => w.vecs.get(id)),
@@ -170,7 +170,7 @@ describe('building blocks', () => {
   });
 
   it('logistic regression fits a linearly separable problem; auc is tie-aware', () => {
-    const r = rng(5);
+    const r = mulberry32(5);
     const n = 400;
     const x = new Float32Array(n * 2);
     const y = new Uint8Array(n);

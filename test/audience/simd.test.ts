@@ -2,10 +2,11 @@
 // for multiples of 4 (SIMD) and other widths (JS fallback), and across calls that grow its memory.
 import { describe, expect, it } from 'vitest';
 import { gemmRows, simdAvailable } from '../../src/audience/simd.js';
-import { dot, rng } from '../../src/audience/linalg.js';
+import { dot } from '../../src/audience/linalg.js';
+import { mulberry32 } from '../../src/util/random.js';
 
 function check(n: number, R: number, d: number, seed: number): void {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const x = Float32Array.from({ length: n * d }, () => r() * 2 - 1);
   const w = Float32Array.from({ length: R * d }, () => r() * 2 - 1);
   const out = new Float32Array(n * R).fill(NaN);

@@ -7,11 +7,11 @@ import { readShard, ShardWriter } from '../../src/data/shards.js';
 import { shardOf, userHash } from '../../src/data/hash.js';
 import type { CatalogEntry, UserExample } from '../../src/data/types.js';
 import { buildVocabulary, checkVocabHash } from '../../src/data/vocab.js';
-import { Rng } from '../../src/data/rng.js';
+import { Sfc32 } from '../../src/util/random.js';
 import { UserError } from '../../src/util/errors.js';
 import { daysAgo, tmp, writeRaw } from './helpers.js';
 
-function randomExample(rng: Rng, i: number): UserExample {
+function randomExample(rng: Sfc32, i: number): UserExample {
   const seq = (n: number) => ({
     a: Int32Array.from({ length: n }, () => rng.int(5000)),
     d: Int32Array.from({ length: n }, () => rng.int(52)),
@@ -34,7 +34,7 @@ function randomExample(rng: Rng, i: number): UserExample {
 
 describe('shards', () => {
   it('round-trips examples exactly', () => {
-    const rng = new Rng(7);
+    const rng = new Sfc32(7);
     const exs = Array.from({ length: 300 }, (_, i) => randomExample(rng, i));
     const path = join(tmp(), 's.bin');
     const w = new ShardWriter(path);
@@ -46,7 +46,7 @@ describe('shards', () => {
   });
 
   it('refuses truncated, corrupt and foreign files with a clear error', () => {
-    const rng = new Rng(8);
+    const rng = new Sfc32(8);
     const dir = tmp();
     const path = join(dir, 's.bin');
     const w = new ShardWriter(path);

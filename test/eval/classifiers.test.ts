@@ -3,7 +3,7 @@ import { trainGbdt } from '../../src/eval/gbdt.js';
 import { rocAuc } from '../../src/eval/metrics.js';
 import { trainMlp } from '../../src/eval/mlp.js';
 import { crossValidatedAuc, gbdtTrainer, holdoutMlpAuc, mlpTrainer } from '../../src/eval/protocols.js';
-import { Rng } from '../../src/eval/rng.js';
+import { Rng } from '../../src/util/random.js';
 import { stratifiedKFold, stratifiedSplit } from '../../src/eval/split.js';
 
 /** n rows of d standard normals; the label rule decides what is learnable. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { evaluate, randomProjection, type VectorSet } from '../../src/eval/evaluate.js';
 import { nearestOther, normalizeRows } from '../../src/eval/neighbors.js';
-import { Rng } from '../../src/eval/rng.js';
+import { Rng } from '../../src/util/random.js';
 import { randomVectors, tinyWorld, topicVectors } from './world.js';
 
 describe('nearest neighbour scan', () => {

@@ -10,7 +10,8 @@ import { generate } from '../../src/data/generate.js';
 import { prepare } from '../../src/data/prepare.js';
 import { activityScorer, itemKnnScorer, laoMetrics, leaveAppOutTasks, type LaoTask } from '../../src/eval/leave-app-out.js';
 import { runEval, type EmbedderFactory } from '../../src/eval/run.js';
-import { deriveSeed, Rng } from '../../src/eval/rng.js';
+import { deriveSeed } from '../../src/util/hash.js';
+import { Rng } from '../../src/util/random.js';
 
 const task = (seeds: number[], hidden: number[]): LaoTask => ({ appId: 'a', seeds: Int32Array.from(seeds), hidden: Int32Array.from(hidden) });
 

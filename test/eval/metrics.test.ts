@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { coverageRate, meanStd, overlapRate, precisionAtN, recallAtN, rocAuc } from '../../src/eval/metrics.js';
-import { Rng } from '../../src/eval/rng.js';
+import { Rng } from '../../src/util/random.js';
 
 /** The definition itself: compare every positive with every negative, ties worth one half. */
 function pairwiseAuc(s: number[], y: number[]): number {

@@ -10,7 +10,8 @@ import { prepare } from '../../src/data/prepare.js';
 import type { UserExample } from '../../src/data/types.js';
 import { runCli } from '../../services/cli/main.js';
 import { runEval, type Embedder, type EmbedderFactory, type RunEvalOptions } from '../../src/eval/run.js';
-import { deriveSeed, Rng } from '../../src/eval/rng.js';
+import { deriveSeed } from '../../src/util/hash.js';
+import { Rng } from '../../src/util/random.js';
 
 const TOPICS = 12;
 let dir: string;

@@ -1,7 +1,7 @@
 // A tiny planted world for evaluation tests: users have one latent topic that drives their apps, the
 // niche installs and the look-alike adoption; a "good" embedding reveals the topic, a random one not.
 import type { EvalTasks, EvalUsers } from '../../src/eval/evaluate.js';
-import { Rng } from '../../src/eval/rng.js';
+import { Rng } from '../../src/util/random.js';
 
 export interface TinyWorld {
   users: EvalUsers;

@@ -1,22 +1,12 @@
 // Clustered unit vectors (a stand-in for user embeddings: users group by interest) and an exact
 // cosine k-NN to measure recall against.
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
+import { mulberry32 } from '../../src/util/random.js';
 function gauss(r: () => number): number {
   return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
 }
 
 export function clustered(n: number, dim: number, clusters: number, seed = 1, spread = 0.35): Float32Array[] {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const centers = Array.from({ length: clusters }, () => Float32Array.from({ length: dim }, () => gauss(r)));
   return Array.from({ length: n }, () => {
     const c = centers[Math.floor(r() * clusters)];

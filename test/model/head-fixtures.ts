@@ -4,7 +4,7 @@
 // apart). Within a session the next installs are predictable from the most recent ones; across
 // sessions they are not: exactly the short-term signal the head must pick up.
 import type { UserExample, Vocabulary } from '../../src/data/types.js';
-import { Rng } from '../../src/data/rng.js';
+import { Sfc32 } from '../../src/util/random.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
 import { encodeHeadBatch, type RealtimeHead, type RecentEvents } from '../../src/model/realtime-head.js';
@@ -29,7 +29,7 @@ export function makeWorld(opts: { users: number; clusters?: number; perCluster?:
   const perCluster = opts.perCluster ?? 10;
   const appDim = opts.appDim ?? 16;
   const M = clusters * perCluster;
-  const rng = new Rng(opts.seed ?? 7, 'world');
+  const rng = new Sfc32(opts.seed ?? 7, 'world');
   const gauss = () => rng.normal();
   const centroids = Array.from({ length: clusters }, () => Array.from({ length: appDim }, () => gauss()));
   const appMatrix = new Float32Array(M * appDim);
@@ -47,7 +47,7 @@ export function makeWorld(opts: { users: number; clusters?: number; perCluster?:
   return { numApps: M, appDim, clusters, perCluster, appMatrix, vocab, users, clusterOf: (a) => Math.floor(a / perCluster) };
 }
 
-function makeUser(userId: string, rng: Rng, clusters: number, perCluster: number): UserExample {
+function makeUser(userId: string, rng: Sfc32, clusters: number, perCluster: number): UserExample {
   const installs: number[] = [];
   const installTimes: number[] = [];
   const uninstalls: number[] = [];

@@ -10,7 +10,7 @@ import { cutSample, timelineOf, trainHead, type HeadTrainResult } from '../../sr
 import { loadHead, loadHeadModel, loadHeadPool, saveHead } from '../../src/model/head-checkpoint.js';
 import { loadNativeGemm } from '../../src/model/native-gemm.js';
 import { availableParallelism } from 'node:os';
-import { Rng } from '../../src/data/rng.js';
+import { Sfc32 } from '../../src/util/random.js';
 import { UserError } from '../../src/util/errors.js';
 import { DAY, MIN, T0, cosine, makeWorld, sourceOf, type World, tfjsVectors, maxAbsDiff } from './head-fixtures.js';
 
@@ -136,7 +136,7 @@ describe('training samples', () => {
     for (const u of world.users) {
       const tl = timelineOf(u);
       for (let i = 1; i < tl.length; i++) expect(tl[i]!.timestampMs).toBeGreaterThanOrEqual(tl[i - 1]!.timestampMs);
-      const rng = new Rng(1, u.userId);
+      const rng = new Sfc32(1, u.userId);
       for (let c = 0; c < 5; c++) {
         const s = cutSample(tl, rng, opts, 8, true);
         if (!s) continue;

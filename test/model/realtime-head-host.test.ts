@@ -9,7 +9,7 @@ import { initBackend } from '../../src/model/backend.js';
 import { RealtimeHead, defaultHeadConfig, encodeHeadBatch, type HeadEvent, type RealtimeHeadConfig, type RecentEvents } from '../../src/model/realtime-head.js';
 import { HostHead } from '../../src/model/realtime-head-host.js';
 import { HOST_MAX_EVENTS, HOST_MAX_EVENTS_JS, hostMaxEvents, loadHead, saveHead } from '../../src/model/head-checkpoint.js';
-import { Rng } from '../../src/data/rng.js';
+import { Sfc32 } from '../../src/util/random.js';
 import { UserError } from '../../src/util/errors.js';
 import { native, restoreNativeGemmEnvAfterAll, why } from './native-fixture.js';
 import { maxAbsDiff, tfjsVectors } from './head-fixtures.js';
@@ -27,7 +27,7 @@ restoreNativeGemmEnvAfterAll();
  * hide below the tolerance.
  */
 function randomHead(over: Partial<RealtimeHeadConfig>, seed: number): RealtimeHead {
-  const rng = new Rng(seed, 'host-head');
+  const rng = new Sfc32(seed, 'host-head');
   const cfg = defaultHeadConfig({ numApps: M, appDim: DA, dropout: 0, ...over });
   const appMatrix = new Float32Array(M * DA).map(() => rng.normal());
   const head = new RealtimeHead(cfg, appMatrix, seed);
@@ -42,7 +42,7 @@ function randomHead(over: Partial<RealtimeHeadConfig>, seed: number): RealtimeHe
 }
 
 /** A user with n events: unsorted, both types, ages from seconds to months, one timestamp tie. */
-function user(rng: Rng, n: number): RecentEvents {
+function user(rng: Sfc32, n: number): RecentEvents {
   const events: HeadEvent[] = [];
   for (let i = 0; i < n; i++) {
     const ageMin = Math.exp(rng.next() * Math.log(200_000)) - 1;
@@ -81,7 +81,7 @@ describe.each(CONFIGS)('host forward equals RealtimeHead.forward (%s)', (_name, 
   afterAll(() => head.dispose());
 
   test.each(GEMMS)('every event count, %s GEMM', (gemm) => {
-    const rng = new Rng(5, 'users');
+    const rng = new Sfc32(5, 'users');
     // Each count three times so users of one count also differ in apps, types and ages.
     const states = [...COUNTS, ...COUNTS, ...COUNTS].map((n) => user(rng, n));
     const want = tfjsVectors(head, states, NOW);
@@ -113,7 +113,7 @@ describe('batch invariance: a user gets the same bits alone and in any batch', (
   afterAll(() => head.dispose());
 
   test.each(GEMMS)(`%s GEMM${why}`, (gemm) => {
-    const rng = new Rng(9, 'batches');
+    const rng = new Sfc32(9, 'batches');
     const probes = COUNTS.map((n) => user(rng, n));
     // Fillers of every size: enough tokens (> 144 rows) that the native GEMM's fixed-shape blocks
     // put each probe's rows at different block offsets in different batches.
@@ -208,7 +208,7 @@ describe('loadHead serves the host forward unless AETN_HEAD_HOST=0', () => {
   test('both forwards, same vectors', async () => {
     const vocab = { hash: 'host-test', categories: ['c'], apps: Array.from({ length: M }, (_, i) => ({ index: i, appId: `a${i}`, category: 0, packages: [`p${i}`] })) };
     await saveHead(join(dir, 'rt'), head, { baseFeatureId: 'aetn-host', vocab });
-    const rng = new Rng(2, 'served');
+    const rng = new Sfc32(2, 'served');
     const states = [...COUNTS, ...COUNTS].map((n) => user(rng, n));
     delete process.env.AETN_HEAD_HOST;
     const hostServed = await loadHead(join(dir, 'rt'), { backend: 'cpu' });

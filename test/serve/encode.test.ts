@@ -11,14 +11,14 @@ import { encodeAudienceChunk, encodeBatchGetUserVectorsResponse, encodeGetUserVe
 import { ExtendLookalikeResponseSchema } from '../../src/gen/aetn/v1/audience_pb.js';
 import { assembleUserVector } from '../../src/serve/user-vectors.js';
 import type { FeatureInfo, StoredVector } from '../../src/store/types.js';
-import { rng } from '../../src/audience/linalg.js';
+import { mulberry32 } from '../../src/util/random.js';
 
 const feature = (featureId: string, namespace: 'long' | 'short', dim: number): FeatureInfo =>
   ({ featureId, namespace, dim, variant: 'aetn', createdAtMs: 1, retired: false, count: 10 }) as unknown as FeatureInfo;
 
 const LONG = feature('aetn-v1', 'long', 8);
 const SHORT = feature('rt-ünïcode', 'short', 3);
-const r = rng(5);
+const r = mulberry32(5);
 const vec = (f: FeatureInfo, updatedAtMs: number): StoredVector => ({
   featureId: f.featureId,
   vector: Float32Array.from({ length: f.dim }, () => r() * 2 - 1),

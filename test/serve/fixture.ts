@@ -7,7 +7,7 @@ import { EmbeddingStore } from '../../src/store/store.js';
 import { buildIndex } from '../../src/index/build.js';
 import { DEFAULTS, type AetnConfig } from '../../src/config/config.js';
 import { runServe, type ServeProcess } from '../../services/serve.js';
-import { rng } from '../../src/audience/linalg.js';
+import { mulberry32 } from '../../src/util/random.js';
 
 export const KEYS = {
   ranker: 'ranker-key-0001',
@@ -42,7 +42,7 @@ export function gauss(r: () => number): number {
 
 /** `clusters` random unit centres; a user = centre + noise. */
 export function clusteredVectors(n: number, dim: number, clusters: number, seed: number, noise = 0.35) {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const centres = Array.from({ length: clusters }, () => Float32Array.from({ length: dim }, () => gauss(r)));
   for (const c of centres) {
     const norm = Math.hypot(...c);
@@ -76,7 +76,7 @@ export async function buildFixture(opts: { users?: number; longDim?: number; sho
     cluster.set(u, data[i]!.cluster);
   });
   await store.putMany(longId, users.map((u) => ({ userId: u, vector: long.get(u)! })), { updatedAtMs: Date.now() - 60_000 });
-  const r = rng(5);
+  const r = mulberry32(5);
   const short = new Map<string, Float32Array>();
   users.forEach((u, i) => {
     if (i % 2 === 0) short.set(u, Float32Array.from({ length: shortDim }, () => gauss(r)));

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { AppEventSchema } from '../../src/gen/aetn/v1/events_pb.js';
 import { readAppEvent, WireError } from '../../src/stream/wire.js';
-import { rng } from '../../src/audience/linalg.js';
+import { mulberry32 } from '../../src/util/random.js';
 
 const ALPHABET = ['a', 'Z', '0', '-', '.', 'é', '漢', '😀', '\u0000', '\ufeff'];
 function randomText(r: () => number): string {
@@ -69,7 +69,7 @@ function randomMessage(r: () => number): Uint8Array {
 
 describe('readAppEvent', () => {
   it('reads every field exactly as protobuf-es does, over 5,000 random messages', () => {
-    const r = rng(11);
+    const r = mulberry32(11);
     for (let i = 0; i < 5000; i++) {
       const bytes = randomMessage(r);
       expect(ours(bytes), `message ${i}: ${Buffer.from(bytes).toString('hex')}`).toEqual(fieldsOf(fromBinary(AppEventSchema, bytes)));
@@ -84,7 +84,7 @@ describe('readAppEvent', () => {
   });
 
   it('is never more lenient than protobuf-es on damaged bytes (50,000 mutations)', () => {
-    const r = rng(99);
+    const r = mulberry32(99);
     let refusedByBoth = 0;
     let refusedByUsOnly = 0;
     for (let i = 0; i < 50_000; i++) {
