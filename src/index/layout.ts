@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, fsyncSync, openSync, closeSync, readdirSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { StoreError, checkFeatureId } from '../store/errors.js';
-import { writeFileAtomic } from '../store/store.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 export const INDEX_FILE = 'index.hnsw';
 export const LABELS_FILE = 'labels.json';

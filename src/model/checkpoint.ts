@@ -4,10 +4,10 @@
 // Writes are atomic (temp file, fsync, rename) and the weights file name carries its own hash: the
 // manifest is renamed into place last, so a crash at any point leaves the previous consistent pair.
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/fs.js';
 import type { VariableLayout } from './train-engine.js';
 
 export const WEIGHTS_MAGIC = 'AETNWTS1';
@@ -84,21 +84,6 @@ function sha256(buf: Uint8Array): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
-/** Writes `data` to `path` atomically: a reader sees the old file or the complete new one. */
-export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fd = openSync(tmp, 'w');
-  try {
-    const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  await rename(tmp, path);
-}
-
 function encodeBlob(magic: string, header: unknown, arrays: Float32Array[]): Uint8Array {
   const h = Buffer.from(JSON.stringify(header));
   const pre = 8 + 4 + h.length;
@@ -153,14 +138,14 @@ export async function saveCheckpoint(dir: string, draft: ManifestDraft, layout: 
   const blob = encodeBlob(WEIGHTS_MAGIC, { variables, numParams }, [weights]);
   const hash = sha256(blob);
   const file = `weights-${hash.slice(0, 12)}.bin`;
-  await writeFileAtomic(join(dir, file), blob);
+  writeFileAtomic(join(dir, file), blob);
   const manifest: CheckpointManifest = {
     format: 'aetn-checkpoint',
     formatVersion: 1,
     ...draft,
     weights: { file, sha256: hash, bytes: blob.length, numParams, variables },
   };
-  await writeFileAtomic(join(dir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+  writeFileAtomic(join(dir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
   for (const f of await readdir(dir)) {
     if (/^weights-[0-9a-f]{12}\.bin$/.test(f) && f !== file) await rm(join(dir, f), { force: true });
   }
@@ -260,7 +245,7 @@ export interface ResumeState {
 export async function saveResume(dir: string, state: ResumeState, weights: Float32Array, m: Float32Array, v: Float32Array): Promise<void> {
   const payloadHash = sha256(encodeBlob(RESUME_MAGIC, {}, [weights, m, v]).subarray(12));
   const blob = encodeBlob(RESUME_MAGIC, { ...state, numParams: weights.length, payloadHash }, [weights, m, v]);
-  await writeFileAtomic(join(dir, RESUME_FILE), blob);
+  writeFileAtomic(join(dir, RESUME_FILE), blob);
 }
 
 export async function loadResume(dir: string): Promise<{ state: ResumeState; weights: Float32Array; m: Float32Array; v: Float32Array } | undefined> {

@@ -21,7 +21,6 @@ import {
   newFeatureId,
   saveCheckpoint,
   saveResume,
-  writeFileAtomic,
   type CheckpointManifest,
   type ManifestDraft,
 } from './checkpoint.js';
@@ -37,6 +36,7 @@ import {
   type LossValues,
 } from './train-engine.js';
 import { WorkerPool } from './worker-pool.js';
+import { writeFileAtomic } from '../util/fs.js';
 import { fnv1a32Units, mixSeed } from '../util/hash.js';
 import { mulberry32 } from '../util/random.js';
 
@@ -371,14 +371,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     };
     const writeReports = async () => {
       const log = { featureId, variant: factory.variantOf(cfg), backend: backend.name, workers: o.workers, flopsPerUserTraining: flops, epochs: loop.history, steps: loop.steps };
-      await writeFileAtomic(join(out, 'train-log.json'), `${JSON.stringify(log, null, 1)}\n`);
+      writeFileAtomic(join(out, 'train-log.json'), `${JSON.stringify(log, null, 1)}\n`);
       const svg = lossSvg({
         title: `${featureId} (${factory.variantOf(cfg)}, ${backend.name}, ${o.workers} worker${o.workers > 1 ? 's' : ''})`,
         steps: loop.steps,
         epochTrain: loop.history.map((h) => [h.epoch, h.train.main]),
         epochVal: loop.history.filter((h) => h.val).map((h) => [h.epoch, h.val!.main]),
       });
-      await writeFileAtomic(join(out, 'loss.svg'), svg);
+      writeFileAtomic(join(out, 'loss.svg'), svg);
     };
 
     const grad = new Float32Array(local.numParams);

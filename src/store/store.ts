@@ -14,8 +14,9 @@
 // One sub-database per feature id (instead of composite keys) keeps iteration a plain range scan,
 // makes counts O(1) and lets `purge` drop a whole feature in one step.
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync, openSync, fsyncSync, closeSync, readSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, openSync, closeSync, readSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../util/fs.js';
 import { StoreError, checkFeatureId, checkKey } from './errors.js';
 import type { FeatureInfo, Namespace, NewFeature, RunState, StoredVector, VectorEntry } from './types.js';
 
@@ -646,16 +647,3 @@ function checkLmdbHeader(file: string): void {
 }
 
 const LMDB_MAGIC = 0xbeefc0de;
-
-/** Write-to-temp, fsync, rename: readers see the old file or the new one, never a torn one. */
-export function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  const fd = openSync(tmp, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
