@@ -11,8 +11,8 @@
 // Every user has its own PRNG stream seeded by (seed, user index): same seed -> identical bytes.
 import { closeSync, mkdirSync, existsSync, openSync, readdirSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
+import { spawnWorker } from '../util/worker.js';
 import { UserError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
 import { intStr, LineWriter } from './lines.js';
@@ -694,17 +694,11 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     mkdirSync(tmpDir, { recursive: true });
     const ranges = Array.from({ length: workers }, (_, k) => [Math.floor((k * o.users) / workers), Math.floor(((k + 1) * o.users) / workers)] as const);
     const parts = ranges.map((_, k) => ({ inst: join(tmpDir, `inst${k}`), ev: join(tmpDir, `ev${k}`), held: join(tmpDir, `held${k}`), truth: join(tmpDir, `truth${k}`) }));
-    const ts = import.meta.url.endsWith('.ts');
     const results = await Promise.all(
       ranges.map(
         ([start, end], k) =>
           new Promise<RangeResult>((resolveP, rejectP) => {
-            const entry = new URL(`./generate-worker.${ts ? 'ts' : 'js'}`, import.meta.url);
-            const data = { workerData: { o, csv, start, end, parts: parts[k] } };
-            // under tsx/vitest (TypeScript source) the worker registers tsx's loader before importing the entry
-            const wk = ts
-              ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`, { eval: true, ...data })
-              : new Worker(entry, data);
+            const wk = spawnWorker(import.meta.url, './generate-worker', { workerData: { o, csv, start, end, parts: parts[k] } });
             wk.on('message', (m: { tick?: number; done?: RangeResult }) => {
               if (m.tick) tick(m.tick);
               if (m.done) resolveP(m.done);

@@ -7,7 +7,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { spawnWorker } from '../util/worker.js';
 import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
 import { Progress } from '../util/progress.js';
@@ -293,15 +294,11 @@ export function assembleShard(ctx: AssembleCtx, s: number): AssembleResult {
 }
 
 async function assembleInWorkers(ctx: AssembleCtx, numShards: number, workers: number, results: (AssembleResult | null)[], tick: () => void): Promise<void> {
-  const ts = import.meta.url.endsWith('.ts');
-  const entry = new URL(`./prepare-worker.${ts ? 'ts' : 'js'}`, import.meta.url);
   let next = 0;
   const all: Worker[] = [];
   const one = (): Promise<void> =>
     new Promise((resolveP, rejectP) => {
-      const wk = ts
-        ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`, { eval: true, workerData: ctx })
-        : new Worker(entry, { workerData: ctx });
+      const wk = spawnWorker(import.meta.url, './prepare-worker', { workerData: ctx });
       all.push(wk);
       const give = (): void => {
         if (next < numShards) wk.postMessage(next++);

@@ -1,7 +1,8 @@
 // Runs classifier fits (Test #1 hold-outs, Test #2 folds) on worker threads: every fit is independent
 // and deterministic from its own seed, so results do not depend on the number of workers or the order
 // they finish in. The vector matrices are shared once per model (SharedArrayBuffer), not copied per job.
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { spawnWorker } from '../util/worker.js';
 import { runFitJob, type FitJob, type FitResult } from './protocols.js';
 
 interface Pending {
@@ -28,15 +29,8 @@ export class FitPool {
   /** `workers` <= 1 runs every job inline on the calling thread. */
   constructor(readonly workers: number) {
     if (workers <= 1) return;
-    const here = import.meta.url;
-    const fromSource = here.endsWith('.ts');
-    const url = new URL(fromSource ? './fit-worker.ts' : './fit-worker.js', here);
     for (let i = 0; i < workers; i++) {
-      // From TypeScript sources (vitest, tsx) the worker registers the tsx loader itself: loader
-      // hooks of the parent thread do not reach worker threads on Node 20.
-      const worker = fromSource
-        ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`, { eval: true })
-        : new Worker(url);
+      const worker = spawnWorker(import.meta.url, './fit-worker');
       const slot: Slot = new Slot(
         worker,
         new Promise<void>((resolve, reject) => {

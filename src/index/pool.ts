@@ -2,11 +2,9 @@
 // so queries go to worker threads, each holding its own copy of the index (memory: one index per
 // thread). A query goes to the least busy worker. reloadIfChanged() makes every worker load the
 // new generation in the background; queries in flight finish on the generation they started on.
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
-import { dirname, join } from 'node:path';
+import { spawnWorker, whenReady } from '../util/worker.js';
 import { StoreError } from '../store/errors.js';
 import type { StoreErrorCode } from '../store/types.js';
 import type { Neighbor } from './handle.js';
@@ -34,13 +32,6 @@ interface Slot {
   pending: Map<number, Pending>;
 }
 
-/** Under tsx/vitest the sources are TypeScript: the worker registers tsx before loading them. */
-function tsBootstrap(url: URL): string {
-  const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
-  const api = pathToFileURL(join(dirname(pkg), 'dist', 'esm', 'api', 'index.mjs')).href;
-  return `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
-}
-
 const STORE_CODES = new Set<string>(['NOT_FOUND', 'INVALID_ARGUMENT', 'FAILED_PRECONDITION']);
 
 export class SearchPool {
@@ -54,12 +45,10 @@ export class SearchPool {
 
   static async open(storeDir: string, featureId: string, opts: PoolOptions = {}): Promise<SearchPool> {
     const n = Math.max(1, opts.threads ?? Math.min(4, availableParallelism()));
-    const ts = import.meta.url.endsWith('.ts');
-    const url = new URL(`./search-worker${ts ? '.ts' : '.js'}`, import.meta.url);
     const slots: Slot[] = [];
     for (let i = 0; i < n; i++) {
       const workerData = { storeDir, featureId, ...(opts.dim !== undefined ? { dim: opts.dim } : {}) };
-      const worker = ts ? new Worker(tsBootstrap(url), { eval: true, workerData }) : new Worker(url, { workerData });
+      const worker = spawnWorker(import.meta.url, './search-worker', { workerData });
       const slot: Slot = { worker, busy: 0, pending: new Map() };
       worker.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: { message: string; code?: StoreErrorCode; name?: string } }) => {
         const p = slot.pending.get(m.id);
@@ -81,13 +70,7 @@ export class SearchPool {
       slots.push(slot);
     }
     const pool = new SearchPool(featureId, slots);
-    try {
-      await Promise.all(slots.map((s) => pool.call(s, { op: 'info' })));
-    } catch (err) {
-      await pool.close();
-      throw err;
-    }
-    return pool;
+    return whenReady(pool, slots.map((s) => pool.call(s, { op: 'info' })));
   }
 
   get threads(): number {

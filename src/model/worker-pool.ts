@@ -2,7 +2,8 @@
 // parts, one per worker, and combines the answers (gradients weighted by each part's user count, so
 // the result equals the full-batch mean gradient up to float rounding).
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { spawnWorker, whenReady } from '../util/worker.js';
 import type { UserExample } from '../data/types.js';
 import {
   combineLosses,
@@ -112,9 +113,6 @@ export class WorkerPool implements Engine {
     this.chunkUsers = opts.chunkUsers;
     const weightsSab = new SharedArrayBuffer(opts.numParams * 4);
     this.weights = new Float32Array(weightsSab);
-    const here = import.meta.url;
-    const fromSource = here.endsWith('.ts');
-    const url = new URL(fromSource ? './worker.ts' : './worker.js', here);
     this.handles = [];
     // The workers already fill the cores: OpenBLAS (process-wide) gets the cores left per worker,
     // 1 on this 2-core machine with 2 workers, so BLAS threads do not contend with the workers.
@@ -123,24 +121,14 @@ export class WorkerPool implements Engine {
     for (let i = 0; i < opts.workers; i++) {
       const gradSab = new SharedArrayBuffer(opts.numParams * 4);
       const init: WorkerInit = { factoryUrl: opts.factoryUrl, cfg: opts.cfg, seed: opts.seed, backend: opts.backend, weights: weightsSab, grad: gradSab, blasThreads, memory: opts.memory ?? {} };
-      // Under vitest/tsx the sources are TypeScript: the worker registers the tsx loader itself
-      // (loader hooks of the parent thread do not reach worker threads on Node 20).
-      const worker = fromSource
-        ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`, { eval: true, workerData: init })
-        : new Worker(url, { workerData: init });
+      const worker = spawnWorker(import.meta.url, './worker', { workerData: init });
       this.handles.push(new WorkerHandle(worker, gradSab));
     }
   }
 
   static async start(opts: WorkerPoolOptions): Promise<WorkerPool> {
     const pool = new WorkerPool(opts);
-    try {
-      await Promise.all(pool.handles.map((h) => h.ready));
-    } catch (err) {
-      await pool.close();
-      throw err;
-    }
-    return pool;
+    return whenReady(pool, pool.handles.map((h) => h.ready));
   }
 
   get size(): number {
