@@ -440,7 +440,9 @@ async function realHead(dir: string, workers: number): Promise<RealHead | null> 
   try {
     const { initBackend } = await import('../src/model/backend.js');
     const { RealtimeHead, defaultHeadConfig } = await import('../src/model/realtime-head.js');
-    const { saveHead, loadHead, loadHeadPool } = await import('../src/model/head-checkpoint.js');
+    const { saveHead } = await import('../src/model/head-checkpoint.js');
+    const { loadHead } = await import('../src/model/head-forward.js');
+    const { loadHeadPool } = await import('../src/model/head-pool.js');
     const backend = await initBackend('wasm');
     const appDim = 64;
     const cfg = defaultHeadConfig({ numApps: APPS, appDim });

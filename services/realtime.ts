@@ -11,7 +11,7 @@ import { startMetricsServer, type MetricsServer } from '../src/util/metrics-http
 import { child } from '../src/util/log.js';
 import { UserError } from '../src/util/errors.js';
 
-/** The head as the process needs it (src/model/head-checkpoint.ts LoadedHead has this shape). */
+/** The head as the process needs it (src/model/head-forward.ts LoadedHead has this shape). */
 export interface StreamHead {
   featureId: string;
   baseFeatureId: string;
@@ -63,7 +63,8 @@ export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): 
     if (!cfg.realtime.headDir) throw new UserError('no realtime head: pass --head <model dir> (from `aetn train --head realtime`) or set realtime.headDir');
     const workers = opts.headWorkers ?? DEFAULT_HEAD_WORKERS;
     if (!Number.isInteger(workers) || workers < 0) throw new UserError(`head workers must be a non-negative integer, got ${workers}`);
-    const { loadHead, loadHeadPool } = await import('../src/model/head-checkpoint.js');
+    const { loadHead } = await import('../src/model/head-forward.js');
+    const { loadHeadPool } = await import('../src/model/head-pool.js');
     head = workers > 0 ? await loadHeadPool(cfg.realtime.headDir, { backend: opts.backend, workers }) : await loadHead(cfg.realtime.headDir, { backend: opts.backend });
   }
   const closeHead = async (h: StreamHead) => {

@@ -129,7 +129,7 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
  */
 async function openEventService(cfg: AetnConfig, store: EmbeddingStore, opts: ServeOptions, log: Logger) {
   if (!cfg.realtime.headDir) return undefined;
-  const { loadHeadPool } = await import('../src/model/head-checkpoint.js');
+  const { loadHeadPool } = await import('../src/model/head-pool.js');
   const { registerEventService } = await import('../src/serve/events.js');
   const { EventService } = await import('../src/gen/aetn/v1/event_service_pb.js');
   const { DirectSink, KafkaSink } = await import('../src/stream/sinks.js');

@@ -364,7 +364,7 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
 
   if (o.head) {
     const tHead = performance.now();
-    const { loadHead } = await import('../model/head-checkpoint.js');
+    const { loadHead } = await import('../model/head-forward.js');
     const head = await loadHead(o.head, { backend: o.backend, expectVocabHash: ds.vocab.hash });
     try {
       // "Now" = the end of the reference day: the held-out week starts there.

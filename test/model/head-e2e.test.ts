@@ -13,7 +13,8 @@ import { train } from '../../src/model/train.js';
 import { configFromJson, loadCheckpoint } from '../../src/model/checkpoint.js';
 import { AetnModel, type AetnConfig } from '../../src/model/aetn.js';
 import { trainHeadCommand } from '../../src/model/train-head.js';
-import { appMatrixFromAetnCheckpoint, loadHead, readHeadCheckpoint } from '../../src/model/head-checkpoint.js';
+import { appMatrixFromAetnCheckpoint, readHeadCheckpoint } from '../../src/model/head-checkpoint.js';
+import { loadHead } from '../../src/model/head-forward.js';
 import { UserError } from '../../src/util/errors.js';
 
 describe('aetn train --head realtime, end to end', () => {
