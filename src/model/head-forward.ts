@@ -5,8 +5,8 @@ import { HostHead } from './realtime-head-host.js';
 import { encodeHeadBatch, narrowWidth, type RecentEvents } from './realtime-head.js';
 import { loadHeadModel, type HeadCheckFor, type HeadManifest } from './head-checkpoint.js';
 
-/** What the realtime pipeline holds: a loaded head plus the vocabulary mapping it needs. */
-export interface LoadedHead {
+/** What a loaded head tells its caller, in this thread (LoadedHead) or on workers (HeadPool). */
+export interface HeadInfo {
   featureId: string;
   baseFeatureId: string;
   /** Width of the short-term vector. */
@@ -16,6 +16,10 @@ export interface LoadedHead {
   manifest: HeadManifest;
   /** Package name -> app index, for every package merged into a vocabulary app. */
   appIndexOfPackage: Map<string, number>;
+}
+
+/** What the realtime pipeline holds: a loaded head plus the vocabulary mapping it needs. */
+export interface LoadedHead extends HeadInfo {
   /** 'host' (the default): users with <= HOST_MAX_EVENTS events on realtime-head-host.ts, the rest on tfjs; 'tfjs' (AETN_HEAD_HOST=0): everyone on tfjs. */
   forward: 'host' | 'tfjs';
   /**

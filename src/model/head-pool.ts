@@ -3,8 +3,8 @@
 import { resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { spawnWorker, whenReady } from '../util/worker.js';
-import { readHeadCheckpoint, type HeadManifest } from './head-checkpoint.js';
-import type { LoadHeadOptions } from './head-forward.js';
+import { readHeadCheckpoint } from './head-checkpoint.js';
+import type { HeadInfo, LoadHeadOptions } from './head-forward.js';
 import type { RecentEvents } from './realtime-head.js';
 
 export interface HeadWorkerData {
@@ -14,13 +14,7 @@ export interface HeadWorkerData {
   blasThreads?: number;
 }
 
-export interface HeadPool {
-  featureId: string;
-  baseFeatureId: string;
-  dim: number;
-  maxEvents: number;
-  manifest: HeadManifest;
-  appIndexOfPackage: Map<string, number>;
+export interface HeadPool extends HeadInfo {
   workers: number;
   /** Like LoadedHead.embed, with the users split across the worker threads. */
   embed(states: readonly RecentEvents[], nowMs: number): Promise<Float32Array[]>;
