@@ -9,5 +9,8 @@ export default defineConfig({
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     globalSetup: ['test/global-setup.ts'],
+    // Quiet by configuration, not by sniffing for vitest: no info logs, no progress bars (also in
+    // the CLI processes the tests spawn, which inherit this environment).
+    env: { AETN_LOG_LEVEL: 'warn', AETN_PROGRESS: '0' },
   },
 });

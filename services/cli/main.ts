@@ -11,7 +11,13 @@ export async function buildProgram(): Promise<Command> {
   const program = new Command('aetn')
     .description('User vectors from mobile app usage: data, AETN training, embedding, index, serving.')
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    // A --config file also holds the libraries' runtime settings, which they read from
+    // $AETN_CONFIG (in this process and its worker threads): pass it on.
+    .hook('preAction', (_program, action) => {
+      const file = (action.opts() as { config?: unknown }).config;
+      if (typeof file === 'string' && file !== '') process.env.AETN_CONFIG = file;
+    });
   const here = dirname(fileURLToPath(import.meta.url));
   const dir = join(here, 'commands');
   const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';

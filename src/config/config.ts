@@ -23,6 +23,26 @@ export interface AetnConfig {
   kafka: { brokers: string[]; topic: string; dlqTopic: string; groupId: string; clientId: string };
   realtime: { headDir: string | null; maxEvents: number };
   logLevel: string;
+  /**
+   * How the libraries run, in every process and worker thread (training, embedding, serving).
+   * Read where they are used (runtimeSettings), so a worker thread sees what its parent set.
+   */
+  runtime: {
+    /** tfjs backend; a --backend flag wins. */
+    backend: 'wasm' | 'cpu' | 'tensorflow';
+    /** The OpenBLAS GEMM addon: 'default' (training; batch-invariant for inference), 'all' (plain calls everywhere), 'off' (stock tfjs kernels). */
+    nativeGemm: 'default' | 'all' | 'off';
+    /** The realtime head's host forward for users with few events (false: tfjs for everyone). */
+    headHost: boolean;
+    /** Path of another build of the hnswlib-node addon (e.g. -march=native); null: the installed one. */
+    hnswlibAddon: string | null;
+    /** Keep tfjs-wasm's own transposed BatchMatMul instead of ours (for comparisons). */
+    wasmNaiveTransposedMatmul: boolean;
+    /** Memory per model engine in MiB (>= 64); null: the built-in default. A --memory-budget flag wins. */
+    memoryBudgetMiB: number | null;
+    /** Progress bars on stderr. */
+    progress: boolean;
+  };
 }
 
 export const DEFAULTS: AetnConfig = {
@@ -32,12 +52,14 @@ export const DEFAULTS: AetnConfig = {
   kafka: { brokers: [], topic: 'app-events', dlqTopic: 'app-events.dlq', groupId: 'aetn-realtime', clientId: 'aetn' },
   realtime: { headDir: null, maxEvents: 32 },
   logLevel: 'info',
+  runtime: { backend: 'wasm', nativeGemm: 'default', headHost: true, hnswlibAddon: null, wasmNaiveTransposedMatmul: false, memoryBudgetMiB: null, progress: true },
 };
 
 export const SCOPES = ['vectors:read', 'audience:write', 'events:write'] as const;
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
-type Kind = 'string' | 'nullableString' | 'port' | 'nullablePort' | 'int' | 'bool' | 'stringList' | 'keys' | 'logLevel';
+type Kind = 'string' | 'nullableString' | 'port' | 'nullablePort' | 'int' | 'nullableInt' | 'bool' | 'stringList' | 'keys' | 'logLevel' | 'backend' | 'nativeGemm';
+const BACKENDS = ['wasm', 'cpu', 'tensorflow'];
 
 /** Every key a user may set, with its type and its environment variable. */
 const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
@@ -60,6 +82,13 @@ const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
   'realtime.headDir': { kind: 'nullableString', env: 'AETN_REALTIME_HEAD' },
   'realtime.maxEvents': { kind: 'int', env: 'AETN_REALTIME_MAX_EVENTS' },
   logLevel: { kind: 'logLevel', env: 'AETN_LOG_LEVEL' },
+  'runtime.backend': { kind: 'backend', env: 'AETN_BACKEND' },
+  'runtime.nativeGemm': { kind: 'nativeGemm', env: 'AETN_NATIVE_GEMM' },
+  'runtime.headHost': { kind: 'bool', env: 'AETN_HEAD_HOST' },
+  'runtime.hnswlibAddon': { kind: 'nullableString', env: 'AETN_HNSWLIB_ADDON' },
+  'runtime.wasmNaiveTransposedMatmul': { kind: 'bool', env: 'AETN_WASM_NAIVE_TRANSPOSED_MATMUL' },
+  'runtime.memoryBudgetMiB': { kind: 'nullableInt', env: 'AETN_MEMORY_BUDGET_MIB' },
+  'runtime.progress': { kind: 'bool', env: 'AETN_PROGRESS' },
 };
 
 export interface LoadOptions {
@@ -73,16 +102,7 @@ export function loadConfig(opts: LoadOptions = {}): AetnConfig {
   const cfg = structuredClone(DEFAULTS);
   const env = opts.env ?? process.env;
   const file = opts.file ?? env.AETN_CONFIG ?? null;
-  if (file) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (err) {
-      throw new UserError(`config file ${file}: ${(err as Error).message}`);
-    }
-    if (!isObject(raw)) throw new UserError(`config file ${file}: expected a JSON object at the top level`);
-    for (const [key, value] of flatten(raw)) apply(cfg, key, value, `config file ${file}`);
-  }
+  if (file) for (const [key, value] of readFile(file)) apply(cfg, key, value, `config file ${file}`);
   for (const [key, spec] of Object.entries(SCHEMA)) {
     const v = env[spec.env];
     if (v !== undefined && v !== '') apply(cfg, key, v, `environment variable ${spec.env}`);
@@ -96,6 +116,23 @@ export function loadConfig(opts: LoadOptions = {}): AetnConfig {
   return cfg;
 }
 
+/**
+ * The runtime section as the libraries see it now: defaults < the file in $AETN_CONFIG < AETN_*
+ * environment. Read at the point of use (not cached), so that a process can switch a setting
+ * between two runs (the benchmarks compare GEMMs that way) and worker threads inherit it. The CLI
+ * exports a --config file as $AETN_CONFIG, so its runtime keys reach the libraries too.
+ */
+export function runtimeSettings(env: NodeJS.ProcessEnv = process.env): AetnConfig['runtime'] {
+  const cfg = structuredClone(DEFAULTS);
+  const file = env.AETN_CONFIG;
+  if (file) for (const [key, value] of readFile(file)) if (key.startsWith('runtime.')) apply(cfg, key, value, `config file ${file}`);
+  for (const [key, spec] of Object.entries(SCHEMA)) {
+    const v = env[spec.env];
+    if (key.startsWith('runtime.') && v !== undefined && v !== '') apply(cfg, key, v, `environment variable ${spec.env}`);
+  }
+  return cfg.runtime;
+}
+
 /** The configuration as JSON with every secret masked, for `aetn config print` and logs. */
 export function maskedConfig(cfg: AetnConfig): unknown {
   const copy = structuredClone(cfg) as AetnConfig;
@@ -103,6 +140,17 @@ export function maskedConfig(cfg: AetnConfig): unknown {
     Object.entries(cfg.serve.apiKeys).map(([k, scopes], i) => [`${k.slice(0, 2)}***${i}(${k.length} chars)`, scopes]),
   );
   return copy;
+}
+
+function readFile(file: string): [string, unknown][] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new UserError(`config file ${file}: ${(err as Error).message}`);
+  }
+  if (!isObject(raw)) throw new UserError(`config file ${file}: expected a JSON object at the top level`);
+  return flatten(raw);
 }
 
 function apply(cfg: AetnConfig, key: string, value: unknown, source: string): void {
@@ -139,10 +187,32 @@ function apply(cfg: AetnConfig, key: string, value: unknown, source: string): vo
       v = n;
       break;
     }
+    case 'nullableInt': {
+      if (value === null) {
+        v = null;
+        break;
+      }
+      const n = typeof value === 'string' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0) throw bad('must be a positive integer or null');
+      v = n;
+      break;
+    }
+    case 'backend':
+      if (typeof value !== 'string' || !BACKENDS.includes(value.trim().toLowerCase())) throw bad(`must be one of ${BACKENDS.join(', ')}`);
+      v = value.trim().toLowerCase();
+      break;
+    case 'nativeGemm': {
+      const t = typeof value === 'string' ? value.trim().toLowerCase() : value;
+      if (t === 'default' || t === '1' || t === 'on' || t === 'true' || t === true) v = 'default';
+      else if (t === 'all') v = 'all';
+      else if (t === 'off' || t === '0' || t === 'false' || t === false) v = 'off';
+      else throw bad('must be default (or 1/on), all, or off (or 0)');
+      break;
+    }
     case 'bool':
-      if (value === true || value === 'true' || value === '1') v = true;
-      else if (value === false || value === 'false' || value === '0') v = false;
-      else throw bad('must be true or false');
+      if (value === true || value === 'true' || value === '1' || value === 'on') v = true;
+      else if (value === false || value === 'false' || value === '0' || value === 'off') v = false;
+      else throw bad('must be true or false (or 1/0, on/off)');
       break;
     case 'stringList':
       if (typeof value === 'string') v = value.split(',').map((s) => s.trim()).filter(Boolean);

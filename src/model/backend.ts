@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
+import { runtimeSettings } from '../config/config.js';
 import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
 import { loadNativeGemm, nativeGemmMode, nativeGemmSummary, nativeMatMulMode, useNativeMatMul } from './native-gemm.js';
@@ -39,9 +40,9 @@ export interface BackendInfo {
 const logger = child('backend');
 const require = createRequire(import.meta.url);
 
-/** Resolves the requested backend name: explicit argument, else AETN_BACKEND, else wasm. */
+/** Resolves the requested backend name: explicit argument, else runtime.backend (AETN_BACKEND; default wasm). */
 export function resolveBackendName(requested?: string): BackendName {
-  const name = (requested ?? process.env.AETN_BACKEND ?? 'wasm').trim().toLowerCase();
+  const name = (requested ?? runtimeSettings().backend).trim().toLowerCase();
   if (!(BACKENDS as readonly string[]).includes(name)) {
     throw new UserError(`unknown backend '${name}': choose one of ${BACKENDS.join(', ')} (flag --backend or env AETN_BACKEND)`);
   }

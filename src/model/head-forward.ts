@@ -1,6 +1,7 @@
 // The realtime head as the pipeline calls it (loadHead): which forward each user gets, host or
 // tfjs, and batching by width. The checkpoint itself is read by head-checkpoint.ts.
 import * as tf from '@tensorflow/tfjs-core';
+import { runtimeSettings } from '../config/config.js';
 import { HostHead } from './realtime-head-host.js';
 import { encodeHeadBatch, narrowWidth, type RecentEvents } from './realtime-head.js';
 import { loadHeadModel, type HeadCheckFor, type HeadManifest } from './head-checkpoint.js';
@@ -69,8 +70,7 @@ export function hostMaxEvents(gemm: 'native' | 'js'): number {
  */
 export function headForwardKind(requested?: 'host' | 'tfjs'): 'host' | 'tfjs' {
   if (requested) return requested;
-  const v = (process.env.AETN_HEAD_HOST ?? '').trim().toLowerCase();
-  return v === '0' || v === 'off' || v === 'false' ? 'tfjs' : 'host';
+  return runtimeSettings().headHost ? 'host' : 'tfjs';
 }
 
 export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Promise<LoadedHead> {

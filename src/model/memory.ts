@@ -7,6 +7,7 @@
 // calls into chunks of at most `chunkUsers(...)` users, sized from an estimate of bytes per user, and
 // sums the chunks' gradients weighted by their user counts: the step is the same step (up to float
 // rounding) whatever the chunking.
+import { runtimeSettings } from '../config/config.js';
 import { UserError } from '../util/errors.js';
 import { VARIANT_FEATURES, type AetnConfig } from './config.js';
 
@@ -32,9 +33,10 @@ export interface EngineMemoryOptions {
 export function resolveMemoryBudget(mib?: number, env: NodeJS.ProcessEnv = process.env): number {
   let v = mib;
   let from = 'the memory budget (--memory-budget, memoryBudgetMiB)';
-  if (v === undefined && env[MEMORY_BUDGET_ENV] !== undefined && env[MEMORY_BUDGET_ENV] !== '') {
-    v = Number(env[MEMORY_BUDGET_ENV]);
-    from = MEMORY_BUDGET_ENV;
+  const configured = v === undefined ? runtimeSettings(env).memoryBudgetMiB : null;
+  if (configured !== null) {
+    v = configured;
+    from = `runtime.memoryBudgetMiB (${MEMORY_BUDGET_ENV})`;
   }
   v ??= DEFAULT_MEMORY_BUDGET_MIB;
   if (!Number.isFinite(v) || v < 64) throw new UserError(`${from} must be a number of MiB >= 64 (got ${v})`);

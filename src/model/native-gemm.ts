@@ -13,6 +13,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
+import { runtimeSettings } from '../config/config.js';
 import type { DataType, KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
 
 export interface GemmAddon {
@@ -77,10 +78,7 @@ let loaded: NativeGemm | undefined;
 export type NativeGemmMode = 'default' | 'all' | 'off';
 
 export function nativeGemmMode(): NativeGemmMode {
-  const v = (process.env.AETN_NATIVE_GEMM ?? '').trim().toLowerCase();
-  if (v === '0' || v === 'off' || v === 'false') return 'off';
-  if (v === 'all') return 'all';
-  return 'default';
+  return runtimeSettings().nativeGemm;
 }
 
 /** False when AETN_NATIVE_GEMM switches the native kernel off. */

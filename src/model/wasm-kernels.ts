@@ -5,6 +5,7 @@
 // of the real model in test/model/backend.test.ts).
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, TensorInfo, DataType } from '@tensorflow/tfjs-core';
+import { runtimeSettings } from '../config/config.js';
 
 // The parts of the wasm backend object we use (its class is not exported from the package index).
 interface WasmBackendLike {
@@ -157,7 +158,7 @@ export function registerWasmKernels(): void {
   }
   const mm = tf.getKernel(tf.BatchMatMul, 'wasm');
   const tr = tf.getKernel(tf.Transpose, 'wasm');
-  if (mm && tr && process.env.AETN_WASM_NAIVE_TRANSPOSED_MATMUL !== '1') {
+  if (mm && tr && !runtimeSettings().wasmNaiveTransposedMatmul) {
     const orig = { ...mm };
     tf.unregisterKernel(tf.BatchMatMul, 'wasm');
     tf.registerKernel({ ...orig, kernelFunc: fastTransposedMatMul(orig, tr) });

@@ -4,7 +4,7 @@ import { pino, type Logger } from 'pino';
 // On a terminal the commands print their own progress bars and summaries, and JSON info lines in
 // between would make them unreadable: there the default is warn (AETN_LOG_LEVEL=info brings the
 // info lines back). Piped or redirected (services, CI, files), the default stays info.
-const level = process.env.AETN_LOG_LEVEL ?? (process.env.VITEST || process.stderr.isTTY ? 'warn' : 'info');
+const level = process.env.AETN_LOG_LEVEL || (process.stderr.isTTY ? 'warn' : 'info');
 
 export const log: Logger = pino(
   { level, base: { pid: process.pid }, redact: { paths: ['apiKey', '*.apiKey', 'key', 'authorization', '*.authorization'], censor: '[redacted]' } },

@@ -21,7 +21,8 @@ export class Progress {
   constructor(private readonly opts: ProgressOptions) {
     this.stream = opts.stream ?? process.stderr;
     this.tty = Boolean(this.stream.isTTY);
-    this.silent = opts.silent ?? (process.env.AETN_PROGRESS === '0' || Boolean(process.env.VITEST));
+    // runtime.progress in the config schema (util cannot read the config: it sits below it).
+    this.silent = opts.silent ?? ['0', 'false', 'off'].includes((process.env.AETN_PROGRESS ?? '').trim().toLowerCase());
   }
 
   /** Advance by n units; `extra` is a short status such as `loss 0.231`. */

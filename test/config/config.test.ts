@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { DEFAULTS, loadConfig, maskedConfig } from '../../src/config/config.js';
+import { DEFAULTS, loadConfig, maskedConfig, runtimeSettings } from '../../src/config/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'aetn-config-'));
 function file(obj: unknown): string {
@@ -47,6 +47,22 @@ describe('configuration', () => {
     expect(msg).not.toContain('secret-key-789');
   });
 
+  it('holds the runtime switches of the libraries, read from the environment where they are used', () => {
+    const cfg = loadConfig({ env: { AETN_BACKEND: 'CPU', AETN_NATIVE_GEMM: '0', AETN_HEAD_HOST: 'false', AETN_HNSWLIB_ADDON: '/opt/addon.node', AETN_WASM_NAIVE_TRANSPOSED_MATMUL: '1', AETN_MEMORY_BUDGET_MIB: '512', AETN_PROGRESS: '0' } });
+    expect(cfg.runtime).toEqual({ backend: 'cpu', nativeGemm: 'off', headHost: false, hnswlibAddon: '/opt/addon.node', wasmNaiveTransposedMatmul: true, memoryBudgetMiB: 512, progress: false });
+    expect(runtimeSettings({ AETN_NATIVE_GEMM: 'all' }).nativeGemm).toBe('all');
+    expect(runtimeSettings({ AETN_NATIVE_GEMM: '1' }).nativeGemm).toBe('default');
+    expect(runtimeSettings({}).backend).toBe('wasm');
+    // A file named by AETN_CONFIG reaches the libraries; the environment still wins over it.
+    const f = file({ runtime: { backend: 'cpu', headHost: false } });
+    expect(runtimeSettings({ AETN_CONFIG: f })).toMatchObject({ backend: 'cpu', headHost: false });
+    expect(runtimeSettings({ AETN_CONFIG: f, AETN_BACKEND: 'wasm' }).backend).toBe('wasm');
+    expect(() => runtimeSettings({ AETN_BACKEND: 'cuda' })).toThrow(/AETN_BACKEND: "runtime.backend" must be one of wasm, cpu, tensorflow/);
+    expect(() => runtimeSettings({ AETN_NATIVE_GEMM: 'fast' })).toThrow(/AETN_NATIVE_GEMM: "runtime.nativeGemm" must be/);
+    expect(() => runtimeSettings({ AETN_HEAD_HOST: 'maybe' })).toThrow(/AETN_HEAD_HOST: "runtime.headHost" must be true or false/);
+    expect(() => runtimeSettings({ AETN_MEMORY_BUDGET_MIB: 'lots' })).toThrow(/AETN_MEMORY_BUDGET_MIB/);
+  });
+
   it('masks secrets when printed', () => {
     const cfg = loadConfig({ env: { AETN_API_KEYS: 'ranker-key-123=vectors:read' } });
     const text = JSON.stringify(maskedConfig(cfg));
@@ -57,6 +73,10 @@ describe('configuration', () => {
   it('`aetn config print` prints the masked configuration and fails on a bad key', () => {
     const out = execFileSync('node', ['bin/aetn.js', 'config', 'print'], { env: { ...process.env, AETN_API_KEYS: 'ranker-key-123=vectors:read', AETN_SERVE_PORT: '6001' } }).toString();
     expect(JSON.parse(out).serve.port).toBe(6001);
+    // Every setting is printed, the runtime switches included.
+    const printed = JSON.parse(execFileSync('node', ['bin/aetn.js', 'config', 'print'], { env: { ...process.env, AETN_NATIVE_GEMM: 'off', AETN_HEAD_HOST: '0' } }).toString());
+    expect(Object.keys(printed.runtime).sort()).toEqual(Object.keys(DEFAULTS.runtime).sort());
+    expect(printed.runtime).toMatchObject({ nativeGemm: 'off', headHost: false, progress: false });
     expect(out).not.toContain('ranker-key-123');
     const bad = spawnSync('node', ['bin/aetn.js', 'config', 'print', '--config', file({ kafka: { brokerz: [] } })]);
     expect(bad.status).not.toBe(0);
