@@ -20,7 +20,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type { UserExample, Vocabulary } from '../src/data/types.js';
@@ -412,7 +412,7 @@ async function main(): Promise<void> {
       nativeMatmul1ThreadGflops: nativeMm1,
       nativeMatmul2ThreadsGflops: nativeMm2,
     },
-    nativeGemm: nativeGemm.ok ? { path: nativeGemm.path, config: nativeGemm.addon.config() } : { skipped: nativeGemm.reason },
+    nativeGemm: nativeGemm.ok ? { path: relative(join(dirname(fileURLToPath(import.meta.url)), '..'), nativeGemm.path), config: nativeGemm.addon.config() } : { skipped: nativeGemm.reason },
     rows,
     bigBatch,
     ratios,

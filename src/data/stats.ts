@@ -22,7 +22,7 @@ export interface Dist {
   max: number;
 }
 
-/** The shape statistics of app usage (issue: "real app-usage shape"); null where the data cannot tell. */
+/** The shape statistics of app usage ("real app-usage shape"); null where the data cannot tell. */
 export interface ShapeStats {
   /** Users measured for the per-user statistics (all, or a deterministic ~20k-user sample). */
   sampledUsers: number;

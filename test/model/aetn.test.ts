@@ -658,7 +658,7 @@ describe('AetnModel', () => {
     expect(small.flopsPerUser(false)).toBeLessThan(small.flopsPerUser(true) / 3);
     const paper = new AetnModel(defaultConfig({ numApps: 8 }), 1);
     const f = paper.flopsPerUser(true) - 2 * 3 * 8 * 512 * (2 + 50 + 6); // without the M-wide heads
-    expect(f / 1e9).toBeGreaterThan(1); // the estimate: about 2 GFLOP per user per step
+    expect(f / 1e9).toBeGreaterThan(1); // the design estimate: about 2 GFLOP per user per step
     expect(f / 1e9).toBeLessThan(3);
     for (const x of [small, wide, paper]) x.dispose();
   });

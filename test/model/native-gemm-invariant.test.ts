@@ -1,4 +1,4 @@
-// Batch invariance of inference on OpenBLAS (issue 4): a user's vector must be bit-identical whether
+// Batch invariance of inference on OpenBLAS: a user's vector must be bit-identical whether
 // embedded alone or at any position of batches of other sizes, as on the stock kernel. Skipped, with
 // the reason in the test name, only when the addon is not built.
 import { describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Issue 19: the default `aetn train` (paper sizes, batch 1000, one worker per core) aborted in wasm
+// Regression: the default `aetn train` (paper sizes, batch 1000, one worker per core) aborted in wasm
 // (each worker's 500 users needed ~20 GiB in one call). With chunked calls (memory.ts) a paper-size
 // step at batch 1000 completes within the memory budget. A small vocabulary (M = 200) keeps it quick;
 // the transformer, which holds most of the memory per user, is the paper's.
