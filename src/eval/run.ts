@@ -58,7 +58,7 @@ export interface RunEvalOptions {
 
 /** The embedding engine's surface as eval uses it (src/model/infer.ts createEmbedder). */
 export interface Embedder {
-  manifest: { featureId: string; variant: string; dim?: number; weights?: { numParams?: number; bytes?: number }; config?: Record<string, unknown> } & Record<string, unknown>;
+  manifest: { featureId: string; variant: string; dim?: number; weights?: { numParams?: number; bytes?: number }; config?: Record<string, unknown>; vocab?: { hash?: string } };
   dim: number;
   embed(examples: UserExample[]): Promise<Float32Array[]>;
   close(): Promise<void>;
@@ -66,15 +66,9 @@ export interface Embedder {
 export type EmbedderFactory = (modelDir: string, opts: { backend?: string; workers?: number }) => Promise<Embedder>;
 
 async function defaultEmbedderFactory(): Promise<EmbedderFactory> {
-  // A variable specifier: the inference engine is built in parallel and may not exist in this checkout.
-  const spec: string = '../model/infer.js';
-  try {
-    const mod = (await import(spec)) as { createEmbedder?: EmbedderFactory };
-    if (typeof mod.createEmbedder !== 'function') throw new Error('src/model/infer.ts exports no createEmbedder');
-    return mod.createEmbedder;
-  } catch (err) {
-    throw new UserError(`cannot load the embedding engine (src/model/infer.ts): ${(err as Error).message}`);
-  }
+  // Imported on use: the inference engine loads tfjs, which the report-only paths do not need.
+  const { createEmbedder } = await import('../model/infer.js');
+  return createEmbedder;
 }
 
 export interface LoadedUsers {
@@ -335,8 +329,8 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
     const emb = await make(dir, { backend: o.backend, workers: o.workers });
     try {
       const m = emb.manifest;
-      if (m.vocab && typeof m.vocab === 'object' && (m.vocab as { hash?: string }).hash !== ds.vocab.hash) {
-        throw new UserError(`model ${dir} was trained on vocabulary ${(m.vocab as { hash?: string }).hash}, ${o.data} has ${ds.vocab.hash}`);
+      if (m.vocab && m.vocab.hash !== ds.vocab.hash) {
+        throw new UserError(`model ${dir} was trained on vocabulary ${m.vocab.hash}, ${o.data} has ${ds.vocab.hash}`);
       }
       const name = sets.some((s) => s.name === (m.variant ?? basename(dir))) ? `${m.variant} (${basename(dir)})` : (m.variant ?? basename(dir));
       const { vectors, seconds } = await embedAll(ds, emb, loaded.rowOf, o.batchSize, name);

@@ -1,8 +1,8 @@
-// End to end through the compiled CLI, as a user runs it (`npm test` builds dist/ first).
-import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync, statSync } from 'node:fs';
+// End to end through the compiled CLI, as a user runs it (the test setup builds dist/ first).
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openPrepared } from '../../src/data/prepared.js';
 import { tmp } from './helpers.js';
 
@@ -15,19 +15,6 @@ function aetn(args: string[], cwd: string) {
 }
 
 describe('aetn generate / prepare / stats', () => {
-  beforeAll(() => {
-    const built = join(root, 'dist', 'src', 'cli', 'commands', 'prepare.js');
-    const src = join(root, 'src', 'data', 'prepare.ts');
-    if (!existsSync(built) || statSync(built).mtimeMs < statSync(src).mtimeMs) {
-      // other parts may not compile at this moment; tsc still emits ours
-      try {
-        execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'ignore' });
-      } catch {
-        /* emitted with errors elsewhere */
-      }
-    }
-  }, 300_000);
-
   it('runs the documented example end to end', async () => {
     const cwd = tmp('aetn-cli-');
     const g = aetn(['generate', '--users', '2000', '--seed', '1', '--out', 'd'], cwd);

@@ -1,7 +1,7 @@
 // `aetn eval` end to end through the compiled CLI, on a tiny generated world with tiny trained models
 // (AETN, DAE and a realtime head): the real embedder, the real head, the real look-alike algorithm.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,15 +17,6 @@ function aetn(args: string[]) {
 }
 
 beforeAll(() => {
-  const built = join(root, 'dist', 'src', 'cli', 'commands', 'eval.js');
-  const newest = ['run.ts', 'evaluate.ts', 'report.ts', 'fit-pool.ts'].map((f) => statSync(join(root, 'src', 'eval', f)).mtimeMs);
-  if (!existsSync(built) || statSync(built).mtimeMs < Math.max(...newest, statSync(join(root, 'src', 'cli', 'commands', 'eval.ts')).mtimeMs)) {
-    try {
-      execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'ignore' });
-    } catch {
-      /* other parts may not compile right now; tsc still emits ours */
-    }
-  }
   cwd = mkdtempSync(join(tmpdir(), 'aetn-eval-cli-'));
   aetn(['generate', '--users', '800', '--seed', '3', '--out', 'raw', '--apps', '400', '--topics', '8', '--niche-scale', '300']);
   aetn(['prepare', '--in', 'raw', '--out', 'prep', '--shards', '2']);

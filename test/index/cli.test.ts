@@ -1,6 +1,6 @@
 import { beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EmbeddingStore } from '../../src/store/store.js';
@@ -14,17 +14,7 @@ function aetn(...args: string[]): { code: number; out: string; err: string } {
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 
-/** The CLI runs from dist/: compile when our sources are newer than their compiled files. */
-async function ensureBuilt(): Promise<void> {
-  const pairs = ['cli/commands/index', 'cli/commands/store', 'index/build', 'index/handle', 'index/layout', 'store/store'].map((p) => [join(root, 'src', `${p}.ts`), join(root, 'dist', 'src', `${p}.js`)]);
-  const stale = pairs.some(([src, out]) => !existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs);
-  // async: a blocking tsc run would starve vitest's worker RPC
-  if (stale) await new Promise((r) => spawn('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, stdio: 'ignore' }).on('exit', r));
-  for (const [, out] of pairs) expect(existsSync(out), `${out} missing after tsc`).toBe(true);
-}
-
 beforeAll(async () => {
-  await ensureBuilt();
   dir = mkdtempSync(join(tmpdir(), 'aetn-cli-'));
   const store = EmbeddingStore.open(join(dir, 'store'));
   store.registerFeature({ featureId: 'aetn-v1', namespace: 'long', dim: 16, variant: 'aetn', createdAtMs: Date.parse('2026-01-01') });

@@ -1,8 +1,8 @@
 // End to end through the compiled CLI (`npm test` builds dist/ first): `aetn produce` replays a raw
 // dataset into Kafka, `aetn realtime` (a separate process with a real, tiny realtime head) writes
 // short-term vectors, serves /metrics, and on SIGTERM commits and exits 0.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -54,15 +54,6 @@ function writeDataset(dir: string): void {
 describe.skipIf(!brokers)('aetn produce + aetn realtime (compiled CLI, real Kafka, real head)', () => {
   let work: string;
   beforeAll(async () => {
-    const built = join(root, 'dist', 'src', 'cli', 'commands', 'realtime.js');
-    const newest = Math.max(...['src/stream/pipeline.ts', 'src/stream/replay.ts', 'services/realtime.ts', 'services/cli/commands/realtime.ts', 'services/cli/commands/produce.ts'].map((f) => statSync(join(root, f)).mtimeMs));
-    if (!existsSync(built) || statSync(built).mtimeMs < newest) {
-      try {
-        execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'ignore' });
-      } catch {
-        /* other parts may not compile at this moment; tsc still emits ours */
-      }
-    }
     work = mkdtempSync(join(tmpdir(), 'aetn-stream-cli-'));
   }, 300_000);
   afterAll(() => {

@@ -97,13 +97,11 @@ export function register(program: Command): void {
       const { UserError } = await import('../../../src/util/errors.js');
       if (flags.head === 'realtime') {
         // The realtime head has its own trainer (src/model/train-head.ts).
-        const spec: string = '../../../src/model/train-head.js';
-        const mod = (await import(spec)) as { trainHeadCommand?: (opts: Record<string, unknown>) => Promise<unknown> };
-        if (typeof mod.trainHeadCommand !== 'function') throw new UserError('this build has no realtime head trainer (trainHeadCommand)');
+        const { trainHeadCommand } = await import('../../../src/model/train-head.js');
         // Only what the user set: the head has its own defaults (sizes, lr, batch) unlike AETN's.
         const given: Record<string, unknown> = {};
         for (const [k, v] of Object.entries(flags)) if (cmd.getOptionValueSource(k) !== 'default' && k !== 'head') given[k] = v;
-        const res = (await mod.trainHeadCommand(given)) as { featureId?: string; baseFeatureId?: string; out?: string } | undefined;
+        const res = await trainHeadCommand({ ...given, data: flags.data, out: flags.out });
         if (flags.json) process.stdout.write(`${JSON.stringify(res ?? {}, null, 2)}\n`);
         else if (res?.featureId) process.stdout.write(`realtime head ${res.featureId} (base ${res.baseFeatureId}) written to ${res.out ?? flags.out}\n`);
         return;
