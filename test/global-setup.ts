@@ -30,10 +30,10 @@ async function selectedFilesMention(project: TestProject, needle: RegExp): Promi
   try {
     const vitest = project.vitest as unknown as {
       filenamePattern?: string[];
-      globTestSpecifications(filters?: string[]): Promise<{ moduleId: string }[]>;
+      globTestSpecifications(filters?: string[]): Promise<{ moduleId: string; project: { name: string } }[]>;
     };
     const specs = await vitest.globTestSpecifications(vitest.filenamePattern ?? []);
-    return specs.some((s) => needle.test(readFileSync(s.moduleId, 'utf8')));
+    return specs.some((s) => s.project.name === project.name && needle.test(readFileSync(s.moduleId, 'utf8')));
   } catch {
     return true; // cannot tell (vitest internals moved): assume so rather than skip or run stale code
   }
@@ -72,7 +72,16 @@ async function buildDist(): Promise<void> {
 
 export async function setup(project: TestProject): Promise<void> {
   // The CLI tests name bin/aetn.js as a path ('bin/aetn.js') or in parts (join(root, 'bin', 'aetn.js')).
-  if (await selectedFilesMention(project, /bin\/aetn\.js|'bin', 'aetn\.js'/)) await buildDist();
+  if (await selectedFilesMention(project, /bin\/aetn\.js|'bin', 'aetn\.js'/)) {
+    // Each project runs this setup, in one process and at the same time: one build for all.
+    const shared = globalThis as { aetnDistBuild?: Promise<void> };
+    await (shared.aetnDistBuild ??= buildDist());
+  }
+  // The unit project never needs Kafka (vitest.config.ts puts every Kafka test in integration).
+  if (project.name === 'unit') {
+    project.provide('kafkaBrokers', '');
+    return;
+  }
   const external = process.env.AETN_TEST_KAFKA_BROKERS?.trim();
   if (process.env.AETN_TEST_KAFKA === '0') {
     project.provide('kafkaBrokers', '');
