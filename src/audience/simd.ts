@@ -10,6 +10,7 @@
 //     ;; out[r*R + j] = sum_i x[r*d + i] * w[j*d + i]; $d4 = 4*d bytes, a multiple of 16
 //     for r < n: for j < R: acc = f32x4(0); for i < d4 step 16: acc += load(x+i) * load(w+i);
 //                out[...] = acc.lane0 + acc.lane1 + acc.lane2 + acc.lane3)
+import { child } from '../util/log.js';
 import { dot } from './linalg.js';
 
 function leb(n: number): number[] {
@@ -103,8 +104,10 @@ function load(): Kernel | null {
     const inst = new wasm.Instance(new wasm.Module(assemble()));
     const e = inst.exports as unknown as { mem: WasmMemory; gemm: Kernel['gemm'] };
     kernel = { mem: e.mem, gemm: e.gemm };
-  } catch {
-    kernel = null; // no WebAssembly SIMD here: the JS loop below does the same work
+  } catch (err) {
+    // No WebAssembly SIMD here: the JS loop below does the same work, several times slower.
+    child('simd').warn({ err: (err as Error).message }, 'WebAssembly SIMD kernel unavailable: look-alike dot products fall back to plain JS (slower)');
+    kernel = null;
   }
   return kernel;
 }
