@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, resolveBackendName } from '../../src/model/backend.js';
+import { loadNativeGemm, nativeGemmMode } from '../../src/model/native-gemm.js';
 import { LocalEngine } from '../../src/model/train-engine.js';
 import { factory as aetnFactory } from '../../src/model/train-model.js';
 import { UserError } from '../../src/util/errors.js';
@@ -46,14 +47,24 @@ describe('backend selection', () => {
     expect(String((err as Error).message)).toMatch(/--backend wasm/);
   });
 
-  it('reports what runs', async () => {
+  it('reports what runs: the backend that holds and computes new tensors, and which GEMM', async () => {
+    // Computes a product and checks that its result lives on `name`'s backend (not only that the name came back).
+    const product = (name: string): number[] => {
+      const backend = tf.findBackend(name)!;
+      const before = backend.numDataIds();
+      const p = tf.matMul(tf.tensor2d([[1, 2], [3, 4]]), tf.tensor2d([[5, 6], [7, 8]]));
+      expect(backend.numDataIds()).toBeGreaterThan(before);
+      return Array.from(p.dataSync());
+    };
     const info = await initBackend('wasm');
-    expect(info.name).toBe('wasm');
-    expect(tf.getBackend()).toBe('wasm');
-    expect(info.detail).toMatch(/^wasm \(/);
+    expect(product('wasm')).toEqual([19, 22, 43, 50]);
+    expect(info.detail).toMatch(/^wasm \((no )?simd, /);
+    const native = loadNativeGemm().ok && nativeGemmMode() !== 'off';
+    expect(info.gemm).toBe(native ? 'openblas' : 'stock');
+    expect(info.detail).toMatch(native ? /wasm\+openblas: every BatchMatMul/ : /stock matMul: /);
     const cpu = await initBackend('cpu');
-    expect(cpu.name).toBe('cpu');
-    expect(tf.getBackend()).toBe('cpu');
+    expect(product('cpu')).toEqual([19, 22, 43, 50]);
+    expect(cpu).toEqual({ name: 'cpu', detail: 'cpu (pure JS)', gemm: 'stock' });
   });
 });
 

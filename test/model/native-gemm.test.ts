@@ -182,25 +182,32 @@ describe(`native GEMM (OpenBLAS) BatchMatMul${why}`, () => {
   });
 
   it.skipIf(!native.ok)('the backend report names the GEMM, and AETN_NATIVE_GEMM=0 restores the stock kernel', async () => {
-    delete process.env.AETN_NATIVE_GEMM;
-    const on = await initBackend('wasm');
-    expect(on.gemm).toBe('openblas');
-    expect(on.detail).toMatch(/^wasm \(.*wasm\+openblas: every BatchMatMul \(inference: batch-invariant blocks\) on OpenBLAS \d/);
-    process.env.AETN_NATIVE_GEMM = 'all';
-    expect((await initBackend('wasm')).detail).toMatch(/wasm\+openblas: every BatchMatMul \(plain calls.*\) on OpenBLAS \d/);
-    const replaced = tf.getKernel(tf.BatchMatMul, 'wasm');
-    expect(stockKernel('wasm')).toBeDefined();
-    process.env.AETN_NATIVE_GEMM = '0';
-    const off = await initBackend('wasm');
-    expect(off.gemm).toBe('stock');
-    expect(off.detail).toMatch(/stock matMul: AETN_NATIVE_GEMM=0/);
-    expect(tf.getKernel(tf.BatchMatMul, 'wasm')?.kernelFunc).not.toBe(replaced?.kernelFunc);
-    expect(stockKernel('wasm')).toBeUndefined();
-    process.env.AETN_NATIVE_GEMM = '1';
-    expect(useNativeMatMul('wasm', 'default')).toBe(true);
-    const cpu = await initBackend('cpu');
-    expect(cpu.gemm).toBe('stock');
-    expect(cpu.detail).toBe('cpu (pure JS)');
+    // This test switches the GEMM through the environment: put back what the next test expects.
+    const saved = process.env.AETN_NATIVE_GEMM;
+    try {
+      delete process.env.AETN_NATIVE_GEMM;
+      const on = await initBackend('wasm');
+      expect(on.gemm).toBe('openblas');
+      expect(on.detail).toMatch(/^wasm \(.*wasm\+openblas: every BatchMatMul \(inference: batch-invariant blocks\) on OpenBLAS \d/);
+      process.env.AETN_NATIVE_GEMM = 'all';
+      expect((await initBackend('wasm')).detail).toMatch(/wasm\+openblas: every BatchMatMul \(plain calls.*\) on OpenBLAS \d/);
+      const replaced = tf.getKernel(tf.BatchMatMul, 'wasm');
+      expect(stockKernel('wasm')).toBeDefined();
+      process.env.AETN_NATIVE_GEMM = '0';
+      const off = await initBackend('wasm');
+      expect(off.gemm).toBe('stock');
+      expect(off.detail).toMatch(/stock matMul: AETN_NATIVE_GEMM=0/);
+      expect(tf.getKernel(tf.BatchMatMul, 'wasm')?.kernelFunc).not.toBe(replaced?.kernelFunc);
+      expect(stockKernel('wasm')).toBeUndefined();
+      process.env.AETN_NATIVE_GEMM = '1';
+      expect(useNativeMatMul('wasm', 'default')).toBe(true);
+      const cpu = await initBackend('cpu');
+      expect(cpu.gemm).toBe('stock');
+      expect(cpu.detail).toBe('cpu (pure JS)');
+    } finally {
+      if (saved === undefined) delete process.env.AETN_NATIVE_GEMM;
+      else process.env.AETN_NATIVE_GEMM = saved;
+    }
   });
 
   it.skipIf(!native.ok)('default mode: products under a gradient run in plain OpenBLAS calls, inference products in batch-invariant ones', async () => {
