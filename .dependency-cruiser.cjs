@@ -20,7 +20,7 @@ module.exports = {
     lib('store', ['util']),
     lib('audience', ['util']),
     lib('index', ['util', 'config', 'store']),
-    lib('model', ['util', 'config', 'data']),
+    lib('model', ['util', 'gen', 'config', 'data']),
     lib('stream', ['util', 'data', 'gen']),
     lib('serve', ['util', 'gen', 'config', 'store', 'index', 'audience', 'stream']),
     lib('eval', ['util', 'data', 'model', 'audience', 'store', 'index', 'serve']),

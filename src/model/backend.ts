@@ -17,8 +17,11 @@ import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
 import { loadNativeGemm, nativeGemmMode, nativeGemmSummary, nativeMatMulMode, useNativeMatMul } from './native-gemm.js';
 import { registerWasmKernels } from './wasm-kernels.js';
-// Side effect: registers every op gradient (tf-core's Node bundle ships none).
-import './tf-gradients.js';
+// Side effect: registers every op gradient. tfjs-core's Node bundle registers none, and its
+// register_all_gradients.js is extensionless ESM that Node cannot load: `npm run gen:gradients`
+// bundles it with esbuild into src/gen/ at build time. The bundled helpers share tfjs-core's global
+// engine and gradient registry, so the gradients land where tf.grads looks.
+import '../gen/tf-gradients.js';
 
 export type BackendName = 'wasm' | 'tensorflow' | 'cpu';
 export const BACKENDS: readonly BackendName[] = ['wasm', 'tensorflow', 'cpu'];
