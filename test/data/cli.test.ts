@@ -32,11 +32,18 @@ describe('aetn generate / prepare / stats', () => {
     expect(ds.nicheCategories.length).toBe(4);
     expect(ds.lookalikeTargets.length).toBe(1);
     expect(ds.catalog.byId.get(ds.lookalikeTargets[0])!.dropReason).toBe('excluded');
-    const s = aetn(['stats', '--in', 'p'], cwd);
+    // The numbers through --json (the human-readable table is for people, not for tests).
+    const s = aetn(['stats', '--in', 'p', '--json'], cwd);
     expect(s.code).toBe(0);
-    for (const want of ['users                 2000', 'popularity Zipf fit', 'niche categories', 'look-alike target', 'dropped.retention.universal']) expect(s.out).toContain(want);
+    const st = JSON.parse(s.out) as { kind: string; users: number; niche: { category: string }[]; lookalike: { appId: string }[]; zipf: { exponent: number }; counts: Record<string, number> };
+    expect(st.kind).toBe('prepared');
+    expect(st.users).toBe(2000);
+    expect(st.niche.map((n) => n.category).sort()).toEqual([...ds.nicheCategories].sort());
+    expect(st.lookalike.map((l) => l.appId)).toEqual(ds.lookalikeTargets);
+    expect(st.zipf.exponent).toBeGreaterThan(0);
+    expect(st.counts['dropped.retention.universal']).toBeGreaterThan(0);
     const sj = aetn(['stats', '--in', 'd', '--json'], cwd);
-    expect(JSON.parse(sj.out).users).toBe(2000);
+    expect(JSON.parse(sj.out)).toMatchObject({ kind: 'raw', users: 2000 });
     // --leave-out-apps: every app with 20-99 installs leaves the vocabulary (excluded), the rest stay
     const lo = aetn(['prepare', '--in', 'd', '--out', 'lo', '--leave-out-apps', '20:99'], cwd);
     expect(lo.code).toBe(0);
