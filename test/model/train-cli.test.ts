@@ -1,4 +1,4 @@
-// `aetn train` end to end through the compiled CLI (dist/, built by `npm test` / `npm run build`):
+// `aetn train` end to end through the compiled CLI (dist/, which the test setup builds):
 // generate a tiny world, prepare it, train with 2 worker threads (compiled worker.js), resume.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
@@ -9,7 +9,6 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const bin = join(process.cwd(), 'bin', 'aetn.js');
-const hasDist = existsSync(join(process.cwd(), 'dist', 'src', 'cli', 'commands', 'train.js'));
 
 async function aetn(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -24,7 +23,6 @@ async function aetn(args: string[]): Promise<{ code: number; stdout: string; std
 let root: string;
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'aetn-train-cli-'));
-  if (!hasDist) return;
   const g = await aetn(['generate', '--users', '300', '--apps', '400', '--seed', '3', '--out', join(root, 'raw')]);
   expect(g.code, g.stderr).toBe(0);
   const p = await aetn(['prepare', '--in', join(root, 'raw'), '--out', join(root, 'prep'), '--shards', '2']);
@@ -32,7 +30,7 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-describe.skipIf(!hasDist)('aetn train (compiled CLI)', () => {
+describe('aetn train (compiled CLI)', () => {
   const small = ['--d-model', '16', '--heads', '2', '--enc-layers', '1', '--d-emb', '8', '--batch-size', '100', '--lr', '0.003', '--seed', '2'];
 
   it('trains with 2 workers and writes manifest, weights, loss.svg and train-log.json', async () => {

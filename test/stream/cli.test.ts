@@ -1,4 +1,4 @@
-// End to end through the compiled CLI (`npm test` builds dist/ first): `aetn produce` replays a raw
+// End to end through the compiled CLI (the test setup builds dist/ first): `aetn produce` replays a raw
 // dataset into Kafka, `aetn realtime` (a separate process with a real, tiny realtime head) writes
 // short-term vectors, serves /metrics, and on SIGTERM commits and exits 0.
 import { spawn, spawnSync } from 'node:child_process';
