@@ -23,6 +23,8 @@ export interface ServeOptions {
   handleSignals?: boolean;
   /** tfjs backend of the realtime head behind EventService (default wasm). */
   headBackend?: string;
+  /** The serving clock (tests move it to check the short-term horizon); default Date.now. */
+  now?: () => number;
 }
 
 export interface ServeProcess {
@@ -76,7 +78,12 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
   }
   let server: RunningServer;
   try {
-    server = await startServer({ backend, auth, host: cfg.serve.host, port: cfg.serve.port, ...(tls ? { tls } : {}), metrics, log, ...(events ? { extraServices: events.extraServices(auth) } : {}) });
+    const vectors = {
+      weights: { long: cfg.serve.combinedLongWeight, short: cfg.serve.combinedShortWeight },
+      shortTermHorizonMs: cfg.serve.shortTermHorizonMs,
+      ...(opts.now ? { now: opts.now } : {}),
+    };
+    server = await startServer({ backend, auth, host: cfg.serve.host, port: cfg.serve.port, ...(tls ? { tls } : {}), metrics, log, vectors, ...(events ? { extraServices: events.extraServices(auth) } : {}) });
   } catch (err) {
     await events?.close();
     await backend.stop();

@@ -12,7 +12,7 @@ import { Health } from './health.js';
 import { RpcMetrics } from './metrics.js';
 import { addReflection } from './reflection.js';
 import { bindService, InflightCounter } from './rpc.js';
-import { userVectorHandlers } from './user-vectors.js';
+import { userVectorHandlers, type UserVectorOptions } from './user-vectors.js';
 
 export interface ServerOptions {
   backend: ServingBackend;
@@ -24,6 +24,8 @@ export interface ServerOptions {
   metrics?: RpcMetrics;
   log?: Logger;
   audience?: AudienceOptions;
+  /** Combined-vector weights, the short-term horizon and the clock of UserVectorService. */
+  vectors?: UserVectorOptions;
   /** Further services (e.g. EventService) bound next to ours, with health and reflection for them. */
   extraServices?: { register(server: grpc.Server): void; services: DescService[] };
 }
@@ -53,7 +55,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     'grpc.max_send_message_length': 64 * 1024 * 1024,
   });
   const common = { auth: opts.auth, log, metrics, inflight };
-  bindService(server, UserVectorService, userVectorHandlers(opts.backend), { ...common, scope: 'vectors:read' });
+  bindService(server, UserVectorService, userVectorHandlers(opts.backend, opts.vectors), { ...common, scope: 'vectors:read' });
   bindService(server, AudienceService, audienceHandlers(opts.backend, opts.audience), { ...common, scope: 'audience:write' });
   opts.extraServices?.register(server);
   const extra = opts.extraServices?.services ?? [];
