@@ -160,7 +160,7 @@ async function openEventService(cfg: AetnConfig, store: EmbeddingStore, opts: Se
   log.info({ sink: sink.kind, headFeatureId: head.featureId }, 'EventService enabled');
   return {
     extraServices: (auth: ApiKeyAuth) => ({
-      register: (server: import('@grpc/grpc-js').Server) => registerEventService(server, { auth, sink, vocab: head.appIndexOfPackage, log }),
+      register: (server: import('@grpc/grpc-js').Server) => registerEventService(server, { auth, sink, vocab: head.appIndexOfPackage, log, isForgotten: (u: string) => store.isForgotten(u) }),
       services: [EventService],
     }),
     close: async () => {

@@ -40,7 +40,7 @@ export const DEFAULTS: AetnConfig = {
   logLevel: 'info',
 };
 
-export const SCOPES = ['vectors:read', 'audience:write', 'events:write'] as const;
+export const SCOPES = ['vectors:read', 'audience:write', 'events:write', 'admin'] as const;
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 type Kind = 'string' | 'nullableString' | 'port' | 'nullablePort' | 'int' | 'weight' | 'bool' | 'stringList' | 'keys' | 'logLevel';

@@ -19,10 +19,12 @@ export interface AudienceOptions {
 
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
-async function search(idx: AnnSearcher, v: Float32Array, k: number, ef?: number) {
+/** An index search whose answer never names a forgotten user (an index not yet reloaded after a forget may hold them). */
+async function search(backend: ServingBackend, idx: AnnSearcher, v: Float32Array, k: number, ef?: number) {
   const kk = Math.min(k, idx.size);
   if (kk <= 0) return [];
-  return idx.search(v, kk, ef !== undefined ? Math.max(ef, kk) : undefined);
+  const res = await idx.search(v, kk, ef !== undefined ? Math.max(ef, kk) : undefined);
+  return res.filter((n) => !backend.isForgotten(n.userId));
 }
 
 /** The look-alike's view of the store and index for one feature (also used by the benchmark's in-process profile). */
@@ -37,7 +39,7 @@ export function lookalikeDeps(
   return {
     dim: f.dim,
     getVectors: (ids) => backend.getMany(f.featureId, ids).map((v) => v?.vector),
-    search: (v, k) => search(idx, v, k, k),
+    search: (v, k) => search(backend, idx, v, k, k),
     samplePopulation: (n) => backend.population(f.featureId, n, salt),
     maxSearchK: Math.min(idx.size, maxSearchK),
     allUsers: () => backend.allUsers(f.featureId),
@@ -51,6 +53,7 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
   const chunkSize = opts.chunkSize ?? 1000;
   return {
     async searchNeighbors(req) {
+      backend.syncForgotten();
       if (req.k === 0) throw invalid(`k is 0; ask for 1 to ${LIMITS.k} neighbours`);
       checkRange(req.k, 'k', 1, LIMITS.k);
       checkRange(req.ef, 'ef', 0, LIMITS.ef, ' (0 = the index default)');
@@ -75,7 +78,7 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
         const idx = await backend.index(f);
         const want = req.k + (self !== undefined ? 1 : 0);
         const ef = req.ef > 0 ? Math.max(req.ef, want) : undefined;
-        const res = await search(idx, q, want, ef);
+        const res = await search(backend, idx, q, want, ef);
         const neighbors = res
           .filter((n) => n.userId !== self)
           .slice(0, req.k)
@@ -86,6 +89,7 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
 
     async extendLookalike(req, ctx, send) {
       const started = performance.now();
+      backend.syncForgotten();
       if (req.audienceSize === 0) throw invalid(`audience_size is 0; ask for 1 to ${LIMITS.audienceSize} users`);
       checkRange(req.audienceSize, 'audience_size', 1, LIMITS.audienceSize);
       checkRange(req.maxClusters, 'max_clusters', 0, LIMITS.maxClusters, ' (0 = 20)');

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { status, type Metadata } from '@grpc/grpc-js';
 import { RpcError } from './errors.js';
 
-export type Scope = 'vectors:read' | 'audience:write' | 'events:write';
+export type Scope = 'vectors:read' | 'audience:write' | 'events:write' | 'admin';
 
 export interface Principal {
   /** A non-secret label for logs: the first 8 hex digits of the key's digest. */

@@ -59,6 +59,9 @@ export class ServingBackend {
   private readonly populations = new Map<string, Population>();
   private readonly populationDraws = new Map<string, Promise<Population>>();
   private polling = false;
+  /** Tombstoned users (store.forget), reloaded when the store's forget sequence changes. */
+  private forgotten: ReadonlySet<string> = new Set();
+  private forgetSeq = -1;
 
   constructor(
     readonly store: EmbeddingStore,
@@ -92,7 +95,28 @@ export class ServingBackend {
     }
   }
 
+  /**
+   * Re-reads the tombstones when a forget or unforget happened (in this process or another one,
+   * e.g. `aetn store forget`): answers are filtered through them until the indexes are reloaded,
+   * and cached population samples, which may name forgotten users, are dropped. One LMDB read when
+   * nothing changed; called by the poller and at the start of every audience call.
+   */
+  syncForgotten(): void {
+    const seq = this.store.forgetSeq();
+    if (seq === this.forgetSeq) return;
+    this.forgotten = new Set(this.store.forgottenUsers());
+    this.populations.clear();
+    this.forgetSeq = seq;
+    if (seq > 0) this.opts.log.info({ forgotten: this.forgotten.size }, 'forgotten users reloaded');
+  }
+
+  /** Whether a user was forgotten (erased): never part of an answer. */
+  isForgotten(userId: string): boolean {
+    return this.forgotten.size > 0 && this.forgotten.has(userId);
+  }
+
   refreshFeatures(): void {
+    this.syncForgotten();
     const list = this.store.features();
     const before = this.defaults;
     this.byId = new Map(list.map((f) => [f.featureId, f]));
@@ -262,7 +286,8 @@ export class ServingBackend {
     if (count > max || count === 0) return undefined;
     await this.population(featureId, 0, '');
     const pop = this.populations.get(featureId);
-    return pop && pop.userIds.length === pop.count ? pop.userIds : undefined;
+    if (!pop || pop.userIds.length !== pop.count) return undefined;
+    return this.forgotten.size > 0 ? pop.userIds.filter((u) => !this.forgotten.has(u)) : pop.userIds;
   }
 
   /** The kept vocabulary apps of each user (look-alike app features); undefined where not recorded. */

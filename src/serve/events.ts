@@ -23,6 +23,8 @@ export interface EventServiceOptions {
   log: Logger;
   maxEventsPerCall?: number;
   maxFutureMs?: number;
+  /** Erased users: their events are rejected with reason forgotten-user. */
+  isForgotten?: (userId: string) => boolean;
 }
 
 /** Adds aetn.v1.EventService to `server` (before it starts). */
@@ -85,5 +87,6 @@ function validate(ev: AppEvent, opts: EventServiceOptions) {
     vocab: opts.vocab,
     nowMs: Date.now(),
     maxFutureMs: opts.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS,
+    ...(opts.isForgotten ? { isForgotten: opts.isForgotten } : {}),
   });
 }

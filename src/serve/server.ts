@@ -4,6 +4,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { UserVectorService } from '../gen/aetn/v1/user_vector_pb.js';
 import { AudienceService } from '../gen/aetn/v1/audience_pb.js';
+import { AdminService } from '../gen/aetn/v1/admin_pb.js';
+import { adminHandlers } from './admin.js';
 import { child } from '../util/log.js';
 import { audienceHandlers, type AudienceOptions } from './audience.js';
 import type { ApiKeyAuth } from './auth.js';
@@ -43,7 +45,7 @@ export interface RunningServer {
   shutdown(timeoutMs?: number): Promise<{ drained: boolean; cutCalls: number }>;
 }
 
-export const SERVICE_NAMES = [UserVectorService.typeName, AudienceService.typeName];
+export const SERVICE_NAMES = [UserVectorService.typeName, AudienceService.typeName, AdminService.typeName];
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? child('serve');
@@ -57,11 +59,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const common = { auth: opts.auth, log, metrics, inflight };
   bindService(server, UserVectorService, userVectorHandlers(opts.backend, opts.vectors), { ...common, scope: 'vectors:read' });
   bindService(server, AudienceService, audienceHandlers(opts.backend, opts.audience), { ...common, scope: 'audience:write' });
+  bindService(server, AdminService, adminHandlers(opts.backend), { ...common, scope: 'admin' });
   opts.extraServices?.register(server);
   const extra = opts.extraServices?.services ?? [];
   const health = new Health([...SERVICE_NAMES, ...extra.map((d) => d.typeName)]);
   health.addToServer(server);
-  addReflection(server, [UserVectorService, AudienceService, ...extra]);
+  addReflection(server, [UserVectorService, AudienceService, AdminService, ...extra]);
 
   const creds = opts.tls
     ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], false)

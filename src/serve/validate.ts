@@ -13,6 +13,7 @@ export const LIMITS = {
   maxClusters: 50,
   defaultClusters: 20,
   appIdBytes: 256,
+  forgetUsers: 10_000,
 } as const;
 
 function bytes(s: string): number {

@@ -24,6 +24,8 @@
 import { UserError } from '../util/errors.js';
 import type { PipelineStore } from './pipeline.js';
 import { applyEvents, StateDb, DEFAULT_MAX_EVENTS } from './state.js';
+import { openForgotten } from '../store/store.js';
+import type { Database } from 'lmdb';
 import type { HeadFn, RecentEvents, ValidEvent } from './types.js';
 
 export interface ProcessorOptions {
@@ -77,6 +79,8 @@ const STALE = Symbol('stale');
 
 export class EventProcessor {
   readonly stateDb: StateDb;
+  /** Tombstones of erased users: checked at the edge (DLQ) and again inside each transaction. */
+  private readonly forgotten: Database<number, string>;
   private readonly maxEvents: number;
   /** States applied but not yet durable, newest per user. */
   private readonly overlay = new Map<string, RecentEvents>();
@@ -103,6 +107,12 @@ export class EventProcessor {
       throw new UserError(`maxEvents must be an integer in 1..255, got ${opts.maxEvents}`);
     }
     this.stateDb = new StateDb(opts.store.root);
+    this.forgotten = openForgotten(opts.store.root);
+  }
+
+  /** Whether the user was erased; their events must not be applied (callers DLQ them). */
+  isForgotten(userId: string): boolean {
+    return this.forgotten.doesExist(userId);
   }
 
   /** Applies `events` (the direct path); resolves once their effects are committed to disk. */
@@ -188,6 +198,8 @@ export class EventProcessor {
           }
           try {
             for (let i = 0; i < changed.length; i++) {
+              // Forgotten after its events passed the edge check: the erasure wins, nothing is written.
+              if (this.forgotten.doesExist(changed[i]!.userId)) continue;
               this.stateDb.putInTxn(changed[i]!);
               store.putInTxn(featureId, changed[i]!.userId, vectors[i]!);
             }
