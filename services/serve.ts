@@ -83,7 +83,8 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
       shortTermHorizonMs: cfg.serve.shortTermHorizonMs,
       ...(opts.now ? { now: opts.now } : {}),
     };
-    server = await startServer({ backend, auth, host: cfg.serve.host, port: cfg.serve.port, ...(tls ? { tls } : {}), metrics, log, vectors, ...(events ? { extraServices: events.extraServices(auth) } : {}) });
+    const audience = { minSeeds: cfg.serve.lookalikeMinSeeds, minAudience: cfg.serve.lookalikeMinAudience };
+    server = await startServer({ backend, auth, host: cfg.serve.host, port: cfg.serve.port, ...(tls ? { tls } : {}), metrics, log, vectors, audience, ...(events ? { extraServices: events.extraServices(auth) } : {}) });
   } catch (err) {
     await events?.close();
     await backend.stop();

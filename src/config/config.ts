@@ -24,6 +24,10 @@ export interface AetnConfig {
     combinedShortWeight: number;
     /** Short-term vectors older than this are served as expired (the head predicts the next 7 days). */
     shortTermHorizonMs: number;
+    /** Look-alike floor: fewer seeds with a vector than this is refused (not for targeting individuals). */
+    lookalikeMinSeeds: number;
+    /** Look-alike floor: a smaller audience (asked for, or found) than this is refused. */
+    lookalikeMinAudience: number;
   };
   metrics: { host: string; port: number | null };
   kafka: { brokers: string[]; topic: string; dlqTopic: string; groupId: string; clientId: string };
@@ -33,7 +37,7 @@ export interface AetnConfig {
 
 export const DEFAULTS: AetnConfig = {
   storeDir: 'aetn-data/store',
-  serve: { host: '127.0.0.1', port: 50051, tlsCert: null, tlsKey: null, apiKeys: {}, authDisabled: false, drainTimeoutMs: 10_000, lookalikeExhaustiveMaxUsers: 100_000, combinedLongWeight: 0.8, combinedShortWeight: 0.6, shortTermHorizonMs: 7 * 86_400_000 },
+  serve: { host: '127.0.0.1', port: 50051, tlsCert: null, tlsKey: null, apiKeys: {}, authDisabled: false, drainTimeoutMs: 10_000, lookalikeExhaustiveMaxUsers: 100_000, combinedLongWeight: 0.8, combinedShortWeight: 0.6, shortTermHorizonMs: 7 * 86_400_000, lookalikeMinSeeds: 50, lookalikeMinAudience: 100 },
   metrics: { host: '127.0.0.1', port: 9464 },
   kafka: { brokers: [], topic: 'app-events', dlqTopic: 'app-events.dlq', groupId: 'aetn-realtime', clientId: 'aetn' },
   realtime: { headDir: null, maxEvents: 32 },
@@ -59,6 +63,8 @@ const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
   'serve.combinedLongWeight': { kind: 'weight', env: 'AETN_COMBINED_LONG_WEIGHT' },
   'serve.combinedShortWeight': { kind: 'weight', env: 'AETN_COMBINED_SHORT_WEIGHT' },
   'serve.shortTermHorizonMs': { kind: 'int', env: 'AETN_SHORT_TERM_HORIZON_MS' },
+  'serve.lookalikeMinSeeds': { kind: 'int', env: 'AETN_LOOKALIKE_MIN_SEEDS' },
+  'serve.lookalikeMinAudience': { kind: 'int', env: 'AETN_LOOKALIKE_MIN_AUDIENCE' },
   'metrics.host': { kind: 'string', env: 'AETN_METRICS_HOST' },
   'metrics.port': { kind: 'nullablePort', env: 'AETN_METRICS_PORT' },
   'kafka.brokers': { kind: 'stringList', env: 'AETN_KAFKA_BROKERS' },
