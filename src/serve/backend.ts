@@ -43,6 +43,8 @@ export interface BackendOptions {
   exhaustiveMaxUsers?: number;
 }
 
+const FEATURE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
 /** Keys read between two yields to the event loop while drawing a population sample (~2-5 ms). */
 const POPULATION_YIELD_EVERY = 4096;
 
@@ -159,6 +161,11 @@ export class ServingBackend {
    */
   resolve(ns: Namespace, requested: string, field: string): FeatureInfo | undefined {
     if (!requested) return this.defaults[ns];
+    // Feature ids are at most 128 characters of [A-Za-z0-9._:-]: anything else is refused without
+    // echoing it (an unbounded id quoted back overflowed clients' metadata limits).
+    if (!FEATURE_ID.test(requested)) {
+      throw invalid(`${field} is not a feature id (${requested.length} characters; feature ids are 1-128 characters from [A-Za-z0-9._:-])`);
+    }
     let f = this.byId.get(requested);
     if (!f) {
       // Maybe registered since the last poll.

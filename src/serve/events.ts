@@ -9,7 +9,7 @@ import { EventService, PublishEventsResponseSchema, type PublishEventsRequest } 
 import { AppEventSchema, type AppEvent } from '../gen/aetn/v1/events_pb.js';
 import { decodeEvent, isRejection, DEFAULT_MAX_FUTURE_MS } from '../stream/codec.js';
 import type { AcceptedEvent, EventSink } from '../stream/sinks.js';
-import { serviceDefinition } from './adapter.js';
+import { MalformedRequest, serviceDefinition } from './adapter.js';
 import type { ApiKeyAuth } from './auth.js';
 import { RpcError, toStatus } from './errors.js';
 
@@ -52,8 +52,12 @@ function publishEvents(opts: EventServiceOptions): grpc.handleClientStreamingCal
     const accepted: AcceptedEvent[] = [];
     const rejected: { index: number; reason: string; detail: string }[] = [];
     let index = 0;
-    call.on('data', (req: PublishEventsRequest) => {
+    call.on('data', (req: PublishEventsRequest | MalformedRequest) => {
       if (done) return;
+      if (req instanceof MalformedRequest) {
+        fail(new RpcError(grpc.status.INVALID_ARGUMENT, `${req.message}; nothing of this call is acknowledged`));
+        return;
+      }
       for (const ev of req.events) {
         if (index >= limit) {
           fail(new RpcError(grpc.status.RESOURCE_EXHAUSTED, `more than ${limit} events in one call: split them over several calls`));

@@ -4,9 +4,9 @@ import * as grpc from '@grpc/grpc-js';
 import { once } from 'node:events';
 import type { DescMessage, DescService, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
-import { serviceDefinition, toMessage } from './adapter.js';
+import { MalformedRequest, serviceDefinition, toMessage } from './adapter.js';
 import type { ApiKeyAuth, Principal, Scope } from './auth.js';
-import { CancelledError, toStatus } from './errors.js';
+import { CancelledError, invalid, toStatus } from './errors.js';
 import type { RpcMetrics } from './metrics.js';
 
 export interface CallContext {
@@ -206,6 +206,7 @@ function unary(name: string, output: DescMessage, fn: UnaryHandler<DescMessage, 
     };
     try {
       ctx.principal = opts.auth.check(call.metadata, opts.scope);
+      if (call.request instanceof MalformedRequest) throw invalid(call.request.message);
       const out = fn(call.request as MessageShape<DescMessage>, ctx);
       if (out instanceof Promise) out.then(ok, fail);
       else ok(out);
@@ -230,6 +231,7 @@ function serverStream(name: string, output: DescMessage, fn: ServerStreamHandler
     };
     const run = async () => {
       ctx.principal = opts.auth.check(call.metadata, opts.scope);
+      if (call.request instanceof MalformedRequest) throw invalid(call.request.message);
       await fn(call.request as MessageShape<DescMessage>, ctx, send);
     };
     run().then(

@@ -7,6 +7,7 @@ import { AudienceService } from '../gen/aetn/v1/audience_pb.js';
 import { AdminService } from '../gen/aetn/v1/admin_pb.js';
 import { adminHandlers } from './admin.js';
 import { child } from '../util/log.js';
+import { routeGrpcLogs } from './grpc-log.js';
 import { audienceHandlers, type AudienceOptions } from './audience.js';
 import type { ApiKeyAuth } from './auth.js';
 import type { ServingBackend } from './backend.js';
@@ -49,6 +50,7 @@ export const SERVICE_NAMES = [UserVectorService.typeName, AudienceService.typeNa
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? child('serve');
+  routeGrpcLogs(log);
   const metrics = opts.metrics ?? new RpcMetrics();
   const inflight = new InflightCounter();
   const server = new grpc.Server({
