@@ -37,14 +37,30 @@ export class MalformedRequest {
   }
 }
 
-function lenientDeserializer(desc: DescMessage): (buf: Buffer) => unknown {
-  return (buf) => {
+/**
+ * A request as received, not decoded yet: the binding layer checks the API key and the method's
+ * size cap first, so a keyless or oversized call never pays for decoding (decoding a 58 MB
+ * look-alike request cost far more memory than its bytes).
+ */
+export class RawRequest {
+  constructor(
+    readonly desc: DescMessage,
+    readonly bytes: Buffer,
+  ) {}
+  get size(): number {
+    return this.bytes.length;
+  }
+  decode(): unknown {
     try {
-      return fromBinary(desc, buf);
+      return fromBinary(this.desc, this.bytes);
     } catch (err) {
-      return new MalformedRequest(desc.typeName, (err as Error).message);
+      return new MalformedRequest(this.desc.typeName, (err as Error).message);
     }
-  };
+  }
+}
+
+function lenientDeserializer(desc: DescMessage): (buf: Buffer) => unknown {
+  return (buf) => new RawRequest(desc, buf);
 }
 
 /** A grpc-js ServiceDefinition keyed by the method's local (lowerCamel) name. */

@@ -9,7 +9,8 @@ import { EventService, PublishEventsResponseSchema, type PublishEventsRequest } 
 import { AppEventSchema, type AppEvent } from '../gen/aetn/v1/events_pb.js';
 import { decodeEvent, isRejection, DEFAULT_MAX_FUTURE_MS } from '../stream/codec.js';
 import type { AcceptedEvent, EventSink } from '../stream/sinks.js';
-import { MalformedRequest, serviceDefinition } from './adapter.js';
+import { serviceDefinition } from './adapter.js';
+import { decodeRequest } from './rpc.js';
 import type { ApiKeyAuth } from './auth.js';
 import { RpcError, toStatus } from './errors.js';
 
@@ -52,10 +53,13 @@ function publishEvents(opts: EventServiceOptions): grpc.handleClientStreamingCal
     const accepted: AcceptedEvent[] = [];
     const rejected: { index: number; reason: string; detail: string }[] = [];
     let index = 0;
-    call.on('data', (req: PublishEventsRequest | MalformedRequest) => {
+    call.on('data', (raw: unknown) => {
       if (done) return;
-      if (req instanceof MalformedRequest) {
-        fail(new RpcError(grpc.status.INVALID_ARGUMENT, `${req.message}; nothing of this call is acknowledged`));
+      let req: PublishEventsRequest;
+      try {
+        req = decodeRequest(raw, 'EventService/PublishEvents') as unknown as PublishEventsRequest;
+      } catch (err) {
+        fail(new RpcError((err as RpcError).code, `${(err as Error).message}; nothing of this call is acknowledged`));
         return;
       }
       for (const ev of req.events) {

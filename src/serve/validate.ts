@@ -14,7 +14,16 @@ export const LIMITS = {
   defaultClusters: 20,
   appIdBytes: 256,
   forgetUsers: 10_000,
+  /** Request bytes accepted per message, by default (every list a method takes fits well below it). */
+  requestBytes: 4 * 1024 * 1024,
+  /** ExtendLookalike: up to 100,000 seeds and 1,000,000 exclusions (the server's receive limit). */
+  lookalikeRequestBytes: 64 * 1024 * 1024,
 } as const;
+
+/** The most bytes one request message of `method` ("Service/Method") may have. */
+export function requestCap(method: string): number {
+  return method === 'AudienceService/ExtendLookalike' ? LIMITS.lookalikeRequestBytes : LIMITS.requestBytes;
+}
 
 function bytes(s: string): number {
   // Fast path: a UTF-16 code unit never takes more than 3 UTF-8 bytes.

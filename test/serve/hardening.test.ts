@@ -70,6 +70,29 @@ describe('hardening', () => {
     expect(text).toMatch(/aetn_grpc_requests_total\{method="UserVectorService\/GetUserVector",code="INVALID_ARGUMENT"\} [1-9]/);
   });
 
+  it('caps request size per method, after the key check: 4 MB, 64 MB for ExtendLookalike', async () => {
+    // user_id (field 1) of 5 MB: a valid message, over the cap.
+    const big = Buffer.alloc(5 * 1024 * 1024 + 8);
+    const n = big.length - 5; // length varint takes 4 bytes here
+    big[0] = 0x0a;
+    big.writeUInt8((n & 0x7f) | 0x80, 1);
+    big.writeUInt8(((n >> 7) & 0x7f) | 0x80, 2);
+    big.writeUInt8(((n >> 14) & 0x7f) | 0x80, 3);
+    big.writeUInt8(n >> 21, 4);
+    big.fill(0x61, 5);
+    const anon = (await rawCall('/aetn.v1.UserVectorService/GetUserVector', big, {})) as grpc.ServiceError;
+    expect(anon.code).toBe(grpc.status.UNAUTHENTICATED);
+    const e = (await rawCall('/aetn.v1.UserVectorService/GetUserVector', big, { 'x-api-key': KEYS.both })) as grpc.ServiceError;
+    expect(e.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(e.details).toBe(`the request is ${big.length} bytes; UserVectorService/GetUserVector accepts at most ${4 * 1024 * 1024} bytes`);
+    // A look-alike with 400,000 exclusions (~6 MB) is within its own cap.
+    const exclude = Array.from({ length: 400_000 }, (_, i) => `x-${i}`);
+    const seeds = fx.installers.slice(0, 20);
+    const msgs = [];
+    for await (const m of au.extendLookalike({ seeds: { case: 'seedUsers', value: { userIds: seeds } }, audienceSize: 10, excludeUserIds: exclude })) msgs.push(m);
+    expect(msgs.at(-1)!.message.case).toBe('summary');
+  });
+
   it('"Bearer" without a space is an invalid key, not a missing one', async () => {
     const body = Buffer.from([0x0a, 0x01, 0x78]); // user_id "x"
     const e = (await rawCall('/aetn.v1.UserVectorService/GetUserVector', body, { authorization: `Bearer${KEYS.both}` })) as grpc.ServiceError;
