@@ -21,7 +21,7 @@ module.exports = {
     lib('audience', ['util']),
     lib('index', ['util', 'config', 'store']),
     lib('model', ['util', 'gen', 'config', 'data']),
-    lib('stream', ['util', 'data', 'gen']),
+    lib('stream', ['util', 'data', 'gen', 'store']),
     lib('serve', ['util', 'gen', 'config', 'store', 'index', 'audience', 'stream']),
     lib('eval', ['util', 'data', 'model', 'audience', 'store', 'index', 'serve']),
     // Processes: the service entry points and the CLI (services/cli) use any library; the CLI

@@ -100,11 +100,13 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
     const flush = async (next: RunProgress): Promise<void> => {
       if (pending.length > 0) {
         const vecs = await embedder.embed(pending);
-        await store.putMany(
+        const erased = await store.putMany(
           featureId,
           pending.map((ex, i) => ({ userId: ex.userId, vector: vecs[i]! })),
           { runState: { runId, state: next } },
         );
+        // Users erased with `aetn store forget` are in old prepared data; the store keeps them out.
+        if (erased > 0) log.info({ featureId, skipped: erased }, 'forgotten users skipped (tombstones)');
         bar.tick(pending.length, `${((bar.rate * embedder.flopsPerUser) / 1e9).toFixed(1)} GFLOP/s`);
       } else {
         await store.setRunState(runId, next);

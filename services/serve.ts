@@ -23,6 +23,8 @@ export interface ServeOptions {
   handleSignals?: boolean;
   /** tfjs backend of the realtime head behind EventService (default wasm). */
   headBackend?: string;
+  /** The serving clock (tests move it to check the short-term horizon); default Date.now. */
+  now?: () => number;
 }
 
 export interface ServeProcess {
@@ -76,7 +78,13 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
   }
   let server: RunningServer;
   try {
-    server = await startServer({ backend, auth, host: cfg.serve.host, port: cfg.serve.port, ...(tls ? { tls } : {}), metrics, log, ...(events ? { extraServices: events.extraServices(auth) } : {}) });
+    const vectors = {
+      weights: { long: cfg.serve.combinedLongWeight, short: cfg.serve.combinedShortWeight },
+      shortTermHorizonMs: cfg.serve.shortTermHorizonMs,
+      ...(opts.now ? { now: opts.now } : {}),
+    };
+    const audience = { minSeeds: cfg.serve.lookalikeMinSeeds, minAudience: cfg.serve.lookalikeMinAudience };
+    server = await startServer({ backend, auth, host: cfg.serve.host, port: cfg.serve.port, ...(tls ? { tls } : {}), metrics, log, vectors, audience, ...(events ? { extraServices: events.extraServices(auth) } : {}) });
   } catch (err) {
     await events?.close();
     await backend.stop();
@@ -153,7 +161,7 @@ async function openEventService(cfg: AetnConfig, store: EmbeddingStore, opts: Se
   log.info({ sink: sink.kind, headFeatureId: head.featureId }, 'EventService enabled');
   return {
     extraServices: (auth: ApiKeyAuth) => ({
-      register: (server: import('@grpc/grpc-js').Server) => registerEventService(server, { auth, sink, vocab: head.appIndexOfPackage, log }),
+      register: (server: import('@grpc/grpc-js').Server) => registerEventService(server, { auth, sink, vocab: head.appIndexOfPackage, log, isForgotten: (u: string) => store.isForgotten(u) }),
       services: [EventService],
     }),
     close: async () => {

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AetnConfig } from '../src/config/config.js';
-import { openPrepared } from '../src/data/prepared.js';
+import { installersOf, openPrepared } from '../src/data/prepared.js';
 import { EmbeddingStore } from '../src/store/store.js';
 import { readCurrent, featureIndexDir } from '../src/index/layout.js';
 import { UserError } from '../src/util/errors.js';
@@ -142,6 +142,25 @@ export async function whyNoHeadSamples(preparedDir: string): Promise<string | un
   return 'no user has an install after an earlier event (the realtime head learns from those)';
 }
 
+/**
+ * The app whose installers seed the demo's look-alike call: a niche look-alike target with at least
+ * the look-alike's seed floor of installers (a smaller world may have none: then the least-installed
+ * app that reaches the floor, or failing that the most-installed one).
+ */
+async function demoSeedApp(ds: Awaited<ReturnType<typeof openPrepared>>, minSeeds: number): Promise<string> {
+  const targets = ds.lookalikeTargets;
+  if (targets.length > 0) {
+    const inst = await installersOf(ds, targets);
+    const ok = targets.find((a) => (inst.get(a)?.length ?? 0) >= minSeeds);
+    if (ok) return ok;
+  }
+  const apps = ds.vocab.apps.map((a) => a.appId);
+  const inst = await installersOf(ds, [...targets, ...apps]);
+  const ranked = [...inst.entries()].sort((a, b) => a[1].length - b[1].length);
+  const niche = ranked.find(([, users]) => users.length >= minSeeds);
+  return niche?.[0] ?? ranked[ranked.length - 1]?.[0] ?? '';
+}
+
 export async function examples(sys: BuiltSystem, cfg: AetnConfig): Promise<string> {
   const ds = await openPrepared(sys.preparedDir);
   let user = '';
@@ -149,7 +168,7 @@ export async function examples(sys: BuiltSystem, cfg: AetnConfig): Promise<strin
     user = ex.userId;
     break;
   }
-  const app = ds.lookalikeTargets[0] ?? ds.vocab.apps[ds.vocab.apps.length - 1]?.appId ?? '';
+  const app = await demoSeedApp(ds, cfg.serve.lookalikeMinSeeds);
   const addr = `${cfg.serve.host}:${cfg.serve.port}`;
   const h = `-H 'x-api-key: ${sys.apiKey}'`;
   return [

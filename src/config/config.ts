@@ -18,6 +18,16 @@ export interface AetnConfig {
     drainTimeoutMs: number;
     /** Look-alike calls score every user (no candidate search) in features of at most this many users. */
     lookalikeExhaustiveMaxUsers: number;
+    /** Weight of the unit-normalised long-term part in `combined` (a request may set its own). */
+    combinedLongWeight: number;
+    /** Weight of the unit-normalised short-term part in `combined`. */
+    combinedShortWeight: number;
+    /** Short-term vectors older than this are served as expired (the head predicts the next 7 days). */
+    shortTermHorizonMs: number;
+    /** Look-alike floor: fewer seeds with a vector than this is refused (not for targeting individuals). */
+    lookalikeMinSeeds: number;
+    /** Look-alike floor: a smaller audience (asked for, or found) than this is refused. */
+    lookalikeMinAudience: number;
   };
   metrics: { host: string; port: number | null };
   kafka: { brokers: string[]; topic: string; dlqTopic: string; groupId: string; clientId: string };
@@ -47,7 +57,7 @@ export interface AetnConfig {
 
 export const DEFAULTS: AetnConfig = {
   storeDir: 'aetn-data/store',
-  serve: { host: '127.0.0.1', port: 50051, tlsCert: null, tlsKey: null, apiKeys: {}, authDisabled: false, drainTimeoutMs: 10_000, lookalikeExhaustiveMaxUsers: 100_000 },
+  serve: { host: '127.0.0.1', port: 50051, tlsCert: null, tlsKey: null, apiKeys: {}, authDisabled: false, drainTimeoutMs: 10_000, lookalikeExhaustiveMaxUsers: 100_000, combinedLongWeight: 0.8, combinedShortWeight: 0.6, shortTermHorizonMs: 7 * 86_400_000, lookalikeMinSeeds: 50, lookalikeMinAudience: 100 },
   metrics: { host: '127.0.0.1', port: 9464 },
   kafka: { brokers: [], topic: 'app-events', dlqTopic: 'app-events.dlq', groupId: 'aetn-realtime', clientId: 'aetn' },
   realtime: { headDir: null, maxEvents: 32 },
@@ -55,10 +65,10 @@ export const DEFAULTS: AetnConfig = {
   runtime: { backend: 'wasm', nativeGemm: 'default', headHost: true, hnswlibAddon: null, wasmNaiveTransposedMatmul: false, memoryBudgetMiB: null, progress: true },
 };
 
-export const SCOPES = ['vectors:read', 'audience:write', 'events:write'] as const;
+export const SCOPES = ['vectors:read', 'audience:write', 'events:write', 'admin'] as const;
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
-type Kind = 'string' | 'nullableString' | 'port' | 'nullablePort' | 'int' | 'nullableInt' | 'bool' | 'stringList' | 'keys' | 'logLevel' | 'backend' | 'nativeGemm';
+type Kind = 'string' | 'nullableString' | 'port' | 'nullablePort' | 'int' | 'nullableInt' | 'weight' | 'bool' | 'stringList' | 'keys' | 'logLevel' | 'backend' | 'nativeGemm';
 const BACKENDS = ['wasm', 'cpu', 'tensorflow'];
 
 /** Every key a user may set, with its type and its environment variable. */
@@ -72,6 +82,11 @@ const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
   'serve.authDisabled': { kind: 'bool', env: 'AETN_AUTH_DISABLED' },
   'serve.drainTimeoutMs': { kind: 'int', env: 'AETN_DRAIN_TIMEOUT_MS' },
   'serve.lookalikeExhaustiveMaxUsers': { kind: 'int', env: 'AETN_LOOKALIKE_EXHAUSTIVE_MAX_USERS' },
+  'serve.combinedLongWeight': { kind: 'weight', env: 'AETN_COMBINED_LONG_WEIGHT' },
+  'serve.combinedShortWeight': { kind: 'weight', env: 'AETN_COMBINED_SHORT_WEIGHT' },
+  'serve.shortTermHorizonMs': { kind: 'int', env: 'AETN_SHORT_TERM_HORIZON_MS' },
+  'serve.lookalikeMinSeeds': { kind: 'int', env: 'AETN_LOOKALIKE_MIN_SEEDS' },
+  'serve.lookalikeMinAudience': { kind: 'int', env: 'AETN_LOOKALIKE_MIN_AUDIENCE' },
   'metrics.host': { kind: 'string', env: 'AETN_METRICS_HOST' },
   'metrics.port': { kind: 'nullablePort', env: 'AETN_METRICS_PORT' },
   'kafka.brokers': { kind: 'stringList', env: 'AETN_KAFKA_BROKERS' },
@@ -109,6 +124,9 @@ export function loadConfig(opts: LoadOptions = {}): AetnConfig {
   }
   for (const [key, value] of Object.entries(opts.overrides ?? {})) {
     if (value !== undefined) apply(cfg, key, value, 'command line');
+  }
+  if (cfg.serve.combinedLongWeight === 0 && cfg.serve.combinedShortWeight === 0) {
+    throw new UserError('config: serve.combinedLongWeight and serve.combinedShortWeight are both 0; give at least one part of `combined` a positive weight');
   }
   if ((cfg.serve.tlsCert === null) !== (cfg.serve.tlsKey === null)) {
     throw new UserError('config: serve.tlsCert and serve.tlsKey must be set together (or neither)');
@@ -207,6 +225,12 @@ function apply(cfg: AetnConfig, key: string, value: unknown, source: string): vo
       else if (t === 'all') v = 'all';
       else if (t === 'off' || t === '0' || t === 'false' || t === false) v = 'off';
       else throw bad('must be default (or 1/on), all, or off (or 0)');
+      break;
+    }
+    case 'weight': {
+      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 100) throw bad('must be a number from 0 to 100');
+      v = n;
       break;
     }
     case 'bool':

@@ -21,6 +21,48 @@ function deserializer(desc: DescMessage): (buf: Buffer) => unknown {
   return (buf) => fromBinary(desc, buf);
 }
 
+/**
+ * A request that did not decode. grpc-js answers a throwing request deserializer with INTERNAL
+ * ("Error deserializing request"), before any handler, metric or log line sees the call; so the
+ * server-side deserializer returns this instead, and the binding layer (rpc.ts, events.ts) answers
+ * INVALID_ARGUMENT through the normal path (counted and logged like every refused call).
+ */
+export class MalformedRequest {
+  constructor(
+    readonly typeName: string,
+    readonly reason: string,
+  ) {}
+  get message(): string {
+    return `the request is not a valid ${this.typeName} message (${this.reason.slice(0, 200)})`;
+  }
+}
+
+/**
+ * A request as received, not decoded yet: the binding layer checks the API key and the method's
+ * size cap first, so a keyless or oversized call never pays for decoding (decoding a 58 MB
+ * look-alike request cost far more memory than its bytes).
+ */
+export class RawRequest {
+  constructor(
+    readonly desc: DescMessage,
+    readonly bytes: Buffer,
+  ) {}
+  get size(): number {
+    return this.bytes.length;
+  }
+  decode(): unknown {
+    try {
+      return fromBinary(this.desc, this.bytes);
+    } catch (err) {
+      return new MalformedRequest(this.desc.typeName, (err as Error).message);
+    }
+  }
+}
+
+function lenientDeserializer(desc: DescMessage): (buf: Buffer) => unknown {
+  return (buf) => new RawRequest(desc, buf);
+}
+
 /** A grpc-js ServiceDefinition keyed by the method's local (lowerCamel) name. */
 export function serviceDefinition(service: DescService): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -31,7 +73,8 @@ export function serviceDefinition(service: DescService): grpc.ServiceDefinition 
       requestStream: m.methodKind === 'client_streaming' || m.methodKind === 'bidi_streaming',
       responseStream: m.methodKind === 'server_streaming' || m.methodKind === 'bidi_streaming',
       requestSerialize: serializer(m.input),
-      requestDeserialize: deserializer(m.input),
+      // Only servers decode requests: malformed ones become MalformedRequest (see above).
+      requestDeserialize: lenientDeserializer(m.input),
       responseSerialize: serializer(m.output),
       responseDeserialize: deserializer(m.output),
     };

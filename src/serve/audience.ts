@@ -5,7 +5,8 @@ import { AudienceService } from '../gen/aetn/v1/audience_pb.js';
 import { extendLookalike, type LookalikeDeps } from '../audience/lookalike.js';
 import type { ServingBackend, AnnSearcher } from './backend.js';
 import type { FeatureInfo } from '../store/types.js';
-import { invalid, notFound } from './errors.js';
+import { invalid, notFound, RpcError } from './errors.js';
+import { status } from '@grpc/grpc-js';
 import { encodeAudienceChunk } from './encode.js';
 import type { ServiceImpl } from './rpc.js';
 import { checkRange, checkUserId, checkUserIds, checkVector, LIMITS } from './validate.js';
@@ -15,14 +16,22 @@ export interface AudienceOptions {
   chunkSize?: number;
   /** Largest k one index search may use inside a look-alike call. */
   maxSearchK?: number;
+  /** Floors (serve.lookalikeMinSeeds / serve.lookalikeMinAudience): look-alike is not for targeting individuals. */
+  minSeeds?: number;
+  minAudience?: number;
 }
+
+export const DEFAULT_MIN_SEEDS = 50;
+export const DEFAULT_MIN_AUDIENCE = 100;
 
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
-async function search(idx: AnnSearcher, v: Float32Array, k: number, ef?: number) {
+/** An index search whose answer never names a forgotten user (an index not yet reloaded after a forget may hold them). */
+async function search(backend: ServingBackend, idx: AnnSearcher, v: Float32Array, k: number, ef?: number) {
   const kk = Math.min(k, idx.size);
   if (kk <= 0) return [];
-  return idx.search(v, kk, ef !== undefined ? Math.max(ef, kk) : undefined);
+  const res = await idx.search(v, kk, ef !== undefined ? Math.max(ef, kk) : undefined);
+  return res.filter((n) => !backend.isForgotten(n.userId));
 }
 
 /** The look-alike's view of the store and index for one feature (also used by the benchmark's in-process profile). */
@@ -37,7 +46,7 @@ export function lookalikeDeps(
   return {
     dim: f.dim,
     getVectors: (ids) => backend.getMany(f.featureId, ids).map((v) => v?.vector),
-    search: (v, k) => search(idx, v, k, k),
+    search: (v, k) => search(backend, idx, v, k, k),
     samplePopulation: (n) => backend.population(f.featureId, n, salt),
     maxSearchK: Math.min(idx.size, maxSearchK),
     allUsers: () => backend.allUsers(f.featureId),
@@ -49,8 +58,11 @@ export function lookalikeDeps(
 
 export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions = {}): ServiceImpl<typeof AudienceService> {
   const chunkSize = opts.chunkSize ?? 1000;
+  const minSeeds = opts.minSeeds ?? DEFAULT_MIN_SEEDS;
+  const minAudience = opts.minAudience ?? DEFAULT_MIN_AUDIENCE;
   return {
     async searchNeighbors(req) {
+      backend.syncForgotten();
       if (req.k === 0) throw invalid(`k is 0; ask for 1 to ${LIMITS.k} neighbours`);
       checkRange(req.k, 'k', 1, LIMITS.k);
       checkRange(req.ef, 'ef', 0, LIMITS.ef, ' (0 = the index default)');
@@ -75,7 +87,7 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
         const idx = await backend.index(f);
         const want = req.k + (self !== undefined ? 1 : 0);
         const ef = req.ef > 0 ? Math.max(req.ef, want) : undefined;
-        const res = await search(idx, q, want, ef);
+        const res = await search(backend, idx, q, want, ef);
         const neighbors = res
           .filter((n) => n.userId !== self)
           .slice(0, req.k)
@@ -86,10 +98,14 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
 
     async extendLookalike(req, ctx, send) {
       const started = performance.now();
+      backend.syncForgotten();
       if (req.audienceSize === 0) throw invalid(`audience_size is 0; ask for 1 to ${LIMITS.audienceSize} users`);
       checkRange(req.audienceSize, 'audience_size', 1, LIMITS.audienceSize);
       checkRange(req.maxClusters, 'max_clusters', 0, LIMITS.maxClusters, ' (0 = 20)');
       checkUserIds(req.excludeUserIds, 'exclude_user_ids', LIMITS.excludeUsers, true);
+      if (req.audienceSize < minAudience) {
+        throw new RpcError(status.FAILED_PRECONDITION, `audience_size is ${req.audienceSize}, below the minimum audience size of ${minAudience} (serve.lookalikeMinAudience): look-alike audiences are not for targeting individuals`);
+      }
       let seeds: string[];
       switch (req.seeds.case) {
         case 'seedUsers':
@@ -109,6 +125,16 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
           throw invalid('seeds are missing: set seed_users or seed_app_id');
       }
       const { f, res } = await backend.withFeature('long', req.featureId, 'feature_id', async (f) => {
+        // Seeds that can take part (distinct, with a vector): the floor counts those, not ids sent.
+        const distinct = [...new Set(seeds)];
+        const known = backend.getMany(f.featureId, distinct).filter((v) => v !== undefined).length;
+        // None known at all stays NOT_FOUND (the look-alike says so); a few known is below the floor.
+        if (known > 0 && known < minSeeds) {
+          throw new RpcError(
+            status.FAILED_PRECONDITION,
+            `${known} of the ${distinct.length} seeds have a vector in feature ${f.featureId}, below the minimum of ${minSeeds} seeds (serve.lookalikeMinSeeds): look-alike audiences are not for targeting individuals`,
+          );
+        }
         const idx = await backend.index(f);
         ctx.throwIfCancelled();
         const deps = lookalikeDeps(backend, f, idx, ctx.requestId, opts.maxSearchK, async () => {
@@ -119,6 +145,9 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
         const res = await extendLookalike(seeds, { audienceSize: req.audienceSize, exclude: req.excludeUserIds, maxClusters: req.maxClusters || LIMITS.defaultClusters }, deps);
         return { f, res };
       });
+      if (res.users.length < minAudience) {
+        throw new RpcError(status.FAILED_PRECONDITION, `only ${res.users.length} users could be found for this audience, below the minimum audience size of ${minAudience} (serve.lookalikeMinAudience); nothing is returned`);
+      }
       const ms = (x: number) => Math.round(x * 10) / 10;
       const t = res.timings;
       ctx.log.info(

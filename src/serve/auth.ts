@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { status, type Metadata } from '@grpc/grpc-js';
 import { RpcError } from './errors.js';
 
-export type Scope = 'vectors:read' | 'audience:write' | 'events:write';
+export type Scope = 'vectors:read' | 'audience:write' | 'events:write' | 'admin';
 
 export interface Principal {
   /** A non-secret label for logs: the first 8 hex digits of the key's digest. */
@@ -42,8 +42,14 @@ export class ApiKeyAuth {
   check(metadata: Metadata, scope: Scope): Principal {
     if (this.disabled) return ANONYMOUS;
     const key = extractKey(metadata);
+    if (key === MALFORMED_AUTHORIZATION) {
+      throw new RpcError(status.UNAUTHENTICATED, 'invalid API key: the authorization metadata must be "Bearer <key>" (one space, no other text)');
+    }
     if (key === undefined) {
-      throw new RpcError(status.UNAUTHENTICATED, 'missing API key: send metadata "x-api-key: <key>" or "authorization: Bearer <key>"');
+      throw new RpcError(
+        status.UNAUTHENTICATED,
+        'missing API key: send metadata "x-api-key: <key>" or "authorization: Bearer <key>" (a value with characters outside printable ASCII, e.g. a trailing non-breaking space, is dropped by the transport and reads as missing)',
+      );
     }
     // A map lookup by digest: the caller cannot steer the digest, so lookup timing tells nothing.
     const p = this.byDigest.get(digest(key));
@@ -55,13 +61,16 @@ export class ApiKeyAuth {
   }
 }
 
-function extractKey(md: Metadata): string | undefined {
+const MALFORMED_AUTHORIZATION = Symbol('malformed authorization');
+
+function extractKey(md: Metadata): string | typeof MALFORMED_AUTHORIZATION | undefined {
   const x = md.get('x-api-key')[0];
   if (typeof x === 'string' && x.length > 0) return x;
   const a = md.get('authorization')[0];
-  if (typeof a === 'string') {
+  if (typeof a === 'string' && a.length > 0) {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(a);
-    if (m) return m[1];
+    // Present but not "Bearer <key>" (e.g. "Bearer<key>"): a wrong key, not a missing one.
+    return m ? m[1] : MALFORMED_AUTHORIZATION;
   }
   return undefined;
 }

@@ -44,6 +44,8 @@ export interface BackendOptions {
   exhaustiveMaxUsers?: number;
 }
 
+const FEATURE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
 /** Keys read between two yields to the event loop while drawing a population sample (~2-5 ms). */
 const POPULATION_YIELD_EVERY = 4096;
 
@@ -60,6 +62,9 @@ export class ServingBackend {
   private readonly populations = new Map<string, Population>();
   private readonly populationDraws = new Map<string, Promise<Population>>();
   private polling = false;
+  /** Tombstoned users (store.forget), reloaded when the store's forget sequence changes. */
+  private forgotten: ReadonlySet<string> = new Set();
+  private forgetSeq = -1;
 
   constructor(
     readonly store: EmbeddingStore,
@@ -93,7 +98,28 @@ export class ServingBackend {
     }
   }
 
+  /**
+   * Re-reads the tombstones when a forget or unforget happened (in this process or another one,
+   * e.g. `aetn store forget`): answers are filtered through them until the indexes are reloaded,
+   * and cached population samples, which may name forgotten users, are dropped. One LMDB read when
+   * nothing changed; called by the poller and at the start of every audience call.
+   */
+  syncForgotten(): void {
+    const seq = this.store.forgetSeq();
+    if (seq === this.forgetSeq) return;
+    this.forgotten = new Set(this.store.forgottenUsers());
+    this.populations.clear();
+    this.forgetSeq = seq;
+    if (seq > 0) this.opts.log.info({ forgotten: this.forgotten.size }, 'forgotten users reloaded');
+  }
+
+  /** Whether a user was forgotten (erased): never part of an answer. */
+  isForgotten(userId: string): boolean {
+    return this.forgotten.size > 0 && this.forgotten.has(userId);
+  }
+
   refreshFeatures(): void {
+    this.syncForgotten();
     const list = this.store.features();
     const before = this.defaults;
     this.byId = new Map(list.map((f) => [f.featureId, f]));
@@ -136,6 +162,11 @@ export class ServingBackend {
    */
   resolve(ns: Namespace, requested: string, field: string): FeatureInfo | undefined {
     if (!requested) return this.defaults[ns];
+    // Feature ids are at most 128 characters of [A-Za-z0-9._:-]: anything else is refused without
+    // echoing it (an unbounded id quoted back overflowed clients' metadata limits).
+    if (!FEATURE_ID.test(requested)) {
+      throw invalid(`${field} is not a feature id (${requested.length} characters; feature ids are 1-128 characters from [A-Za-z0-9._:-])`);
+    }
     let f = this.byId.get(requested);
     if (!f) {
       // Maybe registered since the last poll.
@@ -263,7 +294,8 @@ export class ServingBackend {
     if (count > max || count === 0) return undefined;
     await this.population(featureId, 0, '');
     const pop = this.populations.get(featureId);
-    return pop && pop.userIds.length === pop.count ? pop.userIds : undefined;
+    if (!pop || pop.userIds.length !== pop.count) return undefined;
+    return this.forgotten.size > 0 ? pop.userIds.filter((u) => !this.forgotten.has(u)) : pop.userIds;
   }
 
   /** The kept vocabulary apps of each user (look-alike app features); undefined where not recorded. */

@@ -14,6 +14,40 @@ export interface UserVectorPlan {
   wantLong: boolean;
   wantShort: boolean;
   wantCombined: boolean;
+  /** Weights of the unit-normalised parts in `combined` (echoed when wantCombined). */
+  weights: CombinedWeights;
+}
+
+export interface CombinedWeights {
+  long: number;
+  short: number;
+}
+
+/**
+ * A stored vector as served: `expired` marks a short-term vector older than the horizon, which is
+ * answered as absent (present false, no values, zeros in `combined`) with its time stamps and
+ * `expired = true`.
+ */
+export interface ServedVector extends StoredVector {
+  expired?: boolean;
+}
+
+/** Whether a part counts as present (an expired vector does not). */
+export const live = (sv: ServedVector | undefined): sv is ServedVector => sv !== undefined && sv.expired !== true;
+
+/**
+ * One part of `combined`: `weight * v / |v|` (norm in float64, then rounded to float32 once), or
+ * zeros for a zero vector. The hand-written encoder and the reference assembler both use it, so
+ * their bytes agree.
+ */
+export function weightedUnit(v: Float32Array, weight: number): Float32Array {
+  let ss = 0;
+  for (let i = 0; i < v.length; i++) ss += v[i]! * v[i]!;
+  const out = new Float32Array(v.length);
+  if (!(ss > 0) || weight === 0) return out;
+  const k = weight / Math.sqrt(ss);
+  for (let i = 0; i < v.length; i++) out[i] = v[i]! * k;
+  return out;
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -92,7 +126,7 @@ interface PartSizes {
   age: number;
 }
 
-function partSize(f: FeatureInfo, sv: StoredVector | undefined, withValues: boolean, now: number, out: PartSizes): void {
+function partSize(f: FeatureInfo, sv: ServedVector | undefined, withValues: boolean, now: number, out: PartSizes): void {
   const id = featureIdBytes(f.featureId);
   let n = 0;
   if (id.length > 0) n += 1 + varintLen(id.length) + id.length;
@@ -100,8 +134,10 @@ function partSize(f: FeatureInfo, sv: StoredVector | undefined, withValues: bool
   out.updated = 0;
   out.age = 0;
   if (sv) {
-    n += 2; // present = true
-    if (withValues && sv.vector.length > 0) n += 1 + varintLen(4 * sv.vector.length) + 4 * sv.vector.length;
+    if (live(sv)) {
+      n += 2; // present = true
+      if (withValues && sv.vector.length > 0) n += 1 + varintLen(4 * sv.vector.length) + 4 * sv.vector.length;
+    } else n += 2; // expired = true
     out.updated = Math.round(sv.updatedAtMs);
     out.age = Math.max(0, Math.round(now - sv.updatedAtMs));
     if (out.updated !== 0) n += 1 + int64Len(out.updated);
@@ -110,7 +146,7 @@ function partSize(f: FeatureInfo, sv: StoredVector | undefined, withValues: bool
   out.body = n;
 }
 
-function writePart(w: Writer, f: FeatureInfo, sv: StoredVector | undefined, withValues: boolean, sz: PartSizes): void {
+function writePart(w: Writer, f: FeatureInfo, sv: ServedVector | undefined, withValues: boolean, sz: PartSizes): void {
   const id = featureIdBytes(f.featureId);
   if (id.length > 0) {
     w.byte(0x0a);
@@ -121,9 +157,12 @@ function writePart(w: Writer, f: FeatureInfo, sv: StoredVector | undefined, with
     w.varint(f.dim);
   }
   if (!sv) return;
-  w.byte(0x18);
-  w.byte(1);
-  if (withValues && sv.vector.length > 0) {
+  const present = live(sv);
+  if (present) {
+    w.byte(0x18);
+    w.byte(1);
+  }
+  if (present && withValues && sv.vector.length > 0) {
     w.byte(0x22);
     w.varint(4 * sv.vector.length);
     w.floats(sv.vector);
@@ -135,6 +174,30 @@ function writePart(w: Writer, f: FeatureInfo, sv: StoredVector | undefined, with
   if (sz.age !== 0) {
     w.byte(0x30);
     w.int64(sz.age);
+  }
+  if (!present) {
+    w.byte(0x38);
+    w.byte(1);
+  }
+}
+
+/** CombinedWeights { float long_term = 1; float short_term = 2 } body size (zeros omitted). */
+function weightsSize(wt: CombinedWeights): number {
+  return (Math.fround(wt.long) !== 0 ? 5 : 0) + (Math.fround(wt.short) !== 0 ? 5 : 0);
+}
+
+/** The CombinedWeights field `tag` of a response (length-delimited), always written. */
+function writeWeights(w: Writer, tag: number, wt: CombinedWeights): void {
+  const f32 = new Float32Array(1);
+  w.byte(tag);
+  w.varint(weightsSize(wt));
+  if ((f32[0] = wt.long) !== 0) {
+    w.byte(0x0d);
+    w.floats(f32);
+  }
+  if ((f32[0] = wt.short) !== 0) {
+    w.byte(0x15);
+    w.floats(f32);
   }
 }
 
@@ -149,10 +212,10 @@ class UserVectorEncoder {
   constructor(private readonly p: UserVectorPlan) {}
 
   /** Size of the UserVector message body; must be followed by writeUser with the same arguments. */
-  size(userId: string, l: StoredVector | undefined, s: StoredVector | undefined, now: number): number {
+  size(userId: string, l: StoredVector | undefined, s: ServedVector | undefined, now: number): number {
     const p = this.p;
     this.userId = Buffer.from(userId, 'utf8');
-    this.found = l !== undefined || s !== undefined;
+    this.found = l !== undefined || live(s);
     let n = 0;
     if (this.userId.length > 0) n += 1 + varintLen(this.userId.length) + this.userId.length;
     if (this.found) n += 2;
@@ -169,7 +232,7 @@ class UserVectorEncoder {
     return n;
   }
 
-  write(w: Writer, l: StoredVector | undefined, s: StoredVector | undefined): void {
+  write(w: Writer, l: StoredVector | undefined, s: ServedVector | undefined): void {
     const p = this.p;
     if (this.userId.length > 0) {
       w.byte(0x0a);
@@ -192,31 +255,35 @@ class UserVectorEncoder {
     if (this.combinedBytes > 0) {
       w.byte(0x2a);
       w.varint(this.combinedBytes);
-      // [long ‖ short], a missing part zero-filled, each part exactly its feature's dim wide.
-      for (const [f, sv] of [
-        [p.long, l],
-        [p.short, s],
+      // [w_l l/|l| ‖ w_s s/|s|], a missing (or expired) part zero-filled, each part exactly its
+      // feature's dim wide.
+      for (const [f, sv, weight] of [
+        [p.long, l, p.weights.long],
+        [p.short, s, p.weights.short],
       ] as const) {
         if (!f) continue;
-        if (sv && sv.vector.length === f.dim) w.floats(sv.vector);
-        else if (sv) {
-          const k = Math.min(f.dim, sv.vector.length);
-          w.floats(sv.vector.subarray(0, k));
-          w.zeros(4 * (f.dim - k));
-        } else w.zeros(4 * f.dim);
+        if (!live(sv)) {
+          w.zeros(4 * f.dim);
+          continue;
+        }
+        const k = Math.min(f.dim, sv.vector.length);
+        w.floats(weightedUnit(sv.vector.subarray(0, k), weight));
+        w.zeros(4 * (f.dim - k));
       }
     }
   }
 }
 
 /** GetUserVectorResponse { user = 1 }, encoded. */
-export function encodeGetUserVectorResponse(p: UserVectorPlan, userId: string, l: StoredVector | undefined, s: StoredVector | undefined, now: number): Buffer {
+export function encodeGetUserVectorResponse(p: UserVectorPlan, userId: string, l: StoredVector | undefined, s: ServedVector | undefined, now: number): Buffer {
   const e = new UserVectorEncoder(p);
   const body = e.size(userId, l, s, now);
-  const w = new Writer(Buffer.allocUnsafe(1 + varintLen(body) + body));
+  const wb = p.wantCombined ? weightsSize(p.weights) : -1;
+  const w = new Writer(Buffer.allocUnsafe(1 + varintLen(body) + body + (wb >= 0 ? 2 + wb : 0)));
   w.byte(0x0a);
   w.varint(body);
   e.write(w, l, s);
+  if (wb >= 0) writeWeights(w, 0x12, p.weights);
   return w.buf;
 }
 
@@ -225,7 +292,7 @@ export function encodeBatchGetUserVectorsResponse(
   p: UserVectorPlan,
   userIds: readonly string[],
   ls: readonly (StoredVector | undefined)[],
-  ss: readonly (StoredVector | undefined)[],
+  ss: readonly (ServedVector | undefined)[],
   now: number,
 ): Buffer {
   const e = new UserVectorEncoder(p);
@@ -236,9 +303,11 @@ export function encodeBatchGetUserVectorsResponse(
     const b = e.size(userIds[i]!, ls[i], ss[i], now);
     sizes[i] = b;
     total += 1 + varintLen(b) + b;
-    if (ls[i] !== undefined || ss[i] !== undefined) found++;
+    if (ls[i] !== undefined || live(ss[i])) found++;
   }
   if (found !== 0) total += 1 + varintLen(found);
+  const wb = p.wantCombined ? weightsSize(p.weights) : -1;
+  if (wb >= 0) total += 2 + wb;
   const w = new Writer(Buffer.allocUnsafe(total));
   for (let i = 0; i < userIds.length; i++) {
     // Sizing again is cheap and keeps the encoder's per-user state simple.
@@ -251,6 +320,7 @@ export function encodeBatchGetUserVectorsResponse(
     w.byte(0x10);
     w.varint(found);
   }
+  if (wb >= 0) writeWeights(w, 0x1a, p.weights);
   return w.buf;
 }
 

@@ -10,6 +10,7 @@ import { AppEventSchema, type AppEvent } from '../gen/aetn/v1/events_pb.js';
 import { decodeEvent, isRejection, DEFAULT_MAX_FUTURE_MS } from '../stream/codec.js';
 import type { AcceptedEvent, EventSink } from '../stream/sinks.js';
 import { serviceDefinition } from './adapter.js';
+import { decodeRequest } from './rpc.js';
 import type { ApiKeyAuth } from './auth.js';
 import { RpcError, toStatus } from './errors.js';
 
@@ -23,6 +24,8 @@ export interface EventServiceOptions {
   log: Logger;
   maxEventsPerCall?: number;
   maxFutureMs?: number;
+  /** Erased users: their events are rejected with reason forgotten-user. */
+  isForgotten?: (userId: string) => boolean;
 }
 
 /** Adds aetn.v1.EventService to `server` (before it starts). */
@@ -50,8 +53,15 @@ function publishEvents(opts: EventServiceOptions): grpc.handleClientStreamingCal
     const accepted: AcceptedEvent[] = [];
     const rejected: { index: number; reason: string; detail: string }[] = [];
     let index = 0;
-    call.on('data', (req: PublishEventsRequest) => {
+    call.on('data', (raw: unknown) => {
       if (done) return;
+      let req: PublishEventsRequest;
+      try {
+        req = decodeRequest(raw, 'EventService/PublishEvents') as unknown as PublishEventsRequest;
+      } catch (err) {
+        fail(new RpcError((err as RpcError).code, `${(err as Error).message}; nothing of this call is acknowledged`));
+        return;
+      }
       for (const ev of req.events) {
         if (index >= limit) {
           fail(new RpcError(grpc.status.RESOURCE_EXHAUSTED, `more than ${limit} events in one call: split them over several calls`));
@@ -85,5 +95,6 @@ function validate(ev: AppEvent, opts: EventServiceOptions) {
     vocab: opts.vocab,
     nowMs: Date.now(),
     maxFutureMs: opts.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS,
+    ...(opts.isForgotten ? { isForgotten: opts.isForgotten } : {}),
   });
 }

@@ -4,9 +4,10 @@ import * as grpc from '@grpc/grpc-js';
 import { once } from 'node:events';
 import type { DescMessage, DescService, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
-import { serviceDefinition, toMessage } from './adapter.js';
+import { MalformedRequest, RawRequest, serviceDefinition, toMessage } from './adapter.js';
 import type { ApiKeyAuth, Principal, Scope } from './auth.js';
-import { CancelledError, toStatus } from './errors.js';
+import { CancelledError, invalid, RpcError, toStatus } from './errors.js';
+import { requestCap } from './validate.js';
 import type { RpcMetrics } from './metrics.js';
 
 export interface CallContext {
@@ -144,6 +145,23 @@ class Ctx implements CallContext {
   }
 }
 
+/**
+ * The request of an authenticated call, decoded now: over the method's size cap is
+ * RESOURCE_EXHAUSTED, bytes that are not the method's message are INVALID_ARGUMENT.
+ */
+export function decodeRequest(req: unknown, method: string): MessageShape<DescMessage> {
+  let msg = req;
+  if (req instanceof RawRequest) {
+    const cap = requestCap(method);
+    if (req.size > cap) {
+      throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, `the request is ${req.size} bytes; ${method} accepts at most ${cap} bytes`);
+    }
+    msg = req.decode();
+  }
+  if (msg instanceof MalformedRequest) throw invalid(msg.message);
+  return msg as MessageShape<DescMessage>;
+}
+
 /** Adds `service` to `server` with the given handlers. */
 export function bindService<S extends DescService>(server: grpc.Server, service: S, impl: ServiceImpl<S>, opts: BindOptions): void {
   const def = serviceDefinition(service);
@@ -206,7 +224,7 @@ function unary(name: string, output: DescMessage, fn: UnaryHandler<DescMessage, 
     };
     try {
       ctx.principal = opts.auth.check(call.metadata, opts.scope);
-      const out = fn(call.request as MessageShape<DescMessage>, ctx);
+      const out = fn(decodeRequest(call.request, name), ctx);
       if (out instanceof Promise) out.then(ok, fail);
       else ok(out);
     } catch (err) {
@@ -230,7 +248,7 @@ function serverStream(name: string, output: DescMessage, fn: ServerStreamHandler
     };
     const run = async () => {
       ctx.principal = opts.auth.check(call.metadata, opts.scope);
-      await fn(call.request as MessageShape<DescMessage>, ctx, send);
+      await fn(decodeRequest(call.request, name), ctx, send);
     };
     run().then(
       () => {

@@ -4,7 +4,10 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { UserVectorService } from '../gen/aetn/v1/user_vector_pb.js';
 import { AudienceService } from '../gen/aetn/v1/audience_pb.js';
+import { AdminService } from '../gen/aetn/v1/admin_pb.js';
+import { adminHandlers } from './admin.js';
 import { child } from '../util/log.js';
+import { routeGrpcLogs } from './grpc-log.js';
 import { audienceHandlers, type AudienceOptions } from './audience.js';
 import type { ApiKeyAuth } from './auth.js';
 import type { ServingBackend } from './backend.js';
@@ -12,7 +15,7 @@ import { Health } from './health.js';
 import { RpcMetrics } from './metrics.js';
 import { addReflection } from './reflection.js';
 import { bindService, InflightCounter } from './rpc.js';
-import { userVectorHandlers } from './user-vectors.js';
+import { userVectorHandlers, type UserVectorOptions } from './user-vectors.js';
 
 export interface ServerOptions {
   backend: ServingBackend;
@@ -24,6 +27,8 @@ export interface ServerOptions {
   metrics?: RpcMetrics;
   log?: Logger;
   audience?: AudienceOptions;
+  /** Combined-vector weights, the short-term horizon and the clock of UserVectorService. */
+  vectors?: UserVectorOptions;
   /** Further services (e.g. EventService) bound next to ours, with health and reflection for them. */
   extraServices?: { register(server: grpc.Server): void; services: DescService[] };
 }
@@ -41,10 +46,11 @@ export interface RunningServer {
   shutdown(timeoutMs?: number): Promise<{ drained: boolean; cutCalls: number }>;
 }
 
-export const SERVICE_NAMES = [UserVectorService.typeName, AudienceService.typeName];
+export const SERVICE_NAMES = [UserVectorService.typeName, AudienceService.typeName, AdminService.typeName];
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? child('serve');
+  routeGrpcLogs(log);
   const metrics = opts.metrics ?? new RpcMetrics();
   const inflight = new InflightCounter();
   const server = new grpc.Server({
@@ -53,13 +59,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     'grpc.max_send_message_length': 64 * 1024 * 1024,
   });
   const common = { auth: opts.auth, log, metrics, inflight };
-  bindService(server, UserVectorService, userVectorHandlers(opts.backend), { ...common, scope: 'vectors:read' });
+  bindService(server, UserVectorService, userVectorHandlers(opts.backend, opts.vectors), { ...common, scope: 'vectors:read' });
   bindService(server, AudienceService, audienceHandlers(opts.backend, opts.audience), { ...common, scope: 'audience:write' });
+  bindService(server, AdminService, adminHandlers(opts.backend), { ...common, scope: 'admin' });
   opts.extraServices?.register(server);
   const extra = opts.extraServices?.services ?? [];
   const health = new Health([...SERVICE_NAMES, ...extra.map((d) => d.typeName)]);
   health.addToServer(server);
-  addReflection(server, [UserVectorService, AudienceService, ...extra]);
+  addReflection(server, [UserVectorService, AudienceService, AdminService, ...extra]);
 
   const creds = opts.tls
     ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], false)

@@ -13,7 +13,17 @@ export const LIMITS = {
   maxClusters: 50,
   defaultClusters: 20,
   appIdBytes: 256,
+  forgetUsers: 10_000,
+  /** Request bytes accepted per message, by default (every list a method takes fits well below it). */
+  requestBytes: 4 * 1024 * 1024,
+  /** ExtendLookalike: up to 100,000 seeds and 1,000,000 exclusions (the server's receive limit). */
+  lookalikeRequestBytes: 64 * 1024 * 1024,
 } as const;
+
+/** The most bytes one request message of `method` ("Service/Method") may have. */
+export function requestCap(method: string): number {
+  return method === 'AudienceService/ExtendLookalike' ? LIMITS.lookalikeRequestBytes : LIMITS.requestBytes;
+}
 
 function bytes(s: string): number {
   // Fast path: a UTF-16 code unit never takes more than 3 UTF-8 bytes.
@@ -35,17 +45,26 @@ export function checkRange(value: number, field: string, min: number, max: numbe
   if (value < min || value > max) throw invalid(`${field} is ${value}; it must be between ${min} and ${max}${hint}`);
 }
 
-/** A raw query vector: the feature's dimension, finite, not all zero (cosine is undefined at 0). */
+/**
+ * A raw query vector: the feature's dimension, finite, not all zero (cosine is undefined at 0).
+ * Returned at unit norm, normalised in float64: the index normalises in float32, where a vector
+ * scaled by 1e-30 underflowed to zero and one scaled by 1e19 (or with a component of 1e20)
+ * overflowed, and the search answered unrelated users with score 0 instead of failing.
+ */
 export function checkVector(values: readonly number[], dim: number, featureId: string): Float32Array {
   if (values.length !== dim) throw invalid(`vector has ${values.length} values but feature ${featureId} has dimension ${dim}`);
-  const v = new Float32Array(dim);
-  let nonzero = false;
+  let max = 0;
   for (let i = 0; i < dim; i++) {
     const x = values[i]!;
     if (!Number.isFinite(x)) throw invalid(`vector value at index ${i} is ${x}: values must be finite numbers`);
-    if (x !== 0) nonzero = true;
-    v[i] = x;
+    max = Math.max(max, Math.abs(x));
   }
-  if (!nonzero) throw invalid('vector is all zeros: cosine similarity is undefined for it');
+  if (max === 0) throw invalid('vector is all zeros: cosine similarity is undefined for it');
+  // Scale by the largest magnitude first so the sum of squares can neither underflow nor overflow.
+  let ss = 0;
+  for (let i = 0; i < dim; i++) ss += (values[i]! / max) ** 2;
+  const norm = Math.sqrt(ss);
+  const v = new Float32Array(dim);
+  for (let i = 0; i < dim; i++) v[i] = values[i]! / max / norm;
   return v;
 }

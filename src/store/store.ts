@@ -10,6 +10,8 @@
 //   installers      appKey -> userId[]                "users who installed app X" seeds
 //   userApps        userId -> appKey[]                the vocabulary apps a user keeps (look-alike app features)
 //   appUsers        appKey -> number                  how many users keep each app (item-kNN weights)
+//   forgotten       userId -> forgottenAtMs           erased users (tombstones: no write brings them back)
+//   meta            also holds `forgetSeq`, bumped by every forget/unforget (readers drop caches)
 //
 // One sub-database per feature id (instead of composite keys) keeps iteration a plain range scan,
 // makes counts O(1) and lets `purge` drop a whole feature in one step.
@@ -75,6 +77,8 @@ export class EmbeddingStore {
   private readonly installersDb: Database<string[], string>;
   private readonly userAppsDb: Database<string[], string>;
   private readonly appUsersDb: Database<number, string>;
+  private readonly forgottenDb: Database<number, string>;
+  private readonly metaDb: Database<unknown, string>;
   private txnDepth = 0;
   /** Feature records checked in the current write transaction (see putInTxn). */
   private readonly txnFeatures = new Map<string, FeatureRecord>();
@@ -91,6 +95,8 @@ export class EmbeddingStore {
     this.installersDb = root.openDB({ name: 'installers' });
     this.userAppsDb = root.openDB({ name: 'userApps' });
     this.appUsersDb = root.openDB({ name: 'appUsers' });
+    this.forgottenDb = openForgotten(root);
+    this.metaDb = root.openDB({ name: 'meta' });
   }
 
   /** Opens (and by default creates) a store; refuses directories that are not stores or are damaged. */
@@ -297,8 +303,9 @@ export class EmbeddingStore {
   /**
    * Writes vectors in one durable transaction (committed and fsync'd when the promise resolves),
    * optionally with a run-progress marker. Everything is validated before anything is written.
+   * Forgotten users (see `forget`) are not written; returns how many were skipped for that reason.
    */
-  async putMany(featureId: string, entries: readonly VectorEntry[], opts: PutOptions = {}): Promise<void> {
+  async putMany(featureId: string, entries: readonly VectorEntry[], opts: PutOptions = {}): Promise<number> {
     const rec = this.writable(featureId);
     for (const e of entries) {
       checkKey('user id', e?.userId);
@@ -306,15 +313,24 @@ export class EmbeddingStore {
     }
     if (opts.runState) checkKey('run id', opts.runState.runId);
     const now = opts.updatedAtMs ?? Date.now();
-    this.transactionSync(() => {
+    return this.transactionSync(() => {
       const db = this.vecDb(featureId);
-      for (const e of entries) db.putSync(e.userId, this.encode(e.vector, now));
+      let skipped = 0;
+      for (const e of entries) {
+        // Checked inside the transaction: a forget that commits first always wins.
+        if (this.forgottenDb.doesExist(e.userId)) skipped++;
+        else db.putSync(e.userId, this.encode(e.vector, now));
+      }
       if (opts.runState) this.runsDb.putSync(opts.runState.runId, { state: opts.runState.state, updatedAtMs: now });
+      return skipped;
     });
   }
 
-  /** Writes one vector inside a transaction opened with `transaction`/`transactionSync`. */
-  putInTxn(featureId: string, userId: string, vector: Float32Array, updatedAtMs = Date.now()): void {
+  /**
+   * Writes one vector inside a transaction opened with `transaction`/`transactionSync`. A
+   * forgotten user's vector is not written (returns false).
+   */
+  putInTxn(featureId: string, userId: string, vector: Float32Array, updatedAtMs = Date.now()): boolean {
     if (this.txnDepth === 0) throw new Error('putInTxn must be called inside store.transaction(...)');
     // The feature record is read once per transaction, not per vector: the realtime writer puts
     // thousands of vectors per transaction, and each read also decoded the record (measured as a
@@ -327,7 +343,9 @@ export class EmbeddingStore {
     }
     checkKey('user id', userId);
     checkVector(vector, rec.dim, featureId, userId);
+    if (this.forgottenDb.doesExist(userId)) return false;
     this.vecDb(featureId).putSync(userId, this.encode(vector, updatedAtMs));
+    return true;
   }
 
   /** Deletes users' vectors of one feature; returns how many existed. */
@@ -450,14 +468,22 @@ export class EmbeddingStore {
 
   /** Replaces several installer lists in one transaction. */
   async putInstallersMany(lists: Iterable<readonly [string, readonly string[]]>): Promise<void> {
-    this.putKeyLists(this.installersDb, lists, 'app key', 'user id', (k) => `installers of ${k} must be an array of user ids`);
+    this.putKeyLists(this.installersDb, lists, 'app key', 'user id', (k) => `installers of ${k} must be an array of user ids`, 'items');
   }
 
   /**
    * Replaces key -> list-of-keys entries in one transaction, every key and list checked before
    * anything is written; duplicates in a list are dropped.
    */
-  private putKeyLists(db: Database<string[], string>, lists: Iterable<readonly [string, readonly string[]]>, keyName: string, itemName: string, notArray: (key: string) => string): void {
+  private putKeyLists(
+    db: Database<string[], string>,
+    lists: Iterable<readonly [string, readonly string[]]>,
+    keyName: string,
+    itemName: string,
+    notArray: (key: string) => string,
+    /** Which side holds user ids: forgotten users are dropped from it (tombstones win). */
+    users: 'keys' | 'items',
+  ): void {
     const all = [...lists];
     for (const [key, items] of all) {
       checkKey(keyName, key);
@@ -465,7 +491,13 @@ export class EmbeddingStore {
       for (const x of items) checkKey(itemName, x);
     }
     this.transactionSync(() => {
-      for (const [key, items] of all) db.putSync(key, [...new Set(items)]);
+      const gone = (u: string) => this.forgottenDb.doesExist(u);
+      const noForgotten = this.forgottenDb.getKeysCount() === 0;
+      for (const [key, items] of all) {
+        if (users === 'keys' && !noForgotten && gone(key)) continue;
+        const list = [...new Set(items)];
+        db.putSync(key, users === 'items' && !noForgotten ? list.filter((u) => !gone(u)) : list);
+      }
     });
   }
 
@@ -479,7 +511,7 @@ export class EmbeddingStore {
    * dataset; the look-alike's scoring model reads them as activity and TF-IDF features).
    */
   async putUserAppsMany(lists: Iterable<readonly [string, readonly string[]]>): Promise<void> {
-    this.putKeyLists(this.userAppsDb, lists, 'user id', 'app key', (k) => `apps of ${k} must be an array of app ids`);
+    this.putKeyLists(this.userAppsDb, lists, 'user id', 'app key', (k) => `apps of ${k} must be an array of app ids`, 'keys');
   }
 
   /** Replaces the number of users keeping each of these apps (one transaction). */
@@ -515,6 +547,88 @@ export class EmbeddingStore {
   appKeys(): string[] {
     this.checkOpen();
     return [...this.installersDb.getKeys()];
+  }
+
+  // ---------------------------------------------------------------- erasure (right to be forgotten)
+
+  /**
+   * Erases users from the store in one durable transaction: their vectors in every feature
+   * (retired ones too), their realtime state, their kept-apps list (decrementing the apps' user
+   * counts) and every installer list; then records a tombstone so no later write (batch embed over
+   * old data, realtime events) brings them back, until `unforget`. Indexes are files next to the
+   * store: src/index/erase.ts marks the users deleted there.
+   */
+  async forget(userIds: readonly string[]): Promise<ForgetCounts> {
+    this.checkOpen();
+    for (const u of userIds) checkKey('user id', u);
+    const ids = [...new Set(userIds)];
+    const set = new Set(ids);
+    const features = [...this.featuresDb.getRange()].map((e) => e.value);
+    return this.transactionSync(() => {
+      const c: ForgetCounts = { users: ids.length, newlyForgotten: 0, vectorsRemoved: 0, installerEntriesRemoved: 0, keptAppListsRemoved: 0, realtimeStatesRemoved: 0 };
+      for (const f of features) {
+        const db = this.vecDb(f.featureId);
+        for (const u of ids) if (db.removeSync(u)) c.vectorsRemoved++;
+      }
+      const states = this.root.openDB<Buffer, string>({ name: REALTIME_STATE_DB, encoding: 'binary' });
+      for (const u of ids) if (states.removeSync(u)) c.realtimeStatesRemoved++;
+      for (const u of ids) {
+        const apps = this.userAppsDb.get(u);
+        if (!apps) continue;
+        this.userAppsDb.removeSync(u);
+        c.keptAppListsRemoved++;
+        for (const a of apps) {
+          const n = this.appUsersDb.get(a);
+          if (n !== undefined && n > 0) this.appUsersDb.putSync(a, n - 1);
+        }
+      }
+      for (const { key, value } of this.installersDb.getRange()) {
+        if (!value.some((u) => set.has(u))) continue;
+        const kept = value.filter((u) => !set.has(u));
+        c.installerEntriesRemoved += value.length - kept.length;
+        this.installersDb.putSync(key, kept);
+      }
+      const now = Date.now();
+      for (const u of ids) {
+        if (!this.forgottenDb.doesExist(u)) c.newlyForgotten++;
+        this.forgottenDb.putSync(u, now);
+      }
+      this.bumpForgetSeq();
+      return c;
+    });
+  }
+
+  /** Removes tombstones: the users may be written again (their erased data does not come back). */
+  async unforget(userIds: readonly string[]): Promise<number> {
+    this.checkOpen();
+    for (const u of userIds) checkKey('user id', u);
+    return this.transactionSync(() => {
+      let n = 0;
+      for (const u of new Set(userIds)) if (this.forgottenDb.removeSync(u)) n++;
+      this.bumpForgetSeq();
+      return n;
+    });
+  }
+
+  isForgotten(userId: string): boolean {
+    this.checkOpen();
+    return this.forgottenDb.doesExist(userId);
+  }
+
+  /** Every forgotten user id (tombstones), in key order. */
+  forgottenUsers(): string[] {
+    this.checkOpen();
+    return [...this.forgottenDb.getKeys()];
+  }
+
+  /** Changes with every forget/unforget: readers that cache user ids compare it to know when to drop them. */
+  forgetSeq(): number {
+    this.checkOpen();
+    return (this.metaDb.get('forgetSeq') as number | undefined) ?? 0;
+  }
+
+  private bumpForgetSeq(): void {
+    this.metaDb.putSync('forgetSeq', this.forgetSeq() + 1);
   }
 
   // ---------------------------------------------------------------- misc
@@ -595,6 +709,25 @@ export class EmbeddingStore {
     this.scratch.set(new Uint8Array(vector.buffer, vector.byteOffset, vector.byteLength), HEADER_BYTES);
     return this.scratch;
   }
+}
+
+export interface ForgetCounts {
+  /** Distinct user ids given. */
+  users: number;
+  /** Of them, users without a tombstone before. */
+  newlyForgotten: number;
+  vectorsRemoved: number;
+  installerEntriesRemoved: number;
+  keptAppListsRemoved: number;
+  realtimeStatesRemoved: number;
+}
+
+/** The realtime state's sub-database (src/stream/state.ts STATE_DB); named here to keep the store free of stream imports. */
+const REALTIME_STATE_DB = 'recent-events';
+
+/** The tombstones' sub-database, for writers that share the LMDB environment (the realtime processor). */
+export function openForgotten(root: RootDatabase): Database<number, string> {
+  return root.openDB<number, string>({ name: 'forgotten' });
 }
 
 function entryCount(db: Database<Buffer, string>): number {

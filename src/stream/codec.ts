@@ -43,6 +43,8 @@ export interface DecodeOptions {
   vocab: ReadonlyMap<string, number>;
   nowMs: number;
   maxFutureMs?: number;
+  /** Erased users (tombstones): their events are refused with reason forgotten-user. */
+  isForgotten?: (userId: string) => boolean;
 }
 
 /** Decodes and validates one message; never throws on bad input. */
@@ -79,6 +81,7 @@ export function decodeEvent(value: Uint8Array | null, key: Uint8Array | null, op
   }
   const app = opts.vocab.get(msg.packageName);
   if (app === undefined) return { reason: 'unknown-app', detail: `package ${JSON.stringify(msg.packageName.slice(0, 200))} is not in the vocabulary` };
+  if (opts.isForgotten?.(msg.userId)) return { reason: 'forgotten-user', detail: 'the user was erased (forgotten); its events are dropped until it is unforgotten' };
   return { eventId: msg.eventId, userId: msg.userId, app, type: msg.type as EventType, timestampMs: ts };
 }
 

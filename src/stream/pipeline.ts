@@ -365,7 +365,7 @@ export class RealtimePipeline {
     const dlqReasons: DlqReason[] = [];
     let skipped = 0;
     let lastOffset = -1;
-    const decodeOpts = { vocab: this.opts.vocab, nowMs, maxFutureMs: this.opts.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS };
+    const decodeOpts = { vocab: this.opts.vocab, nowMs, maxFutureMs: this.opts.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS, isForgotten: (u: string) => this.processor.isForgotten(u) };
     for (const m of chunk) {
       const offset = Number(m.offset);
       lastOffset = offset;

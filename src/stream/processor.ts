@@ -24,6 +24,9 @@
 import { UserError } from '../util/errors.js';
 import type { PipelineStore } from './pipeline.js';
 import { applyEvents, StateDb, DEFAULT_MAX_EVENTS } from './state.js';
+import { openForgotten } from '../store/store.js';
+import { DEFAULT_CAPS, headState, type TimelineCaps } from './timeline.js';
+import type { Database } from 'lmdb';
 import type { HeadFn, RecentEvents, ValidEvent } from './types.js';
 
 export interface ProcessorOptions {
@@ -32,6 +35,10 @@ export interface ProcessorOptions {
   /** The short-term feature id the vectors are written under (registered in the store). */
   featureId: string;
   maxEvents?: number;
+  /** The training caps applied to the head's input (src/stream/timeline.ts); default 10 per week, 25 + 25. */
+  timelineCaps?: TimelineCaps;
+  /** The processing clock (tests inject one); default Date.now. */
+  now?: () => number;
 }
 
 /** Kafka progress written in the unit's transaction (exactly-once across crashes and rebalances). */
@@ -77,6 +84,8 @@ const STALE = Symbol('stale');
 
 export class EventProcessor {
   readonly stateDb: StateDb;
+  /** Tombstones of erased users: checked at the edge (DLQ) and again inside each transaction. */
+  private readonly forgotten: Database<number, string>;
   private readonly maxEvents: number;
   /** States applied but not yet durable, newest per user. */
   private readonly overlay = new Map<string, RecentEvents>();
@@ -103,6 +112,12 @@ export class EventProcessor {
       throw new UserError(`maxEvents must be an integer in 1..255, got ${opts.maxEvents}`);
     }
     this.stateDb = new StateDb(opts.store.root);
+    this.forgotten = openForgotten(opts.store.root);
+  }
+
+  /** Whether the user was erased; their events must not be applied (callers DLQ them). */
+  isForgotten(userId: string): boolean {
+    return this.forgotten.doesExist(userId);
   }
 
   /** Applies `events` (the direct path); resolves once their effects are committed to disk. */
@@ -123,7 +138,7 @@ export class EventProcessor {
         return this.submit(input);
       });
     }
-    const nowMs = Date.now();
+    const nowMs = (this.opts.now ?? Date.now)();
     const seq = this.nextSeq++;
     const byUser = new Map<string, { events: ValidEvent[]; times: number[] }>();
     const times = input.produceTimesMs;
@@ -154,7 +169,7 @@ export class EventProcessor {
     // Started now: the head of this unit overlaps with earlier units' commits.
     // A macrotask, not a microtask: several units in flight with a synchronous head would
     // otherwise run their forward passes back to back, starving Kafka heartbeats and fetches.
-    const vectorsP = changed.length > 0 ? new Promise<void>((r) => setImmediate(r)).then(() => this.opts.head(changed, nowMs)) : Promise.resolve([] as Float32Array[]);
+    const vectorsP = changed.length > 0 ? new Promise<void>((r) => setImmediate(r)).then(() => this.opts.head(changed.map((s) => headState(s, nowMs, this.opts.timelineCaps ?? DEFAULT_CAPS)), nowMs)) : Promise.resolve([] as Float32Array[]);
     const prev = this.queueTail;
     let markQueued!: () => void;
     this.queueTail = new Promise<void>((r) => (markQueued = r));
@@ -188,6 +203,8 @@ export class EventProcessor {
           }
           try {
             for (let i = 0; i < changed.length; i++) {
+              // Forgotten after its events passed the edge check: the erasure wins, nothing is written.
+              if (this.forgotten.doesExist(changed[i]!.userId)) continue;
               this.stateDb.putInTxn(changed[i]!);
               store.putInTxn(featureId, changed[i]!.userId, vectors[i]!);
             }

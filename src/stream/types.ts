@@ -37,7 +37,8 @@ export type DlqReason =
   | 'unknown-type' // neither install nor uninstall
   | 'future-timestamp' // later than now + the allowed clock skew
   | 'key-mismatch' // Kafka key is not the user id (per-user order would break)
-  | 'unknown-app'; // package name not in the vocabulary
+  | 'unknown-app' // package name not in the vocabulary
+  | 'forgotten-user'; // the user was erased (aetn store forget / AdminService.ForgetUsers)
 
 export const DLQ_REASONS: readonly DlqReason[] = [
   'undecodable',
@@ -47,6 +48,7 @@ export const DLQ_REASONS: readonly DlqReason[] = [
   'future-timestamp',
   'key-mismatch',
   'unknown-app',
+  'forgotten-user',
 ];
 
 /** A decoded, validated event mapped through the vocabulary. */

@@ -63,6 +63,18 @@ describe('configuration', () => {
     expect(() => runtimeSettings({ AETN_MEMORY_BUDGET_MIB: 'lots' })).toThrow(/AETN_MEMORY_BUDGET_MIB/);
   });
 
+  it('combined weights, short-term horizon, audience floors and the admin scope', () => {
+    const cfg = loadConfig({
+      env: { AETN_COMBINED_LONG_WEIGHT: '0.6', AETN_COMBINED_SHORT_WEIGHT: '0.8', AETN_SHORT_TERM_HORIZON_MS: '3600000', AETN_LOOKALIKE_MIN_SEEDS: '200', AETN_LOOKALIKE_MIN_AUDIENCE: '1000', AETN_API_KEYS: 'privacy-key-1=admin' },
+    });
+    expect(cfg.serve).toMatchObject({ combinedLongWeight: 0.6, combinedShortWeight: 0.8, shortTermHorizonMs: 3_600_000, lookalikeMinSeeds: 200, lookalikeMinAudience: 1000, apiKeys: { 'privacy-key-1': ['admin'] } });
+    expect(DEFAULTS.serve).toMatchObject({ combinedLongWeight: 0.8, combinedShortWeight: 0.6, shortTermHorizonMs: 7 * 86_400_000, lookalikeMinSeeds: 50, lookalikeMinAudience: 100 });
+    expect(() => loadConfig({ env: { AETN_COMBINED_SHORT_WEIGHT: '-1' } })).toThrow(/serve.combinedShortWeight" must be a number from 0 to 100/);
+    expect(() => loadConfig({ env: { AETN_COMBINED_LONG_WEIGHT: 'abc' } })).toThrow(/serve.combinedLongWeight/);
+    expect(() => loadConfig({ file: file({ serve: { combinedLongWeight: 0, combinedShortWeight: 0 } }), env: {} })).toThrow(/both 0/);
+    expect(() => loadConfig({ env: { AETN_LOOKALIKE_MIN_SEEDS: '0' } })).toThrow(/serve.lookalikeMinSeeds" must be a positive integer/);
+  });
+
   it('masks secrets when printed', () => {
     const cfg = loadConfig({ env: { AETN_API_KEYS: 'ranker-key-123=vectors:read' } });
     const text = JSON.stringify(maskedConfig(cfg));
@@ -77,6 +89,7 @@ describe('configuration', () => {
     const printed = JSON.parse(execFileSync('node', ['bin/aetn.js', 'config', 'print'], { env: { ...process.env, AETN_NATIVE_GEMM: 'off', AETN_HEAD_HOST: '0' } }).toString());
     expect(Object.keys(printed.runtime).sort()).toEqual(Object.keys(DEFAULTS.runtime).sort());
     expect(printed.runtime).toMatchObject({ nativeGemm: 'off', headHost: false, progress: false });
+    expect(JSON.parse(out).serve).toMatchObject({ port: 6001, combinedLongWeight: 0.8, combinedShortWeight: 0.6, shortTermHorizonMs: 604_800_000, lookalikeMinSeeds: 50, lookalikeMinAudience: 100 });
     expect(out).not.toContain('ranker-key-123');
     const bad = spawnSync('node', ['bin/aetn.js', 'config', 'print', '--config', file({ kafka: { brokerz: [] } })]);
     expect(bad.status).not.toBe(0);

@@ -25,6 +25,12 @@ const vec = (f: FeatureInfo, updatedAtMs: number): StoredVector => ({
   updatedAtMs,
 });
 
+const WEIGHTS = [
+  { long: 0.8, short: 0.6 },
+  { long: 1, short: 0 }, // a zero weight is omitted on the wire
+  { long: 0.1234567, short: 3.5 }, // not float32-exact
+];
+
 function plans(): UserVectorPlan[] {
   const out: UserVectorPlan[] = [];
   const views = [VectorView.COMBINED, VectorView.LONG_TERM, VectorView.SHORT_TERM, VectorView.ALL, VectorView.METADATA];
@@ -33,14 +39,16 @@ function plans(): UserVectorPlan[] {
     [LONG, undefined],
     [undefined, SHORT],
   ] as const)
-    for (const v of views)
-      out.push({
-        long,
-        short,
-        wantLong: v === VectorView.LONG_TERM || v === VectorView.ALL,
-        wantShort: v === VectorView.SHORT_TERM || v === VectorView.ALL,
-        wantCombined: v === VectorView.COMBINED || v === VectorView.ALL,
-      });
+    for (const weights of WEIGHTS)
+      for (const v of views)
+        out.push({
+          long,
+          short,
+          wantLong: v === VectorView.LONG_TERM || v === VectorView.ALL,
+          wantShort: v === VectorView.SHORT_TERM || v === VectorView.ALL,
+          wantCombined: v === VectorView.COMBINED || v === VectorView.ALL,
+          weights,
+        });
   return out;
 }
 
@@ -52,6 +60,9 @@ const cases: [string, StoredVector | undefined, StoredVector | undefined][] = [
   ['ユーザー-4', vec(LONG, 0), vec(SHORT, -1234)], // updated 0 omitted; negative int64 (10-byte varint)
   ['u5', vec(LONG, NOW + 99), vec(SHORT, 2 ** 40)], // future update: age clamped to 0
   ['u6', undefined, undefined],
+  ['u7', vec(LONG, NOW - 10), { ...vec(SHORT, NOW - 9 * 86_400_000), expired: true }], // past the horizon
+  ['u8', undefined, { ...vec(SHORT, NOW - 8 * 86_400_000), expired: true }], // only an expired part: not found
+  ['u9', { featureId: LONG.featureId, vector: new Float32Array(LONG.dim), updatedAtMs: NOW }, vec(SHORT, NOW - 1)], // zero vector: zeros
 ];
 
 describe('hand-written UserVectorService encoders', () => {
@@ -63,12 +74,14 @@ describe('hand-written UserVectorService encoders', () => {
         const l = p.long ? l0 : undefined;
         const s = p.short ? s0 : undefined;
         if (!l && !s) continue;
-        const ref = toBinary(GetUserVectorResponseSchema, create(GetUserVectorResponseSchema, { user: assembleUserVector(p, id, l, s, NOW) }));
+        if (!l && !(s && !s.expired)) continue; // GetUserVector answers NOT_FOUND
+        const weights = p.wantCombined ? { combinedWeights: { longTerm: p.weights.long, shortTerm: p.weights.short } } : {};
+        const ref = toBinary(GetUserVectorResponseSchema, create(GetUserVectorResponseSchema, { user: assembleUserVector(p, id, l, s, NOW), ...weights }));
         const ours = encodeGetUserVectorResponse(p, id, l, s, NOW);
         expect(Buffer.from(ours).toString('hex')).toBe(Buffer.from(ref).toString('hex'));
         n++;
       }
-    expect(n).toBeGreaterThan(60);
+    expect(n).toBeGreaterThan(150);
   });
 
   it('write the same bytes as protobuf-es for BatchGetUserVectorsResponse, and decode', () => {
@@ -78,27 +91,50 @@ describe('hand-written UserVectorService encoders', () => {
       const ss = cases.map((c) => (p.short ? c[2] : undefined));
       const users = ids.map((id, i) => assembleUserVector(p, id, ls[i], ss[i], NOW));
       const found = users.filter((u) => u.found).length;
-      const ref = toBinary(BatchGetUserVectorsResponseSchema, create(BatchGetUserVectorsResponseSchema, { users, foundCount: found }));
+      const weights = p.wantCombined ? { combinedWeights: { longTerm: p.weights.long, shortTerm: p.weights.short } } : {};
+      const ref = toBinary(BatchGetUserVectorsResponseSchema, create(BatchGetUserVectorsResponseSchema, { users, foundCount: found, ...weights }));
       const ours = encodeBatchGetUserVectorsResponse(p, ids, ls, ss, NOW);
       expect(Buffer.from(ours).toString('hex')).toBe(Buffer.from(ref).toString('hex'));
     }
-    const p = plans()[3]!; // both features, VectorView.ALL
+    const p = plans()[3]!; // both features, VectorView.ALL, weights 0.8 / 0.6
     const ls = cases.map((c) => c[1]);
     const ss = cases.map((c) => c[2]);
     const dec = fromBinary(BatchGetUserVectorsResponseSchema, encodeBatchGetUserVectorsResponse(p, ids, ls, ss, NOW));
-    expect(dec.foundCount).toBe(5);
+    expect(dec.foundCount).toBe(7);
+    expect(dec.combinedWeights).toMatchObject({ longTerm: Math.fround(0.8), shortTerm: Math.fround(0.6) });
     expect(dec.users.map((u) => u.userId)).toEqual(ids);
-    expect(dec.users[0]!.combined).toHaveLength(LONG.dim + SHORT.dim);
-    expect(dec.users[0]!.combined.slice(0, 8)).toEqual(Array.from(ls[0]!.vector));
+    const u0 = dec.users[0]!;
+    expect(u0.combined).toHaveLength(LONG.dim + SHORT.dim);
+    // Each part has unit norm times its weight, the direction of the raw part; the raw part is kept.
+    const norm = (a: number[]) => Math.hypot(...a);
+    expect(norm(u0.combined.slice(0, 8))).toBeCloseTo(0.8, 6);
+    expect(norm(u0.combined.slice(8))).toBeCloseTo(0.6, 6);
+    expect(norm(u0.combined)).toBeCloseTo(1, 6);
+    const l0 = Array.from(ls[0]!.vector);
+    u0.combined.slice(0, 8).forEach((x, i) => expect(x).toBeCloseTo((0.8 * l0[i]!) / norm(l0), 6));
+    expect(u0.longTerm!.values).toEqual(l0);
     expect(dec.users[1]!.combined.slice(8)).toEqual([0, 0, 0]);
     expect(dec.users[1]!.shortTerm!.present).toBe(false);
     expect(dec.users[3]!.shortTerm!.updatedAtMs).toBe(-1234n);
     expect(dec.users[5]!.found).toBe(false);
+    // Expired: not present, no values, zeros in combined, time stamps kept, flagged.
+    const u7 = dec.users[6]!;
+    expect(u7.found).toBe(true);
+    expect(u7.shortTerm).toMatchObject({ present: false, expired: true, values: [], ageMs: BigInt(9 * 86_400_000) });
+    expect(u7.combined.slice(8)).toEqual([0, 0, 0]);
+    expect(u7.longTerm!.expired).toBe(false);
+    expect(dec.users[7]!.found).toBe(false);
+    expect(dec.users[7]!.shortTerm!.expired).toBe(true);
+    expect(dec.users[8]!.combined.slice(0, 8)).toEqual(new Array(8).fill(0));
   });
 
   it('handle an empty batch', () => {
-    const p = plans()[0]!;
-    expect(encodeBatchGetUserVectorsResponse(p, [], [], [], NOW)).toHaveLength(0);
+    const p = plans()[0]!; // combined view: only the weights are written
+    const dec = fromBinary(BatchGetUserVectorsResponseSchema, encodeBatchGetUserVectorsResponse(p, [], [], [], NOW));
+    expect(dec.users).toHaveLength(0);
+    expect(dec.combinedWeights?.longTerm).toBe(Math.fround(0.8));
+    const meta = plans()[4]!; // metadata view: nothing at all
+    expect(encodeBatchGetUserVectorsResponse(meta, [], [], [], NOW)).toHaveLength(0);
   });
 
   it('write look-alike chunks as protobuf-es does (zero score omitted, non-ASCII ids)', () => {

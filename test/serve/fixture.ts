@@ -117,7 +117,9 @@ export async function buildFixture(opts: { users?: number; longDim?: number; sho
 export function testConfig(storeDir: string, over: Partial<AetnConfig['serve']> = {}): AetnConfig {
   const cfg = structuredClone(DEFAULTS);
   cfg.storeDir = storeDir;
-  cfg.serve = { ...cfg.serve, host: '127.0.0.1', port: 0, apiKeys: API_KEYS, drainTimeoutMs: 5000, ...over };
+  // Audience floors at 1: the service tests use small seed sets and audiences (floors.test.ts
+  // checks the real defaults).
+  cfg.serve = { ...cfg.serve, host: '127.0.0.1', port: 0, apiKeys: API_KEYS, drainTimeoutMs: 5000, lookalikeMinSeeds: 1, lookalikeMinAudience: 1, ...over };
   cfg.metrics.port = null;
   return cfg;
 }

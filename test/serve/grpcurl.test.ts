@@ -5,7 +5,9 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { ServeProcess } from '../../services/serve.js';
 import { ensureGoTool } from '../tools/go-tools.js';
-import { buildFixture, startServe, KEYS, type Fixture } from './fixture.js';
+import { API_KEYS, buildFixture, startServe, KEYS, type Fixture } from './fixture.js';
+
+const ADMIN = 'admin-key-000009';
 
 const run = promisify(execFile);
 let fx: Fixture;
@@ -25,7 +27,7 @@ async function g(args: string[]): Promise<{ stdout: string; stderr: string; code
 beforeAll(async () => {
   grpcurl = await ensureGoTool('grpcurl');
   fx = await buildFixture({ users: 1000 });
-  srv = await startServe(fx.storeDir);
+  srv = await startServe(fx.storeDir, { apiKeys: { ...API_KEYS, [ADMIN]: ['admin'] } });
 }, 900_000);
 afterAll(async () => {
   await srv?.stop();
@@ -49,6 +51,22 @@ describe('grpcurl', () => {
     expect(JSON.parse(all.stdout)).toEqual({ status: 'SERVING' });
     const one = await g(['-d', '{"service":"aetn.v1.UserVectorService"}', srv.server.address, 'grpc.health.v1.Health/Check']);
     expect(JSON.parse(one.stdout)).toEqual({ status: 'SERVING' });
+  });
+
+  it('the README examples: combined with weights per call, and forgetting a user', async () => {
+    const u = fx.users[4]!;
+    const w = await g(['-H', `x-api-key: ${KEYS.ranker}`, '-d', JSON.stringify({ user_id: u, combined_weights: { long_term: 0.6, short_term: 0.8 } }), srv.server.address, 'aetn.v1.UserVectorService/GetUserVector']);
+    expect(w.code, w.stderr).toBe(0);
+    const res = JSON.parse(w.stdout) as { user: { combined: number[] }; combinedWeights: { longTerm: number; shortTerm: number } };
+    expect(res.combinedWeights).toEqual({ longTerm: 0.6, shortTerm: 0.8 });
+    expect(Math.hypot(...res.user.combined.slice(0, fx.longDim))).toBeCloseTo(0.6, 5);
+    const f = await g(['-H', `x-api-key: ${ADMIN}`, '-d', JSON.stringify({ user_ids: [u] }), srv.server.address, 'aetn.v1.AdminService/ForgetUsers']);
+    expect(f.code, f.stderr).toBe(0);
+    expect(JSON.parse(f.stdout)).toMatchObject({ users: 1, changed: 1, indexPointsRemoved: 1 });
+    const gone = await g(['-H', `x-api-key: ${KEYS.ranker}`, '-d', JSON.stringify({ user_id: u }), srv.server.address, 'aetn.v1.UserVectorService/GetUserVector']);
+    expect(gone.stderr).toContain('NotFound');
+    const denied = await g(['-H', `x-api-key: ${KEYS.both}`, '-d', JSON.stringify({ user_ids: [u] }), srv.server.address, 'aetn.v1.AdminService/ForgetUsers']);
+    expect(denied.stderr).toContain('PermissionDenied');
   });
 
   it('GetUserVector, with and without a key', async () => {

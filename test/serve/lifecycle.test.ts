@@ -66,7 +66,7 @@ async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   }
 }
 
-const seeds = () => fx.users.filter((u) => fx.cluster.get(u) === 2).slice(0, 40);
+const seeds = () => fx.users.filter((u) => fx.cluster.get(u) === 2).slice(0, 50); // the seed floor (50)
 const lookalikeReq = () => ({ seeds: { case: 'seedUsers' as const, value: { userIds: seeds() } }, audienceSize: 100 });
 
 async function drain(it: AsyncIterable<unknown>): Promise<unknown[]> {

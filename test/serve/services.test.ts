@@ -50,7 +50,7 @@ const close = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 };
 
 describe('UserVectorService', () => {
-  it('returns long, short and combined [long ‖ short] with feature ids and ages', async () => {
+  it('returns long, short and combined [0.8 long/|long| ‖ 0.6 short/|short|] with feature ids and ages', async () => {
     const u = fx.users[0]!; // even index: has a short-term vector
     const res = await uv.getUserVector({ userId: u, view: VectorView.ALL });
     const v = res.user!;
@@ -60,7 +60,9 @@ describe('UserVectorService', () => {
     expect(v.longTerm?.present && v.shortTerm?.present).toBe(true);
     close(v.longTerm!.values, fx.long.get(u)!);
     close(v.shortTerm!.values, fx.short.get(u)!);
-    close(v.combined, [...fx.long.get(u)!, ...fx.short.get(u)!]);
+    const unit = (a: Float32Array, w: number) => Array.from(a, (x) => (w * x) / Math.hypot(...a));
+    close(v.combined, [...unit(fx.long.get(u)!, 0.8), ...unit(fx.short.get(u)!, 0.6)]);
+    expect(res.combinedWeights).toMatchObject({ longTerm: Math.fround(0.8), shortTerm: Math.fround(0.6) });
     // The long-term vectors were written a minute before the test.
     expect(Number(v.longTerm!.ageMs)).toBeGreaterThanOrEqual(59_000);
     expect(Number(v.longTerm!.updatedAtMs)).toBeGreaterThan(Date.now() - 3_600_000);
@@ -72,7 +74,8 @@ describe('UserVectorService', () => {
     expect(v.shortTerm?.present).toBe(false);
     expect(v.shortTerm?.dim).toBe(fx.shortDim);
     expect(v.combined).toHaveLength(fx.longDim + fx.shortDim);
-    close(v.combined.slice(0, fx.longDim), fx.long.get(u)!);
+    const l = fx.long.get(u)!;
+    close(v.combined.slice(0, fx.longDim), Array.from(l, (x) => (0.8 * x) / Math.hypot(...l)));
     expect(v.combined.slice(fx.longDim).every((x) => x === 0)).toBe(true);
     // Default view = combined only.
     expect(v.longTerm?.values).toHaveLength(0);

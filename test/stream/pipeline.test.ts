@@ -97,17 +97,22 @@ describe.skipIf(!brokers)('realtime pipeline (real Kafka)', () => {
       { key: 'u0', value: Buffer.from(encodeEvent({ eventId: 'x5', userId: 'u0', packageName: 'com.unknown.app', type: 1, timestampMs: now })), reason: 'unknown-app' },
       { key: 'someone-else', value: Buffer.from(encodeEvent({ eventId: 'x6', userId: 'u0', packageName: 'com.app2', type: 1, timestampMs: now })), reason: 'key-mismatch' },
       { key: 'u0', value: Buffer.from(toBinary(AppEventSchema, create(AppEventSchema, { eventId: 'x7', userId: 'u0', packageName: 'com.app2', type: 1 }))), reason: 'missing-field' },
+      // An erased user (tombstone below): dropped with its reason, nothing written for it.
+      { key: 'gone', value: Buffer.from(encodeEvent({ eventId: 'x8', userId: 'gone', packageName: 'com.app2', type: 1, timestampMs: now })), reason: 'forgotten-user' },
     ];
     await produceEvents(producer, topic, good.slice(0, 3));
     await producer.send({ topic, acks: -1, messages: bad.map((b) => ({ key: b.key, value: b.value })) });
     await produceEvents(producer, topic, good.slice(3));
 
     const t = tempStore();
+    await t.store.forget(['gone']);
     const p = pipelineFor(t, topic);
     await p.connect();
     await p.run();
     await waitFor('good and bad events', () => p.stats().applied === good.length && p.stats().dlq === bad.length);
-    expect(p.stats().dlqByReason).toEqual({ undecodable: 1, 'missing-field': 2, 'unknown-type': 1, 'future-timestamp': 1, 'unknown-app': 1, 'key-mismatch': 1 });
+    expect(p.stats().dlqByReason).toEqual({ undecodable: 1, 'missing-field': 2, 'unknown-type': 1, 'future-timestamp': 1, 'unknown-app': 1, 'key-mismatch': 1, 'forgotten-user': 1 });
+    expect(new StateDb(t.store.root).get('gone')).toBeUndefined();
+    expect(t.store.get(SHORT_FEATURE, 'gone')).toBeUndefined();
     for (let u = 0; u < 3; u++) expect(new StateDb(t.store.root).get(`u${u}`)!.applied).toBe(2);
 
     // Read the DLQ back: reason in a header and in the envelope, original bytes intact.

@@ -96,6 +96,49 @@ export function register(program: Command): void {
     });
 
   cmd
+    .command('forget')
+    .description(
+      'Erase users (right to be forgotten): vectors of every feature, index points (marked deleted; gone after the next build), installer lists, kept apps, realtime state; a tombstone keeps later embeds and events from bringing them back. --unforget removes the tombstones.',
+    )
+    .requiredOption('--store <dir>', 'embedding store directory')
+    .requiredOption('--users <file>', 'user ids, one per line (blank lines and # comments skipped)')
+    .option('--unforget', 'remove the tombstones instead (nothing erased comes back by itself)')
+    .option('--json', 'print JSON')
+    .action(async (opts: StoreOpt & { users: string; unforget?: boolean }) => {
+      const { readFileSync } = await import('node:fs');
+      const { UserError } = await import('../../../src/util/errors.js');
+      const { EmbeddingStore } = await import('../../../src/store/store.js');
+      const { eraseUsers, unforgetUsers, parseUserList } = await import('../../../src/index/erase.js');
+      let text: string;
+      try {
+        text = readFileSync(opts.users, 'utf8');
+      } catch (err) {
+        throw new UserError(`cannot read --users ${opts.users}: ${(err as Error).message}`);
+      }
+      const ids = parseUserList(text);
+      if (ids.length === 0) throw new UserError(`--users ${opts.users} holds no user ids (one per line)`);
+      const store = EmbeddingStore.open(opts.store, { create: false });
+      try {
+        if (opts.unforget) {
+          const n = await unforgetUsers(store, ids);
+          process.stdout.write(opts.json ? JSON.stringify({ users: new Set(ids).size, unforgotten: n }) + '\n' : `unforgot ${n} of ${new Set(ids).size} users: they may be written again\n`);
+          return;
+        }
+        const r = await eraseUsers(store, ids);
+        if (opts.json) {
+          process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+          return;
+        }
+        process.stdout.write(
+          `forgot ${r.users} users (${r.newlyForgotten} new): ${r.vectorsRemoved} vectors, ${r.indexPointsRemoved} index points (${r.indexesUpdated.length} indexes), ` +
+            `${r.installerEntriesRemoved} installer entries, ${r.keptAppListsRemoved} kept-app lists, ${r.realtimeStatesRemoved} realtime states removed\n`,
+        );
+      } finally {
+        await store.close();
+      }
+    });
+
+  cmd
     .command('stats')
     .description('Store statistics: file size, LMDB map size and pages, readers, features, vectors, run markers, app installer lists.')
     .requiredOption('--store <dir>', 'embedding store directory')
