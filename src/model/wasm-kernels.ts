@@ -139,6 +139,20 @@ function fastGather(orig: KernelConfig): KernelConfig['kernelFunc'] {
   };
 }
 
+// tfjs-backend-wasm's Identity, and its Cast to the same dtype, copy the whole tensor. The backward
+// pass calls them for every product (the Multiply gradient casts both operands to float32) and for
+// every gradient passed through unchanged: ~400 copies per paper-size training chunk, ~7% of its
+// time. Like the cpu backend's Identity and the wasm Reshape, these return the same data with one
+// more reference: no kernel writes into its inputs, so sharing is safe and the values are the same.
+function aliasKernel(orig: KernelConfig, sameDtype: (args: Parameters<KernelConfig['kernelFunc']>[0]) => boolean): KernelConfig['kernelFunc'] {
+  return (args) => {
+    const x = args.inputs.x as TensorInfo;
+    if (x.dtype === 'string' || !sameDtype(args)) return orig.kernelFunc(args);
+    (args.backend as unknown as { incRef(id: unknown): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+  };
+}
+
 let registered = false;
 
 export function registerWasmKernels(): void {
@@ -154,6 +168,16 @@ export function registerWasmKernels(): void {
     const orig = { ...gather };
     tf.unregisterKernel(tf.GatherV2, 'wasm');
     tf.registerKernel({ ...orig, kernelFunc: fastGather(orig) });
+  }
+  for (const [name, same] of [
+    [tf.Identity, () => true],
+    [tf.Cast, (a: Parameters<KernelConfig['kernelFunc']>[0]) => (a.attrs as { dtype?: string } | undefined)?.dtype === (a.inputs.x as TensorInfo).dtype],
+  ] as const) {
+    const k = tf.getKernel(name, 'wasm');
+    if (!k || process.env.AETN_WASM_COPY_IDENTITY === '1') continue;
+    const orig = { ...k };
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ ...orig, kernelFunc: aliasKernel(orig, same) });
   }
   const mm = tf.getKernel(tf.BatchMatMul, 'wasm');
   const tr = tf.getKernel(tf.Transpose, 'wasm');
