@@ -18,8 +18,9 @@
 //            build + forward + backward + Adam + loss fetch (inside one tf.function)
 //   embedB - user vectors of B users (no heads, no dropout); both include the batch build
 // Our configurations (--ours): wN = N engines in worker threads with one OpenBLAS thread each (w2 is
-// what `aetn train` and `aetn embed` run on 2 cores); w1tK = one engine on this thread with K
-// OpenBLAS threads. Each measurement is one warm-up call and then `reps` timed calls (median); TF
+// what `aetn train` runs on 2 cores); w1tK = one engine on this thread with K OpenBLAS threads (w1t2
+// is what `aetn embed` runs when the native GEMM is built: src/model/infer.ts). The table marks the
+// product's default for each row with '*'. Each measurement is one warm-up call and then `reps` timed calls (median); TF
 // does two warm-up calls (aetn_tf.py's timeit). Ratios are ours / TF graph: per round (the same
 // round's neighbours), then the median over rounds.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -309,8 +310,8 @@ async function main(): Promise<void> {
   // Summary: per workload and system, the median over rounds; ratios to TF graph paired by round.
   const systems = [...new Set(rows.map((r) => r.system))];
   const summary: Array<Record<string, unknown>> = [];
-  console.log(`\nusers/s, median over ${ROUNDS} round(s) [min-max]; ours / TF graph paired per round, median [min-max]; load = 1-min load average during the measurements`);
-  console.log(`${'workload'.padEnd(10)} ${'system'.padEnd(10)} ${'users/s'.padStart(8)} ${'range'.padStart(15)} ${'cores'.padStart(5)} ${'load'.padStart(9)}  ${'/ TF graph'.padStart(10)} ${'range'.padStart(11)}  ${'/ TF XLA'.padStart(8)}`);
+  console.log(`\nusers/s, median over ${ROUNDS} round(s) [min-max]; ours / TF graph paired per round, median [min-max]; load = 1-min load average during the measurements (ours included); * = what aetn train / aetn embed run by default`);
+  console.log(`${'workload'.padEnd(10)} ${'system'.padEnd(10)} ${'users/s'.padStart(8)} ${'range'.padStart(15)} ${'cores'.padStart(5)} ${'load'.padStart(9)}  ${'/ TF graph'.padStart(10)} ${'range'.padStart(11)}  ${'/ TF XLA'.padStart(8)}  ${'per CPU-s / TF graph'.padStart(20)}`);
   for (const w of ROWS) {
     const tfg = rows.filter((r) => r.workload === w && r.system === 'tf graph');
     const tfx = rows.filter((r) => r.workload === w && r.system === 'tf xla');
@@ -321,10 +322,16 @@ async function main(): Promise<void> {
       const loads = mine.flatMap((r) => [r.loadStart, r.loadEnd]);
       const paired = (base: Measurement[]) => mine.map((r) => r.usersPerSec / (base.find((b) => b.round === r.round)?.usersPerSec ?? NaN)).filter(Number.isFinite);
       const vsGraph = s === 'tf graph' ? [] : paired(tfg);
+      // Users per CPU-second (users/s over the cores the process got): less sensitive to how the
+      // neighbours share the cores than wall-clock users/s, but blind to how well each side uses 2.
+      const perCpu = (r: Measurement) => r.usersPerSec / Math.max(1e-9, r.cores);
+      const vsGraphCpu = s === 'tf graph' ? [] : mine.map((r) => perCpu(r) / perCpu(tfg.find((b) => b.round === r.round) ?? { ...r, usersPerSec: NaN })).filter(Number.isFinite);
       const vsXla = s.startsWith('tf') ? [] : paired(tfx);
+      const isDefault = s === `ours ${w.startsWith('train') ? 'w2' : gemm.ok ? 'w1t2' : 'w2'}`;
       const row = {
         workload: w,
         system: s,
+        isDefault,
         usersPerSecMedian: median(ups),
         usersPerSecMin: Math.min(...ups),
         usersPerSecMax: Math.max(...ups),
@@ -335,12 +342,14 @@ async function main(): Promise<void> {
         ratioToTfGraphMin: vsGraph.length ? Math.min(...vsGraph) : null,
         ratioToTfGraphMax: vsGraph.length ? Math.max(...vsGraph) : null,
         ratioToTfXla: vsXla.length ? median(vsXla) : null,
+        usersPerCpuSecondMedian: median(mine.map(perCpu)),
+        perCpuSecondRatioToTfGraph: vsGraphCpu.length ? median(vsGraphCpu) : null,
       };
       summary.push(row);
       const f = (x: number | null, d = 2) => (x === null ? '' : x.toFixed(d));
       console.log(
-        `${w.padEnd(10)} ${s.padEnd(10)} ${row.usersPerSecMedian.toFixed(1).padStart(8)} ${`[${row.usersPerSecMin.toFixed(1)}-${row.usersPerSecMax.toFixed(1)}]`.padStart(15)} ${row.coresMedian.toFixed(2).padStart(5)} ${`${row.loadMin.toFixed(1)}-${row.loadMax.toFixed(1)}`.padStart(9)}  ` +
-          `${f(row.ratioToTfGraph).padStart(10)} ${(row.ratioToTfGraph === null ? '' : `[${f(row.ratioToTfGraphMin)}-${f(row.ratioToTfGraphMax)}]`).padStart(11)}  ${f(row.ratioToTfXla).padStart(8)}`,
+        `${w.padEnd(10)} ${(s + (isDefault ? '*' : '')).padEnd(10)} ${row.usersPerSecMedian.toFixed(1).padStart(8)} ${`[${row.usersPerSecMin.toFixed(1)}-${row.usersPerSecMax.toFixed(1)}]`.padStart(15)} ${row.coresMedian.toFixed(2).padStart(5)} ${`${row.loadMin.toFixed(1)}-${row.loadMax.toFixed(1)}`.padStart(9)}  ` +
+          `${f(row.ratioToTfGraph).padStart(10)} ${(row.ratioToTfGraph === null ? '' : `[${f(row.ratioToTfGraphMin)}-${f(row.ratioToTfGraphMax)}]`).padStart(11)}  ${f(row.ratioToTfXla).padStart(8)}  ${f(row.perCpuSecondRatioToTfGraph).padStart(20)}`,
       );
     }
   }
