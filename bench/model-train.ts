@@ -23,13 +23,14 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import type { UserExample, Vocabulary } from '../src/data/types.js';
+import type { UserExample } from '../src/data/types.js';
 import { initBackend } from '../src/model/backend.js';
 import { loadNativeGemm, setNativeGemmThreads } from '../src/model/native-gemm.js';
 import { startEngine } from '../src/model/train.js';
 import { FlatAdam } from '../src/model/train-adam.js';
 import { LocalEngine, defaultFactoryUrl, type Engine } from '../src/model/train-engine.js';
 import { factory } from '../src/model/train-model.js';
+import { PAPER, users, vocabulary } from './_aetn-users.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, def: number): number => {
@@ -43,36 +44,6 @@ const SMALL_BATCH = flag('--small-batch', quick ? 64 : 128);
 const M = flag('--apps', 2000);
 const ROUNDS = flag('--rounds', quick ? 1 : 2);
 const BIG_BATCH = flag('--big-batch', quick ? 0 : 1000);
-
-function vocabulary(m: number, cats = 50): Vocabulary {
-  return {
-    hash: `bench-${m}`,
-    categories: Array.from({ length: cats }, (_, i) => `c${i}`),
-    apps: Array.from({ length: m }, (_, i) => ({ index: i, appId: `a${i}`, category: i % cats, packages: [] })),
-  };
-}
-
-function users(n: number, m: number, seed = 1): UserExample[] {
-  let s = seed;
-  const r = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
-  return Array.from({ length: n }, (_, u) => {
-    const ret = new Set<number>();
-    while (ret.size < 50) ret.add(Math.floor(r() * m));
-    const seq = () => Int32Array.from({ length: 25 }, () => Math.floor(r() * m));
-    const dates = () => Int32Array.from({ length: 25 }, () => Math.floor(r() * 52));
-    return {
-      userId: `u${seed}-${u}`,
-      retention: Int32Array.from([...ret].sort((a, b) => a - b)),
-      installs: seq(),
-      installDates: dates(),
-      installTimes: new Float64Array(25),
-      uninstalls: seq(),
-      uninstallDates: dates(),
-      uninstallTimes: new Float64Array(25),
-      lastActiveMs: 0,
-    };
-  });
-}
 
 /** Best wall-clock GFLOP/s, and GFLOP per CPU-second (contention-independent per-core rate). */
 function sgemm(threads: number): { wall: number; perCore: number } {
@@ -179,7 +150,6 @@ interface Row {
   gflopPerCoreSecond: number;
 }
 
-const PAPER = { dModel: 512, dFf: 1024, heads: 8, encLayers: 2, decLayers: 1, dEmb: 128 };
 const SMALL = { dModel: 64, dFf: 128, heads: 4, encLayers: 2, decLayers: 1, dEmb: 32 };
 
 async function measureTrain(size: 'paper' | 'small', backend: string, gemm: Gemm, workers: number, batch: number, steps: number): Promise<Measured> {

@@ -140,6 +140,49 @@ function fastGather(orig: KernelConfig): KernelConfig['kernelFunc'] {
   };
 }
 
+// tfjs-backend-wasm's Identity, and its Cast to the same dtype, copy the whole tensor. The backward
+// pass calls them for every product (the Multiply gradient casts both operands to float32) and for
+// every gradient passed through unchanged: ~400 copies per paper-size training chunk, ~7% of its
+// time. Like the cpu backend's Identity and the wasm Reshape, these return the same data with one
+// more reference: no kernel writes into its inputs, so sharing is safe and the values are the same.
+function aliasKernel(orig: KernelConfig, sameDtype: (args: Parameters<KernelConfig['kernelFunc']>[0]) => boolean): KernelConfig['kernelFunc'] {
+  return (args) => {
+    const x = args.inputs.x as TensorInfo;
+    if (x.dtype === 'string' || !sameDtype(args)) return orig.kernelFunc(args);
+    (args.backend as unknown as { incRef(id: unknown): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+  };
+}
+
+// tfjs-backend-wasm's Sum reduces innermost axes only: a sum over the leading axes (every bias
+// gradient, dy summed over the rows [N, d] -> [d]) first transposes the whole input. Summing rows
+// into one accumulator row reads it once, in place. Each output is the same float32 sequence of
+// additions as the wasm kernel's (x[0] + x[1] + ... in row order, from 0), so the bits are equal.
+function leadingAxesSum(orig: KernelConfig): KernelConfig['kernelFunc'] {
+  return (args) => {
+    const x = args.inputs.x as TensorInfo;
+    const attrs = (args.attrs ?? {}) as { axis?: number | number[]; keepDims?: boolean };
+    const rank = x.shape.length;
+    if (attrs.axis === undefined || attrs.axis === null || x.dtype !== 'float32') return orig.kernelFunc(args);
+    const axes = [...new Set((Array.isArray(attrs.axis) ? attrs.axis : [attrs.axis]).map((a) => (a < 0 ? a + rank : a)))].sort((a, b) => a - b);
+    const leading = axes.length > 0 && axes.length < rank && axes.every((a, i) => a === i);
+    if (!leading) return orig.kernelFunc(args);
+    const backend = args.backend as WasmBackendLike;
+    const rows = size(x.shape.slice(0, axes.length));
+    const kept = x.shape.slice(axes.length);
+    const cols = size(kept);
+    const out = backend.makeOutput(attrs.keepDims ? [...axes.map(() => 1), ...kept] : kept, 'float32');
+    const xv = backend.typedArrayFromHeap(x) as Float32Array;
+    const ov = backend.typedArrayFromHeap(out) as Float32Array;
+    ov.fill(0);
+    for (let r = 0; r < rows; r++) {
+      const base = r * cols;
+      for (let c = 0; c < cols; c++) ov[c] += xv[base + c]!;
+    }
+    return out;
+  };
+}
+
 let registered = false;
 
 export function registerWasmKernels(): void {
@@ -155,6 +198,22 @@ export function registerWasmKernels(): void {
     const orig = { ...gather };
     tf.unregisterKernel(tf.GatherV2, 'wasm');
     tf.registerKernel({ ...orig, kernelFunc: fastGather(orig) });
+  }
+  for (const [name, same] of [
+    [tf.Identity, () => true],
+    [tf.Cast, (a: Parameters<KernelConfig['kernelFunc']>[0]) => (a.attrs as { dtype?: string } | undefined)?.dtype === (a.inputs.x as TensorInfo).dtype],
+  ] as const) {
+    const k = tf.getKernel(name, 'wasm');
+    if (!k || process.env.AETN_WASM_COPY_IDENTITY === '1') continue;
+    const orig = { ...k };
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ ...orig, kernelFunc: aliasKernel(orig, same) });
+  }
+  const sum = tf.getKernel(tf.Sum, 'wasm');
+  if (sum && process.env.AETN_WASM_STOCK_SUM !== '1') {
+    const orig = { ...sum };
+    tf.unregisterKernel(tf.Sum, 'wasm');
+    tf.registerKernel({ ...orig, kernelFunc: leadingAxesSum(orig) });
   }
   const mm = tf.getKernel(tf.BatchMatMul, 'wasm');
   const tr = tf.getKernel(tf.Transpose, 'wasm');

@@ -151,6 +151,16 @@ export class WorkerPool implements Engine {
     );
     const parts = replies.map((r) => r.result!);
     const n = examples.length;
+    if (parts.length === 2) {
+      // The common case (2 cores) in one pass over the 9.4 M values instead of a fill and two
+      // passes; the same float32 operations in the same order as the general loop below.
+      const w0 = parts[0]!.n / n;
+      const w1 = parts[1]!.n / n;
+      const g0 = this.handles[0]!.grad;
+      const g1 = this.handles[1]!.grad;
+      for (let i = 0; i < out.length; i++) out[i] = Math.fround(0 + w0 * g0[i]!) + w1 * g1[i]!;
+      return combineLosses(parts);
+    }
     out.fill(0);
     parts.forEach((p, k) => {
       const w = p.n / n;

@@ -11,6 +11,7 @@ import {
   configToJSON,
   defaultConfig,
   makeBatch,
+  l2Penalty,
   makeHostBatch,
   type AetnConfig,
   type AetnLosses,
@@ -482,6 +483,25 @@ describe('AetnModel', () => {
     delta.dispose();
     batch.dispose();
     model.dispose();
+  });
+
+  it('L_reg\'s own backward pass gives the gradient of the generic one bit for bit', () => {
+    const cfg = tinyConfig('aetn', { l2: 0.01 });
+    const model = new AetnModel(cfg, 4);
+    const batch = makeBatch(users(5), cfg, { training: true, seed: 2 });
+    const generic = () => tf.mul(tf.addN(model.variables.map((v) => tf.sum(tf.square(v)))), cfg.l2 / 2) as tf.Scalar;
+    const run = (reg: () => tf.Scalar) => {
+      model.l2 = reg;
+      const { value, grads } = tf.variableGrads(() => model.losses(batch, true).total, model.variables);
+      const out = { value: value.dataSync()[0], grads: model.variables.map((v) => grads[v.name]!.dataSync().slice()) };
+      tf.dispose([value, ...Object.values(grads)]);
+      return out;
+    };
+    const a = run(() => l2Penalty(model.variables, cfg.l2));
+    const b = run(generic);
+    model.l2 = AetnModel.prototype.l2;
+    expect(a.value).toBe(b.value);
+    a.grads.forEach((g, i) => expect(Buffer.from(g.buffer).equals(Buffer.from(b.grads[i]!.buffer)), model.names[i]).toBe(true));
   });
 
   it('L_reg covers every trainable variable (transformer included) and every variable is trained', () => {

@@ -169,3 +169,30 @@ describe('a training step of the real AETN', () => {
     expect(w.grad.some((v) => v !== 0)).toBe(true);
   });
 });
+
+describe('wasm kernels replaced for speed (src/model/wasm-kernels.ts)', () => {
+  it('Sum over leading axes gives the stock kernel\'s bits; Identity and Cast share data and keep values', async () => {
+    await initBackend('wasm');
+    const stock = tf.getKernel(tf.Sum, 'wasm')!;
+    const x = tf.randomNormal([37, 5, 19], 0, 3, 'float32', 4);
+    const cases: Array<[number | number[], boolean]> = [[0, false], [[0, 1], false], [[1, 0], true], [-3, true], [1, false], [-1, false], [[0, 1, 2], false]];
+    for (const [axis, keepDims] of cases) {
+      const ours = tf.sum(x, axis, keepDims);
+      const ref = stock.kernelFunc({ inputs: { x }, backend: tf.backend(), attrs: { axis, keepDims } }) as tf.TensorInfo;
+      expect(ours.shape, `axis ${axis}`).toEqual(ref.shape);
+      const refVals = tf.backend().readSync(ref.dataId) as Float32Array;
+      expect(Buffer.from((ours.dataSync() as Float32Array).buffer).equals(Buffer.from(refVals.buffer)), `axis ${axis}`).toBe(true);
+      tf.backend().disposeData(ref.dataId);
+      ours.dispose();
+    }
+    const c = tf.clone(x);
+    const f = tf.cast(x, 'float32');
+    const i = tf.cast(tf.mul(x, 10), 'int32');
+    x.dispose();
+    expect(c.dataSync().length).toBe(37 * 5 * 19);
+    expect(Array.from(f.dataSync())).toEqual(Array.from(c.dataSync()));
+    expect(i.dtype).toBe('int32');
+    expect(Array.from(i.dataSync()).every(Number.isInteger)).toBe(true);
+    tf.dispose([c, f, i]);
+  });
+});
