@@ -63,8 +63,15 @@ export interface TrainOptions {
   sizes?: Record<string, number>;
   epochs?: number;
   seed?: number;
+  /** Users per step; default: the paper's 1000, smaller on small datasets (see trainingSchedule). */
   batchSize?: number;
+  /** Adam learning rate of the first epoch; default: the paper's 1e-4 at batch 1000 (see trainingSchedule). */
   lr?: number;
+  /**
+   * Fewest optimizer steps of the whole run; an epoch makes more passes over the data to reach it.
+   * Default: DEFAULT_MIN_STEPS with the derived batch, 1 (no extra passes) when batchSize is given.
+   */
+  minSteps?: number;
   lrDecay?: number;
   backend?: string;
   workers?: number;
@@ -238,6 +245,38 @@ export async function startEngine(opts: {
   return { engine: pool, local };
 }
 
+/** The paper's schedule: batch 1000 at Adam lr 1e-4, for datasets of millions of users. */
+export const PAPER_BATCH = 1000;
+export const PAPER_LR = 1e-4;
+export const DEFAULT_MIN_STEPS = 300;
+
+/**
+ * Training length counted in steps, so that small datasets train enough. The paper's batch of 1000
+ * gives 957 users one Adam step per epoch: ten epochs are ten steps, and the network barely moves
+ * from its initialisation. Unless set:
+ *  - the batch is the paper's 1000, cut to a 32nd of the training users (at least 32), so an epoch
+ *    has about 32 steps or more;
+ *  - the learning rate grows as the batch shrinks (1e-4 x 1000 / batch, at most 1e-3): smaller
+ *    batches take more, noisier steps, and Adam at 1e-3 is its usual small-batch setting;
+ *  - an epoch makes enough passes over the data that the run has at least `minSteps` steps
+ *    (default DEFAULT_MIN_STEPS; with a batch size given, 1: the epochs as asked, unless set).
+ * On a dataset of 32,000 training users or more all three are the paper's (one pass per epoch).
+ */
+export function trainingSchedule(o: { trainUsers?: number; epochs: number; batchSize?: number; lr?: number; minSteps?: number }): {
+  batchSize: number;
+  lr: number;
+  minSteps: number;
+  passesPerEpoch: number;
+} {
+  const n = o.trainUsers;
+  const batchSize = o.batchSize ?? (n === undefined ? PAPER_BATCH : Math.min(PAPER_BATCH, Math.max(32, Math.floor(n / 32))));
+  const lr = o.lr ?? Math.min(1e-3, (PAPER_LR * PAPER_BATCH) / batchSize);
+  const stepsPerPass = n === undefined ? Infinity : Math.max(1, Math.ceil(n / batchSize));
+  const minSteps = o.minSteps ?? (o.batchSize === undefined ? DEFAULT_MIN_STEPS : 1);
+  const passesPerEpoch = Math.max(1, Math.ceil(minSteps / (o.epochs * stepsPerPass)));
+  return { batchSize, lr, minSteps, passesPerEpoch };
+}
+
 function fmtLoss(x: number): string {
   return Number.isFinite(x) ? x.toPrecision(4) : String(x);
 }
@@ -247,8 +286,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     variant: options.variant ?? 'aetn',
     epochs: options.epochs ?? 10,
     seed: options.seed ?? 1,
-    batchSize: options.batchSize ?? 1000,
-    lr: options.lr ?? 1e-4,
+    batchSize: options.batchSize ?? PAPER_BATCH,
+    lr: options.lr ?? PAPER_LR,
+    minSteps: options.minSteps ?? 1,
+    passesPerEpoch: 1,
     lrDecay: options.lrDecay ?? 0.8,
     workers: options.workers ?? Math.max(1, availableParallelism()),
     patience: options.patience ?? 2,
@@ -257,12 +298,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     maxStepsPerEpoch: options.maxStepsPerEpoch,
     factoryUrl: options.factoryUrl ?? defaultFactoryUrl(),
   };
-  const shuffleBuffer = options.shuffleBuffer ?? 10 * o.batchSize;
   const checks: Array<[string, number, number]> = [
     ['epochs', o.epochs, 1],
     ['batch-size', o.batchSize, 1],
     ['workers', o.workers, 1],
     ['patience', o.patience, 1],
+    ['min-steps', o.minSteps, 1],
   ];
   for (const [k, v, min] of checks) if (!Number.isInteger(v) || v < min) throw new UserError(`--${k} must be an integer >= ${min} (got ${v})`);
   if (!(o.lr > 0)) throw new UserError(`--lr must be > 0 (got ${o.lr})`);
@@ -275,9 +316,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     throw new UserError(`${out} already holds a model: pass --resume to continue its training, or choose another --out`);
   }
   const data = typeof options.data === 'string' ? await openTrainData(options.data) : options.data;
+  const trainUsers = data.numUsers !== undefined ? Math.round(Math.min(data.numUsers, o.maxUsers ?? Infinity) * (1 - o.valFraction)) : undefined;
+  const schedule = trainingSchedule({ trainUsers, epochs: o.epochs, batchSize: options.batchSize, lr: options.lr, minSteps: options.minSteps });
+  Object.assign(o, schedule);
   const backend = await initBackend(options.backend);
   const factory = await loadFactory(o.factoryUrl);
   const cfg = factory.makeConfig(data.vocab, { ...(options.sizes ?? {}), variant: o.variant }, { seqLen: data.seqLen, dateBuckets: data.dateBuckets });
+  const shuffleBuffer = options.shuffleBuffer ?? 10 * o.batchSize;
   const fixed = fixedOptions({ ...o, shuffleBuffer, maxUsers: o.maxUsers ?? null }, cfg, factory.kind);
 
   const memory: EngineMemoryOptions = { memoryBudgetMiB: options.memoryBudgetMiB, chunkUsers: options.chunkUsers };
@@ -323,6 +368,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         data: data.source,
         // Users per model call in each replica (memory budget): a batch's part is cut into chunks.
         chunkUsers: engine.chunkUsers.training,
+        // The schedule (trainingSchedule): set by the flags, or derived from the dataset's size.
+        batchSize: o.batchSize,
+        lr: o.lr,
+        passesPerEpoch: o.passesPerEpoch,
       },
       'training',
     );
@@ -352,6 +401,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         shuffleBuffer,
         maxUsers: o.maxUsers ?? null,
         maxStepsPerEpoch: o.maxStepsPerEpoch ?? null,
+        minSteps: o.minSteps,
+        passesPerEpoch: o.passesPerEpoch,
         chunkUsers: Number.isFinite(engine.chunkUsers.training) ? engine.chunkUsers.training : null,
       },
     });
@@ -382,7 +433,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     };
 
     const grad = new Float32Array(local.numParams);
-    const estUsers = data.numUsers !== undefined ? Math.round(Math.min(data.numUsers, o.maxUsers ?? Infinity) * (1 - o.valFraction)) : undefined;
+    const estUsers = trainUsers !== undefined ? trainUsers * o.passesPerEpoch : undefined;
     for (let epoch = loop.history.length; epoch < o.epochs && !loop.stoppedEarly; epoch++) {
       const lr = o.lr * o.lrDecay ** epoch;
       const progress = new Progress({ label: `epoch ${epoch + 1}/${o.epochs}`, total: estUsers, unit: 'users', silent: options.silentProgress });
@@ -390,7 +441,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       let users = 0;
       let steps = 0;
       const t0 = performance.now();
-      const batches = trainBatches(data, { ...o, shuffleBuffer }, epoch);
+      // Pass 0 shuffles as a one-pass epoch always has; extra passes (small data) get their own order.
+      for (let pass = 0; pass < o.passesPerEpoch && !(o.maxStepsPerEpoch !== undefined && steps >= o.maxStepsPerEpoch); pass++) {
+      const batches = trainBatches(data, { ...o, shuffleBuffer }, pass === 0 ? epoch : mixSeed(epoch, pass, 0x2545f491));
       let next = batches.next();
       while (true) {
         const it = await next;
@@ -413,6 +466,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         progress.tick(r.n, `loss ${fmtLoss(r.losses.total)} main ${fmtLoss(r.losses.main)}`);
       }
       await batches.return(undefined);
+      }
       const seconds = (performance.now() - t0) / 1000;
       if (users === 0) throw new UserError(`no training users in ${data.source} (after the ${o.valFraction * 100}% validation split)`);
       const trainLoss = Object.fromEntries(LOSS_KEYS.map((k) => [k, sums[k] / users])) as unknown as LossValues;

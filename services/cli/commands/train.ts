@@ -33,8 +33,9 @@ interface TrainFlags {
   decLayers?: number;
   dEmb?: number;
   seqLen?: number;
-  batchSize: number;
-  lr: number;
+  batchSize?: number;
+  lr?: number;
+  minSteps?: number;
   lrDecay: number;
   workers?: number;
   maxUsers?: number;
@@ -52,7 +53,8 @@ export function register(program: Command): void {
     .command('train')
     .description(
       'Train an AETN model (KDD 2020) or one of its ablations on a prepared dataset. Defaults are the paper sizes ' +
-        '(d_model 512, FFN 1024, 8 heads, 2+1 layers, 128-d user vector) and Adam lr 1e-4 decayed x0.8 per epoch, batch 1000. ' +
+        '(d_model 512, FFN 1024, 8 heads, 2+1 layers, 128-d user vector) and Adam lr 1e-4 decayed x0.8 per epoch, batch 1000; ' +
+        'on small datasets the batch shrinks, the learning rate grows and epochs make more passes, so that the run has at least --min-steps steps. ' +
         'Writes <out>/manifest.json + weights (best validation L_main), loss.svg, train-log.json and resume.ckpt.',
     )
     .requiredOption('--data <dir>', 'prepared dataset directory (written by `aetn prepare`)')
@@ -70,8 +72,9 @@ export function register(program: Command): void {
     .option('--dec-layers <n>', 'decoder layers (paper 1)', int('--dec-layers'))
     .option('--d-emb <n>', 'user vector width (paper 128)', int('--d-emb'))
     .option('--seq-len <n>', 'I: installs / uninstalls per user (default: the dataset\'s, 25)', int('--seq-len'))
-    .option('--batch-size <n>', 'users per step', int('--batch-size'), 1000)
-    .option('--lr <x>', 'Adam learning rate of the first epoch', num('--lr'), 1e-4)
+    .option('--batch-size <n>', "users per step (default: the paper's 1000; on fewer than 32,000 training users, a 32nd of them, at least 32)", int('--batch-size'))
+    .option('--lr <x>', "Adam learning rate of the first epoch (default: the paper's 1e-4 at batch 1000, 1e-4 x 1000 / batch at smaller batches, at most 1e-3)", num('--lr'))
+    .option('--min-steps <n>', 'fewest Adam steps of the whole run: on small data each epoch makes more passes over the users to reach it (default: 300 with the derived batch size, none when --batch-size is given)', int('--min-steps'))
     .option('--lr-decay <x>', 'learning rate factor per epoch', num('--lr-decay'), 0.8)
     .option('--workers <n>', 'worker threads computing gradients (default: number of cores)', int('--workers'))
     .option('--max-users <n>', 'read at most the first N users of the dataset per pass', int('--max-users'))
@@ -133,6 +136,7 @@ export function register(program: Command): void {
         batchSize: flags.batchSize,
         lr: flags.lr,
         lrDecay: flags.lrDecay,
+        minSteps: flags.minSteps,
         workers: flags.workers,
         maxUsers: flags.maxUsers,
         maxStepsPerEpoch: flags.maxSteps,
@@ -146,11 +150,13 @@ export function register(program: Command): void {
         process.stdout.write(`${JSON.stringify(m, null, 2)}\n`);
         return;
       }
+      const tr = m.training as { batchSize: number; lr: number; passesPerEpoch?: number };
       const met = m.metrics as { bestEpoch: number; epochsRun: number; valMain: number | null; usersPerSec: number | null; trainSeconds: number };
       const lines = [
         `model      ${m.featureId}  (${m.variant}, ${m.weights.numParams.toLocaleString('en-US')} parameters, ${m.dim}-d user vectors)`,
         `backend    ${m.backendDetail ?? m.backend}, ${m.workers} worker${m.workers > 1 ? 's' : ''}`,
         `epochs     ${met.epochsRun} run, best ${met.bestEpoch}${res.stoppedEarly ? ' (stopped early)' : ''}, ${met.trainSeconds.toFixed(1)} s training`,
+        `schedule   batch ${tr.batchSize}, lr ${tr.lr.toPrecision(3)}, ${tr.passesPerEpoch ?? 1} pass${(tr.passesPerEpoch ?? 1) > 1 ? 'es' : ''} per epoch`,
         `val L_main ${met.valMain === null ? 'n/a (no validation users)' : met.valMain.toFixed(5)}`,
         `speed      ${met.usersPerSec === null ? 'n/a' : `${met.usersPerSec.toFixed(1)} users/s`}`,
         `written    ${flags.out}/{manifest.json, ${m.weights.file}, loss.svg, train-log.json, resume.ckpt}`,
