@@ -98,7 +98,7 @@ function summary(msgs: { message: { case: string | undefined; value?: unknown } 
 }
 
 function aetn(args: string[]) {
-  return spawnSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/cli/main.ts'), ...args], { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, AETN_LOG_LEVEL: 'warn' } });
+  return spawnSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'services/cli/main.ts'), ...args], { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, AETN_LOG_LEVEL: 'warn' } });
 }
 
 /** Every file under the feature's index directory (all generations). */

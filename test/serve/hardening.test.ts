@@ -141,7 +141,7 @@ describe('hardening', () => {
 describe('a header value grpc-js refuses (real `aetn serve` process)', () => {
   it('never writes the API key to stderr, and stderr stays JSON lines', async () => {
     const key = 'probe-key-000042';
-    const p = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--store', fx.storeDir, '--port', '0', '--metrics-port', 'off'], {
+    const p = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'services/cli/main.ts'), 'serve', '--store', fx.storeDir, '--port', '0', '--metrics-port', 'off'], {
       cwd: REPO_ROOT,
       env: { ...process.env, AETN_LOG_LEVEL: 'info', AETN_API_KEYS: `${key}=vectors:read` },
       stdio: ['ignore', 'pipe', 'pipe'],
