@@ -155,3 +155,17 @@ export function tinyWorld(numUsers: number, numApps = 40, seed = 7): { vocab: Vo
   }
   return { vocab, examples };
 }
+
+/** A tiny world as the trainer's in-memory data source (what `openTrainData` gives for a prepared dir). */
+export function tinyTrainData(world: { vocab: Vocabulary; examples: UserExample[] }): import('../../src/model/train.js').TrainData {
+  return {
+    vocab: world.vocab,
+    seqLen: 6,
+    dateBuckets: 52,
+    numUsers: world.examples.length,
+    source: 'memory',
+    async *examples() {
+      yield* world.examples;
+    },
+  };
+}

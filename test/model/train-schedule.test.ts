@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../../src/model/backend.js';
 import { readManifest } from '../../src/model/checkpoint.js';
-import { DEFAULT_MIN_STEPS, train, trainingSchedule, type TrainData } from '../../src/model/train.js';
-import { tinyWorld } from './train-fixture.js';
+import { DEFAULT_MIN_STEPS, train, trainingSchedule } from '../../src/model/train.js';
+import { tinyTrainData, tinyWorld } from './train-fixture.js';
 
 describe('trainingSchedule', () => {
   it("keeps the paper's schedule on large data", () => {
@@ -43,16 +43,7 @@ describe('trainingSchedule', () => {
 describe('train with extra passes', () => {
   const TINY = { dModel: 16, dFf: 32, heads: 2, encLayers: 1, decLayers: 1, dEmb: 8, aeHidden: 8 };
   const world = tinyWorld(120, 30, 3);
-  const data: TrainData = {
-    vocab: world.vocab,
-    seqLen: 6,
-    dateBuckets: 52,
-    numUsers: world.examples.length,
-    source: 'memory',
-    async *examples() {
-      yield* world.examples;
-    },
-  };
+  const data = tinyTrainData(world);
   let root: string;
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'aetn-schedule-'));

@@ -10,20 +10,11 @@ import { FlatAdam } from '../../src/model/train-adam.js';
 import { defaultFactoryUrl, splitRanges } from '../../src/model/train-engine.js';
 import { factory } from '../../src/model/train-model.js';
 import { UserError } from '../../src/util/errors.js';
-import { tinyWorld } from './train-fixture.js';
+import { tinyTrainData, tinyWorld } from './train-fixture.js';
 
 const TINY = { dModel: 16, dFf: 32, heads: 2, encLayers: 1, decLayers: 1, dEmb: 8, aeHidden: 8 };
 const world = tinyWorld(240, 30, 9);
-const data: TrainData = {
-  vocab: world.vocab,
-  seqLen: 6,
-  dateBuckets: 52,
-  numUsers: world.examples.length,
-  source: 'memory',
-  async *examples() {
-    yield* world.examples;
-  },
-};
+const data: TrainData = tinyTrainData(world);
 const base = { data, sizes: TINY, batchSize: 60, lr: 3e-3, backend: 'wasm', workers: 1, valFraction: 0.15, seed: 4, silentProgress: true };
 
 let root: string;
