@@ -278,7 +278,23 @@ export class LocalEngine implements Engine {
   }
 
   async embed(examples: UserExample[]): Promise<Float32Array> {
-    return this.embedSync(examples);
+    // WebGPU in Node reads back only asynchronously (backend.ts readsAsync): the same chunks, each read with data().
+    if (tf.getBackend() !== 'webgpu') return this.embedSync(examples);
+    const parts: Float32Array[] = [];
+    for (const [a, b] of chunkRanges(examples.length, this.chunkUsers.inference)) {
+      const batch = this.factory.makeBatch(examples.slice(a, b), this.cfg, { training: false, seed: 0 });
+      try {
+        const t = tf.tidy(() => this.model.embed(batch));
+        try {
+          parts.push(((await t.data()) as Float32Array).slice());
+        } finally {
+          t.dispose();
+        }
+      } finally {
+        batch.dispose();
+      }
+    }
+    return parts.length === 1 ? parts[0]! : concatFloat32(parts);
   }
 
   async close(): Promise<void> {

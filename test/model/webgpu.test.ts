@@ -1,0 +1,107 @@
+// The webgpu backend against wasm: the same checkpoint, the same users, vectors equal within a
+// stated tolerance. Runs wherever a WebGPU adapter exists (a GPU's Vulkan driver, or Mesa's software
+// Vulkan, lavapipe, which .ci/run installs); skips, saying what is missing, only where none does.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { initBackend, probeWebgpu } from '../../src/model/backend.js';
+import { configToJson, newFeatureId, saveCheckpoint } from '../../src/model/checkpoint.js';
+import { createEmbedder } from '../../src/model/infer.js';
+import { LocalEngine } from '../../src/model/train-engine.js';
+import { factory } from '../../src/model/train-model.js';
+import { tinyWorld } from './train-fixture.js';
+
+const probe = await probeWebgpu();
+if (!probe.ok) console.warn(`webgpu parity tests skipped: ${probe.detail}`);
+
+const TINY = { dModel: 16, dFf: 32, heads: 2, encLayers: 1, decLayers: 1, dEmb: 8, seqLen: 6, aeHidden: 8 };
+const { vocab, examples } = tinyWorld(40, 30, 5);
+/**
+ * Stated tolerance: 1e-5 absolute (measured on lavapipe: 4e-7) on the tanh vectors in [-1, 1]. float32 on both backends, but the
+ * GPU kernels sum in another order (tiled matMul, tree reductions) and use their own exp/tanh.
+ */
+const TOL = 1e-5;
+
+let root: string;
+
+/** A checkpoint of `variant` one SGD step away from its seeded start (so not the initialisation). */
+async function checkpoint(variant: 'aetn' | 'dae'): Promise<string> {
+  await initBackend('wasm');
+  const cfg = factory.makeConfig(vocab, { ...TINY, variant }, {});
+  const engine = LocalEngine.create(factory, cfg, 3);
+  const g = new Float32Array(engine.numParams);
+  engine.gradientSync(examples, 1, g);
+  const weights = engine.getWeights().map((w, i) => w - 0.05 * g[i]!);
+  const dir = join(root, variant);
+  await saveCheckpoint(
+    dir,
+    {
+      featureId: newFeatureId(variant),
+      modelKind: 'aetn',
+      variant,
+      config: configToJson(cfg),
+      dim: 8,
+      vocab: { hash: vocab.hash, numApps: vocab.apps.length, numCategories: vocab.categories.length },
+      backend: 'wasm',
+      workers: 1,
+      seed: 3,
+      createdAt: new Date().toISOString(),
+      updatedAt: new Date().toISOString(),
+      metrics: {},
+      training: {},
+    },
+    engine.layout,
+    weights,
+  );
+  await engine.close();
+  return dir;
+}
+
+async function vectors(dir: string, backend: string, chunk?: number): Promise<Float32Array[]> {
+  const e = await createEmbedder(dir, { backend, workers: 1, chunk });
+  try {
+    expect(e.backend.name).toBe(backend);
+    return await e.embed(examples);
+  } finally {
+    await e.close();
+  }
+}
+
+function maxAbsDiff(a: Float32Array[], b: Float32Array[]): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    expect(a[i]!.length).toBe(b[i]!.length);
+    for (let j = 0; j < a[i]!.length; j++) m = Math.max(m, Math.abs(a[i]![j]! - b[i]![j]!));
+  }
+  return m;
+}
+
+describe.skipIf(!probe.ok)(`webgpu backend (${probe.detail})`, () => {
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'aetn-webgpu-'));
+  });
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it('names the adapter it runs on', async () => {
+    const info = await initBackend('webgpu');
+    expect(info.name).toBe('webgpu');
+    expect(info.detail).toBe(`webgpu (${probe.detail})`);
+    expect(info.gemm).toBe('stock');
+  });
+
+  for (const variant of ['aetn', 'dae'] as const) {
+    it(`embeds the ${variant} checkpoint like wasm (max |diff| < ${TOL})`, async () => {
+      const dir = await checkpoint(variant);
+      const w = await vectors(dir, 'wasm');
+      // Chunks of 16 users: several model calls, each read back asynchronously.
+      const g = await vectors(dir, 'webgpu', 16);
+      const diff = maxAbsDiff(g, w);
+      console.log(`webgpu vs wasm, ${variant}: max |diff| ${diff.toExponential(2)} over ${w.length} users x ${w[0]!.length}`);
+      expect(diff).toBeLessThan(TOL);
+      // Not trivially equal: different users get different vectors.
+      expect(w[0]!.some((x, j) => Math.abs(x - w[1]![j]!) > 1e-3)).toBe(true);
+    });
+  }
+});
