@@ -7,9 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend, probeWebgpu } from '../../src/model/backend.js';
 import { configToJson, newFeatureId, saveCheckpoint } from '../../src/model/checkpoint.js';
+import { saveHead } from '../../src/model/head-checkpoint.js';
+import { loadHead } from '../../src/model/head-forward.js';
+import { loadHeadPool } from '../../src/model/head-pool.js';
 import { createEmbedder } from '../../src/model/infer.js';
+import { RealtimeHead, defaultHeadConfig, type HeadEvent } from '../../src/model/realtime-head.js';
 import { LocalEngine } from '../../src/model/train-engine.js';
 import { factory } from '../../src/model/train-model.js';
+import { DAY, MIN, T0, makeWorld } from './head-fixtures.js';
 import { tinyWorld } from './train-fixture.js';
 
 const probe = await probeWebgpu();
@@ -104,4 +109,45 @@ describe.skipIf(!probe.ok)(`webgpu backend (${probe.detail})`, () => {
       expect(w[0]!.some((x, j) => Math.abs(x - w[1]![j]!) > 1e-3)).toBe(true);
     });
   }
+
+  it('runs the realtime head like wasm: host and tfjs forwards, on this thread and on a head worker', async () => {
+    const world = makeWorld({ users: 0 });
+    const now = T0 + 60 * DAY;
+    const ev = (app: number, minutesAgo: number, type: 1 | 2): HeadEvent => ({ app, type, timestampMs: now - minutesAgo * MIN });
+    // Every width group (8, 16, 32) and the host forward's short users (<= 2 or 4 events).
+    const users = [1, 40, 0, 9, 3, 17, 32, 8, 16, 2, 5, 4].map((n, u) => ({
+      events: Array.from({ length: n }, (_, i) => ev((u * 7 + i) % world.numApps, 5000 - 37 * i, i % 4 === 3 ? 2 : 1)),
+    }));
+    const dir = join(root, 'head');
+    await initBackend('wasm');
+    const cfg = defaultHeadConfig({ numApps: world.numApps, appDim: world.appDim, dModel: 16, heads: 2, dFf: 32, maxEvents: 32, outDim: 12, recentK: 3, dropout: 0 });
+    const head = new RealtimeHead(cfg, world.appMatrix, 21);
+    await saveHead(dir, head, { baseFeatureId: 'aetn-aetn-20260101-deadbeef', vocab: world.vocab });
+    head.dispose();
+    const want: Record<string, Float32Array[]> = {};
+    for (const forward of ['host', 'tfjs'] as const) {
+      const w = await loadHead(dir, { backend: 'wasm', forward, maxBatch: 4 });
+      want[forward] = w.embed(users, now);
+      w.dispose();
+    }
+    for (const forward of ['host', 'tfjs'] as const) {
+      const g = await loadHead(dir, { backend: 'webgpu', forward, maxBatch: 4 });
+      expect(() => g.embed(users, now)).toThrow(/asynchronously only/);
+      const got = await g.embedAsync(users, now);
+      g.dispose();
+      const diff = maxAbsDiff(got, want[forward]!);
+      console.log(`webgpu vs wasm, realtime head (${forward} forward): max |diff| ${diff.toExponential(2)} over ${got.length} users x ${got[0]!.length}`);
+      expect(diff).toBeLessThan(TOL);
+    }
+    // The served path: a head worker thread on webgpu (it reads back asynchronously).
+    const pool = await loadHeadPool(dir, { backend: 'webgpu', workers: 1 });
+    try {
+      const got = await pool.embed(users, now);
+      expect(maxAbsDiff(got, want.host!)).toBeLessThan(TOL);
+    } finally {
+      await pool.close();
+    }
+    // Not trivially equal: users differ.
+    expect(maxAbsDiff([want.tfjs![1]!], [want.tfjs![3]!])).toBeGreaterThan(1e-3);
+  });
 });
