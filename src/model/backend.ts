@@ -7,7 +7,7 @@
 //   cpu        - pure JS reference kernels: slow, used by tests as the ground truth.
 //   webgpu     - @tensorflow/tfjs-backend-webgpu on Dawn's Node bindings (npm 'webgpu'): a GPU through
 //                its Vulkan driver, or Mesa's software Vulkan (lavapipe) on CPU-only hosts. One
-//                engine per process (one device); reads back asynchronously only (see readsAsync).
+//                engine per process (one device); reads back asynchronously only (train-engine.ts asyncReads).
 // On wasm, BatchMatMul (~70% of a training step) runs OpenBLAS through the optional addon in
 // native/gemm when it is built (src/model/native-gemm.ts); the detail then says 'wasm+openblas'.
 // AETN_NATIVE_GEMM=0 keeps the stock kernel. cpu stays pure JS (the reference; see native-gemm.ts).
@@ -22,6 +22,7 @@ import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
 import { loadNativeGemm, nativeGemmMode, nativeGemmSummary, nativeMatMulMode, useNativeMatMul } from './native-gemm.js';
 import { registerWasmKernels } from './wasm-kernels.js';
+import { registerWebgpuKernels } from './webgpu-kernels.js';
 // Side effect: registers every op gradient. tfjs-core's Node bundle registers none, and its
 // register_all_gradients.js is extensionless ESM that Node cannot load: `npm run gen:gradients`
 // bundles it with esbuild into src/gen/ at build time. The bundled helpers share tfjs-core's global
@@ -190,15 +191,8 @@ async function loadWebgpu(): Promise<string> {
   // The package registers its backend at import time, and only when navigator.gpu exists (set above).
   await import('@tensorflow/tfjs-backend-webgpu');
   if (!tf.findBackendFactory('webgpu')) throw new UserError("backend 'webgpu': @tensorflow/tfjs-backend-webgpu registered no backend (navigator.gpu missing at import)");
+  registerWebgpuKernels();
   return `webgpu (${probe.detail})`;
-}
-
-/**
- * True when the active backend cannot read tensors synchronously: WebGPU in Node (its dataSync
- * stages through an OffscreenCanvas, which Node lacks). Callers then use `await t.data()`.
- */
-export function readsAsync(): boolean {
-  return tf.getBackend() === 'webgpu';
 }
 
 function firstLine(err: unknown): string {

@@ -13,9 +13,12 @@ import { loadHeadPool } from '../../src/model/head-pool.js';
 import { createEmbedder } from '../../src/model/infer.js';
 import { RealtimeHead, defaultHeadConfig, type HeadEvent } from '../../src/model/realtime-head.js';
 import { LocalEngine } from '../../src/model/train-engine.js';
+import { startEngine } from '../../src/model/train.js';
+import { defaultFactoryUrl } from '../../src/model/train-engine.js';
 import { factory } from '../../src/model/train-model.js';
 import { DAY, MIN, T0, makeWorld } from './head-fixtures.js';
 import { tinyWorld } from './train-fixture.js';
+import * as tf from '@tensorflow/tfjs-core';
 
 const probe = await probeWebgpu();
 if (!probe.ok) console.warn(`webgpu parity tests skipped: ${probe.detail}`);
@@ -149,5 +152,57 @@ describe.skipIf(!probe.ok)(`webgpu backend (${probe.detail})`, () => {
     }
     // Not trivially equal: users differ.
     expect(maxAbsDiff([want.tfjs![1]!], [want.tfjs![3]!])).toBeGreaterThan(1e-3);
+  });
+
+  for (const variant of ['aetn', 'dae'] as const) {
+    it(`computes the ${variant} training step like wasm: losses and the whole gradient`, async () => {
+      const batch = examples.slice(0, 24);
+      const step = async (backend: string) => {
+        await initBackend(backend);
+        const cfg = factory.makeConfig(vocab, { ...TINY, variant }, {});
+        // Chunks of 10 users: the chunked gradient (weighted sum of 3 chunks) on both.
+        const engine = LocalEngine.create(factory, cfg, 5, { chunkUsers: 10 });
+        const weights = await engine.getWeightsAsync();
+        const grad = new Float32Array(engine.numParams);
+        const r = await engine.gradient(batch, 99, grad);
+        const val = await engine.evaluate(batch);
+        await engine.close();
+        return { r, val, grad, weights };
+      };
+      const w = await step('wasm');
+      const g = await step('webgpu');
+      // The same seeded start on both (the initialisers are seeded on the host).
+      expect(Buffer.from(g.weights.buffer).equals(Buffer.from(w.weights.buffer))).toBe(true);
+      for (const k of ['total', 'main', 'aux', 'mask', 'reg'] as const) {
+        expect(Math.abs(g.r.losses[k] - w.r.losses[k]), k).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(w.r.losses[k])));
+        expect(Math.abs(g.val.losses[k] - w.val.losses[k]), k).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(w.val.losses[k])));
+      }
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < w.grad.length; i++) {
+        num = Math.max(num, Math.abs(g.grad[i]! - w.grad[i]!));
+        den = Math.max(den, Math.abs(w.grad[i]!));
+      }
+      console.log(`webgpu vs wasm, ${variant} gradient: max |diff| / max |g| ${(num / den).toExponential(2)} over ${w.grad.length} parameters; loss ${g.r.losses.total} vs ${w.r.losses.total}`);
+      // Stated tolerance: 1e-4 of the largest gradient entry (float32, another summation order).
+      expect(num / den).toBeLessThan(1e-4);
+      expect(den).toBeGreaterThan(0);
+    });
+  }
+
+  it('sums more AddN terms than a shader may bind (the gradient of a weight used many times)', async () => {
+    await initBackend('webgpu');
+    for (const n of [2, 7, 8, 20, 50]) {
+      const terms = Array.from({ length: n }, (_, i) => tf.fill([3, 5], i + 1));
+      const s = tf.addN(terms);
+      // 1 + 2 + ... + n, exact in float32 at these sizes.
+      expect(Array.from((await s.data()) as Float32Array), `n ${n}`).toEqual(new Array(15).fill((n * (n + 1)) / 2));
+      tf.dispose([...terms, s]);
+    }
+  });
+
+  it('refuses worker threads on webgpu by name', async () => {
+    const cfg = factory.makeConfig(vocab, { ...TINY }, {});
+    await expect(startEngine({ factoryUrl: defaultFactoryUrl(), cfg, seed: 1, backend: 'webgpu', workers: 2 })).rejects.toThrow(/use 1 worker/);
   });
 });
