@@ -2,7 +2,9 @@
 // stated tolerance. Runs wherever a WebGPU adapter exists (a GPU's Vulkan driver, or Mesa's software
 // Vulkan, lavapipe, which .ci/run installs); skips, saying what is missing, only where none does.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend, probeWebgpu } from '../../src/model/backend.js';
@@ -14,6 +16,8 @@ import { createEmbedder } from '../../src/model/infer.js';
 import { RealtimeHead, defaultHeadConfig, type HeadEvent } from '../../src/model/realtime-head.js';
 import { LocalEngine } from '../../src/model/train-engine.js';
 import { startEngine } from '../../src/model/train.js';
+import { trainHeadCommand } from '../../src/model/train-head.js';
+import { UserError } from '../../src/util/errors.js';
 import { defaultFactoryUrl } from '../../src/model/train-engine.js';
 import { factory } from '../../src/model/train-model.js';
 import { DAY, MIN, T0, makeWorld } from './head-fixtures.js';
@@ -204,5 +208,21 @@ describe.skipIf(!probe.ok)(`webgpu backend (${probe.detail})`, () => {
   it('refuses worker threads on webgpu by name', async () => {
     const cfg = factory.makeConfig(vocab, { ...TINY }, {});
     await expect(startEngine({ factoryUrl: defaultFactoryUrl(), cfg, seed: 1, backend: 'webgpu', workers: 2 })).rejects.toThrow(/use 1 worker/);
+  });
+});
+
+// These need no adapter: they run everywhere.
+describe('webgpu backend without an adapter, and what it does not do', () => {
+  it('names what is missing when Dawn finds no Vulkan driver', async () => {
+    // A child process whose Vulkan loader sees no driver at all (VK_ICD_FILENAMES names none).
+    const code = "const m = await import('./src/model/backend.js'); try { await m.initBackend('webgpu'); console.log('started'); } catch (e) { console.log(e.constructor.name + ': ' + e.message); }";
+    const r = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { env: { ...process.env, VK_ICD_FILENAMES: '/nonexistent/no-driver.json' } });
+    expect(r.stdout).toMatch(/^UserError: backend 'webgpu' cannot start: no WebGPU adapter .*install -t bookworm-backports mesa-vulkan-drivers.*--backend wasm/);
+  });
+
+  it('refuses to train the realtime head on webgpu, saying what to do instead', async () => {
+    const err = await trainHeadCommand({ baseModel: '/nonexistent/model', data: '/nonexistent/data', out: '/nonexistent/out', backend: 'webgpu' } as Parameters<typeof trainHeadCommand>[0]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as Error).message).toMatch(/realtime head on webgpu is not supported.*--backend wasm/);
   });
 });
