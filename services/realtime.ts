@@ -65,7 +65,13 @@ export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): 
     if (!Number.isInteger(workers) || workers < 0) throw new UserError(`head workers must be a non-negative integer, got ${workers}`);
     const { loadHead } = await import('../src/model/head-forward.js');
     const { loadHeadPool } = await import('../src/model/head-pool.js');
-    head = workers > 0 ? await loadHeadPool(cfg.realtime.headDir, { backend: opts.backend, workers }) : await loadHead(cfg.realtime.headDir, { backend: opts.backend });
+    if (workers > 0) head = await loadHeadPool(cfg.realtime.headDir, { backend: opts.backend, workers });
+    else {
+      const h = await loadHead(cfg.realtime.headDir, { backend: opts.backend });
+      const { currentBackend } = await import('../src/model/backend.js');
+      // webgpu reads back asynchronously only: on the main thread the head then embeds through embedAsync.
+      head = currentBackend()?.name === 'webgpu' ? { ...h, embed: (states, nowMs) => h.embedAsync(states, nowMs) } : h;
+    }
   }
   const closeHead = async (h: StreamHead) => {
     h.dispose?.();

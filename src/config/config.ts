@@ -39,7 +39,7 @@ export interface AetnConfig {
    */
   runtime: {
     /** tfjs backend; a --backend flag wins. */
-    backend: 'wasm' | 'cpu' | 'tensorflow';
+    backend: 'wasm' | 'cpu' | 'tensorflow' | 'webgpu';
     /** The OpenBLAS GEMM addon: 'default' (training; batch-invariant for inference), 'all' (plain calls everywhere), 'off' (stock tfjs kernels). */
     nativeGemm: 'default' | 'all' | 'off';
     /** The realtime head's host forward for users with few events (false: tfjs for everyone). */
@@ -69,7 +69,7 @@ export const SCOPES = ['vectors:read', 'audience:write', 'events:write', 'admin'
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 type Kind = 'string' | 'nullableString' | 'port' | 'nullablePort' | 'int' | 'nullableInt' | 'weight' | 'bool' | 'stringList' | 'keys' | 'logLevel' | 'backend' | 'nativeGemm';
-const BACKENDS = ['wasm', 'cpu', 'tensorflow'];
+const BACKENDS = ['wasm', 'cpu', 'tensorflow', 'webgpu'];
 
 /** Every key a user may set, with its type and its environment variable. */
 const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {

@@ -5,10 +5,15 @@
 //   tensorflow - libtensorflow through @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node.
 //                Optional: they download libtensorflow at install, which these machines cannot do.
 //   cpu        - pure JS reference kernels: slow, used by tests as the ground truth.
+//   webgpu     - @tensorflow/tfjs-backend-webgpu on Dawn's Node bindings (npm 'webgpu'): a GPU through
+//                its Vulkan driver, or Mesa's software Vulkan (lavapipe) on CPU-only hosts. One
+//                engine per process (one device); reads back asynchronously only (train-engine.ts asyncReads).
 // On wasm, BatchMatMul (~70% of a training step) runs OpenBLAS through the optional addon in
 // native/gemm when it is built (src/model/native-gemm.ts); the detail then says 'wasm+openblas'.
 // AETN_NATIVE_GEMM=0 keeps the stock kernel. cpu stays pure JS (the reference; see native-gemm.ts).
+import { mkdtempSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
@@ -17,14 +22,15 @@ import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
 import { loadNativeGemm, nativeGemmMode, nativeGemmSummary, nativeMatMulMode, useNativeMatMul } from './native-gemm.js';
 import { registerWasmKernels } from './wasm-kernels.js';
+import { registerWebgpuKernels } from './webgpu-kernels.js';
 // Side effect: registers every op gradient. tfjs-core's Node bundle registers none, and its
 // register_all_gradients.js is extensionless ESM that Node cannot load: `npm run gen:gradients`
 // bundles it with esbuild into src/gen/ at build time. The bundled helpers share tfjs-core's global
 // engine and gradient registry, so the gradients land where tf.grads looks.
 import '../gen/tf-gradients.js';
 
-export type BackendName = 'wasm' | 'tensorflow' | 'cpu';
-export const BACKENDS: readonly BackendName[] = ['wasm', 'tensorflow', 'cpu'];
+export type BackendName = 'wasm' | 'tensorflow' | 'cpu' | 'webgpu';
+export const BACKENDS: readonly BackendName[] = ['wasm', 'tensorflow', 'cpu', 'webgpu'];
 
 export interface BackendInfo {
   name: BackendName;
@@ -74,6 +80,8 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
     wasm.setWasmPaths(join(dist, '/'));
     registerWasmKernels();
     detail = 'wasm';
+  } else if (name === 'webgpu') {
+    detail = await loadWebgpu();
   } else {
     detail = await loadTensorflow();
   }
@@ -126,6 +134,65 @@ async function loadTensorflow(): Promise<string> {
       `(${errors.join('; ')}). Install one matching tfjs-core ${tf.version_core}, e.g. ` +
       `'npm install @tensorflow/tfjs-node-gpu@${tf.version_core}', or use --backend wasm.`,
   );
+}
+
+/** What the WebGPU adapter request answered: the adapter's description, or why there is none. */
+export interface WebgpuProbe {
+  ok: boolean;
+  /** e.g. 'llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) (mesa, software)', or the reason for none. */
+  detail: string;
+}
+
+const LAVAPIPE_HINT =
+  "on a CPU-only Debian bookworm host install Mesa's software Vulkan driver: " +
+  "'apt-get install -t bookworm-backports mesa-vulkan-drivers' (bookworm's own Mesa 22.3 is refused by Dawn); " +
+  "on a GPU host, the GPU's Vulkan driver";
+
+let webgpuProbe: Promise<WebgpuProbe> | undefined;
+
+/**
+ * Sets up WebGPU in this thread once: Dawn's globals (GPUBufferUsage, ...) on globalThis and
+ * navigator.gpu = create([]), then asks for an adapter. Never throws: the answer says what is missing.
+ * Tests use it to skip when no adapter can be had.
+ */
+export function probeWebgpu(): Promise<WebgpuProbe> {
+  webgpuProbe ??= (async (): Promise<WebgpuProbe> => {
+    // Dawn warns "XDG_RUNTIME_DIR is invalid" on every start unless it names a private directory.
+    if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), 'aetn-xdg-'));
+    let mod: { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
+    try {
+      const spec: string = 'webgpu';
+      mod = (await import(spec)) as typeof mod;
+    } catch (err) {
+      return { ok: false, detail: `the npm package 'webgpu' (Dawn's Node bindings) does not load: ${firstLine(err)}; run 'npm install'` };
+    }
+    Object.assign(globalThis, mod.globals);
+    const gpu = mod.create([]) as { requestAdapter(o?: object): Promise<{ info?: Record<string, string> } | null> };
+    const g = globalThis as { navigator?: Record<string, unknown> };
+    if (g.navigator) Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true, writable: true });
+    else Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+    let adapter: { info?: Record<string, string> } | null;
+    try {
+      adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    } catch (err) {
+      return { ok: false, detail: `the WebGPU adapter request failed: ${firstLine(err)}; ${LAVAPIPE_HINT}` };
+    }
+    if (!adapter) return { ok: false, detail: `no WebGPU adapter (Dawn found no usable Vulkan driver): ${LAVAPIPE_HINT}` };
+    const i = adapter.info ?? {};
+    const what = [i.vendor, i.architecture].filter((x) => x).join(', ');
+    return { ok: true, detail: `${i.description || i.device || 'unnamed adapter'}${what ? ` (${what})` : ''}` };
+  })();
+  return webgpuProbe;
+}
+
+async function loadWebgpu(): Promise<string> {
+  const probe = await probeWebgpu();
+  if (!probe.ok) throw new UserError(`backend 'webgpu' cannot start: ${probe.detail}. Or use --backend wasm.`);
+  // The package registers its backend at import time, and only when navigator.gpu exists (set above).
+  await import('@tensorflow/tfjs-backend-webgpu');
+  if (!tf.findBackendFactory('webgpu')) throw new UserError("backend 'webgpu': @tensorflow/tfjs-backend-webgpu registered no backend (navigator.gpu missing at import)");
+  registerWebgpuKernels();
+  return `webgpu (${probe.detail})`;
 }
 
 function firstLine(err: unknown): string {

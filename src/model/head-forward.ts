@@ -2,6 +2,7 @@
 // tfjs, and batching by width. The checkpoint itself is read by head-checkpoint.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import { runtimeSettings } from '../config/config.js';
+import { UserError } from '../util/errors.js';
 import { HostHead } from './realtime-head-host.js';
 import { encodeHeadBatch, narrowWidth, type RecentEvents } from './realtime-head.js';
 import { loadHeadModel, type HeadCheckFor, type HeadManifest } from './head-checkpoint.js';
@@ -27,13 +28,16 @@ export interface LoadedHead extends HeadInfo {
    * Short-term vectors of a batch of users at time `nowMs` (synchronous).
    * Events may come in any order; the newest `maxEvents` are used. Throws UserError on an app index
    * outside the vocabulary or an unknown type, so map packages with `appIndexOfPackage` first.
+   * On webgpu (no synchronous readback in Node) it throws: use embedAsync, as the head workers do.
    */
   embed(states: readonly RecentEvents[], nowMs: number): Float32Array[];
+  /** The same vectors as embed, read back asynchronously: works on every backend, webgpu included. */
+  embedAsync(states: readonly RecentEvents[], nowMs: number): Promise<Float32Array[]>;
   dispose(): void;
 }
 
 export interface LoadHeadOptions extends HeadCheckFor {
-  /** tfjs backend: wasm (default), cpu, tensorflow. */
+  /** tfjs backend: wasm (default), cpu, tensorflow, webgpu. */
   backend?: string;
   /** Users per forward pass; larger batches are split to bound memory. Default 1024. */
   maxBatch?: number;
@@ -75,27 +79,68 @@ export function headForwardKind(requested?: 'host' | 'tfjs'): 'host' | 'tfjs' {
 
 export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Promise<LoadedHead> {
   const { initBackend } = await import('./backend.js');
-  await initBackend(opts.backend);
+  const backend = await initBackend(opts.backend);
+  // WebGPU in Node reads back only asynchronously: the host tables and weights are read with data().
+  const asyncOnly = backend.name === 'webgpu';
   const { head, manifest, vocab } = await loadHeadModel(modelDir, opts);
-  head.freeze();
+  if (asyncOnly) await head.freezeAsync();
+  else head.freeze();
   const appIndexOfPackage = new Map<string, number>();
   for (const app of vocab.apps) for (const p of app.packages ?? []) appIndexOfPackage.set(p, app.index);
   const maxBatch = opts.maxBatch ?? 1024;
   const dim = head.cfg.outDim;
   const forward = headForwardKind(opts.forward);
-  const host = forward === 'host' ? new HostHead(head, { maxBatch }) : null;
+  const host = forward === 'host' ? new HostHead(head, { maxBatch, weights: asyncOnly ? await head.readWeights() : undefined }) : null;
   const hostMax = host ? hostMaxEvents(host.gemmKind) : -1;
   // Users are grouped by how many events they have (widths 8, 16, 32, ...): a forward pass costs
   // per position, and most users in a Kafka batch have far fewer events than maxEvents.
-  const embedGroup = (states: readonly RecentEvents[], rows: number[], width: number, nowMs: number, out: Float32Array[]) => {
+  // Each group's passes: [rows, the tfjs result] (the caller reads it, synchronously or not).
+  const groupPasses = (states: readonly RecentEvents[], rows: number[], width: number, nowMs: number): Array<[number[], () => tf.Tensor2D]> => {
+    const passes: Array<[number[], () => tf.Tensor2D]> = [];
     for (let i = 0; i < rows.length; i += maxBatch) {
       const part = rows.slice(i, i + maxBatch);
-      const batch = encodeHeadBatch(part.map((r) => states[r]!), nowMs, head.cfg, width);
-      const t = tf.tidy(() => head.forward(batch, false));
-      const flat = t.dataSync() as Float32Array;
-      t.dispose();
-      part.forEach((r, j) => (out[r] = flat.slice(j * dim, (j + 1) * dim)));
+      passes.push([part, () => tf.tidy(() => head.forward(encodeHeadBatch(part.map((r) => states[r]!), nowMs, head.cfg, width), false))]);
     }
+    return passes;
+  };
+  const spread = (part: number[], flat: Float32Array, out: Float32Array[]) => part.forEach((r, j) => (out[r] = flat.slice(j * dim, (j + 1) * dim)));
+  /** Host rows done into `out`; returns the tfjs groups, narrowest first. */
+  const plan = (states: readonly RecentEvents[], nowMs: number, out: Float32Array[]): Array<[number, number[]]> => {
+    const groups = new Map<number, number[]>();
+    const hostRows: number[] = [];
+    states.forEach((st, r) => {
+      // Which forward a user gets depends only on its own event count, so a user's vector
+      // still does not depend on the rest of the batch.
+      if (host && Math.min(st.events.length, head.cfg.maxEvents) <= hostMax) {
+        hostRows.push(r);
+        return;
+      }
+      const w = narrowWidth(st.events.length, head.cfg);
+      let g = groups.get(w);
+      if (!g) groups.set(w, (g = []));
+      g.push(r);
+    });
+    if (hostRows.length > 0) {
+      const vs = host!.embed(
+        hostRows.map((r) => states[r]!),
+        nowMs,
+      );
+      hostRows.forEach((r, j) => (out[r] = vs[j]!));
+    }
+    return [...groups.entries()].sort((a, b) => a[0] - b[0]);
+  };
+  const embedSync = (states: readonly RecentEvents[], nowMs: number): Float32Array[] => {
+    if (asyncOnly) throw new UserError('realtime head on webgpu: results are read back asynchronously only; run it on head workers (embedAsync)');
+    const out: Float32Array[] = new Array(states.length);
+    for (const [w, rows] of plan(states, nowMs, out)) {
+      for (const [part, run] of groupPasses(states, rows, w, nowMs)) {
+        const t = run();
+        const flat = t.dataSync() as Float32Array;
+        t.dispose();
+        spread(part, flat, out);
+      }
+    }
+    return out;
   };
   return {
     featureId: manifest.featureId,
@@ -105,30 +150,21 @@ export async function loadHead(modelDir: string, opts: LoadHeadOptions = {}): Pr
     manifest,
     appIndexOfPackage,
     forward,
-    embed(states, nowMs) {
+    embed: embedSync,
+    async embedAsync(states, nowMs) {
+      // Sync backends take the synchronous path: the same calls and bits as embed.
+      if (!asyncOnly) return embedSync(states, nowMs);
       const out: Float32Array[] = new Array(states.length);
-      const groups = new Map<number, number[]>();
-      const hostRows: number[] = [];
-      states.forEach((st, r) => {
-        // Which forward a user gets depends only on its own event count, so a user's vector
-        // still does not depend on the rest of the batch.
-        if (host && Math.min(st.events.length, head.cfg.maxEvents) <= hostMax) {
-          hostRows.push(r);
-          return;
+      for (const [w, rows] of plan(states, nowMs, out)) {
+        for (const [part, run] of groupPasses(states, rows, w, nowMs)) {
+          const t = run();
+          try {
+            spread(part, (await t.data()) as Float32Array, out);
+          } finally {
+            t.dispose();
+          }
         }
-        const w = narrowWidth(st.events.length, head.cfg);
-        let g = groups.get(w);
-        if (!g) groups.set(w, (g = []));
-        g.push(r);
-      });
-      if (hostRows.length > 0) {
-        const vs = host!.embed(
-          hostRows.map((r) => states[r]!),
-          nowMs,
-        );
-        hostRows.forEach((r, j) => (out[r] = vs[j]!));
       }
-      for (const [w, rows] of [...groups.entries()].sort((a, b) => a[0] - b[0])) embedGroup(states, rows, w, nowMs, out);
       return out;
     },
     dispose: () => head.dispose(),

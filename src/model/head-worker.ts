@@ -21,9 +21,10 @@ async function runHeadWorker(data: HeadWorkerData): Promise<void> {
     port.postMessage({ id: 0, error: (err as Error).message, userError: err instanceof UserError });
     return;
   }
-  port.on('message', (msg: { id: number; nowMs: number; states: RecentEvents[] }) => {
+  port.on('message', async (msg: { id: number; nowMs: number; states: RecentEvents[] }) => {
     try {
-      const vectors = head.embed(msg.states, msg.nowMs);
+      // Asynchronous readback: the only kind webgpu has; on the other backends the same vectors.
+      const vectors = await head.embedAsync(msg.states, msg.nowMs);
       port.postMessage({ id: msg.id, vectors }, vectors.map((v) => v.buffer as ArrayBuffer));
     } catch (err) {
       port.postMessage({ id: msg.id, error: (err as Error).message, userError: err instanceof UserError });

@@ -45,7 +45,8 @@ export async function createEmbedder(modelDir: string, opts: EmbedderOptions = {
   // over its own threads), and one engine with both cores embedded 1.3-1.6x faster than two engines
   // with one each in bench/model-train.ts; the stock kernel is single-threaded, so there one engine
   // per core wins.
-  const workers = opts.workers ?? (backend.gemm === 'openblas' ? 1 : Math.max(1, availableParallelism()));
+  // On webgpu one engine drives the one device (a worker each would compete for it).
+  const workers = opts.workers ?? (backend.gemm === 'openblas' || backend.name === 'webgpu' ? 1 : Math.max(1, availableParallelism()));
   if (!Number.isInteger(workers) || workers < 1) throw new UserError(`workers must be a positive integer (got ${workers})`);
   const factoryUrl = opts.factoryUrl ?? (manifest.modelKind === 'aetn' ? defaultFactoryUrl() : undefined);
   if (!factoryUrl) throw new UserError(`model kind '${manifest.modelKind}' of ${modelDir} has no model factory in this build`);

@@ -31,6 +31,11 @@ export interface HostHeadOptions {
   gemm?: 'native' | 'js';
   /** Users per pass; larger calls are split to bound the scratch buffers. Default 1024. */
   maxBatch?: number;
+  /**
+   * The weights by variable name, read beforehand (RealtimeHead.readWeights): needed where the
+   * backend cannot read synchronously (webgpu); otherwise each variable is read here.
+   */
+  weights?: ReadonlyMap<string, Float32Array>;
 }
 
 interface Block {
@@ -103,6 +108,8 @@ export class HostHead {
     this.gapEmb = tables.gaps.slice();
     const byName = new Map(head.namedVariables.map((p) => [p.name, p.v]));
     const w = (name: string): Float32Array => {
+      const pre = opts.weights?.get(name);
+      if (pre) return pre.slice();
       const v = byName.get(name);
       if (!v) throw new Error(`realtime head host forward: no variable ${name}`);
       return (v.dataSync() as Float32Array).slice();

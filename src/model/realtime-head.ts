@@ -271,6 +271,28 @@ export class RealtimeHead {
     this.frozenTables();
   }
 
+  /** freeze() for backends that read back only asynchronously (webgpu): the same tables via data(). */
+  async freezeAsync(): Promise<void> {
+    this.frozen = null;
+    const tokens = tf.tidy(() => tf.add(tf.matMul(this.appMatrix, this.w('in/W') as tf.Tensor2D), this.w('in/b')));
+    try {
+      this.frozen = {
+        tokens: (await tokens.data()) as Float32Array,
+        types: (await this.w('type_emb').data()) as Float32Array,
+        gaps: (await this.w('gap_emb').data()) as Float32Array,
+      };
+    } finally {
+      tokens.dispose();
+    }
+  }
+
+  /** Every variable's values by checkpoint name, read asynchronously (for HostHead on webgpu). */
+  async readWeights(): Promise<Map<string, Float32Array>> {
+    const out = new Map<string, Float32Array>();
+    for (const p of this.params) out.set(p.name, ((await p.v.data()) as Float32Array).slice());
+    return out;
+  }
+
   /** The host tables freeze() caches (computed on first use); the host forward copies them. */
   frozenTables(): { tokens: Float32Array; types: Float32Array; gaps: Float32Array } {
     if (this.frozen) return this.frozen;

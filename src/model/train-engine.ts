@@ -159,6 +159,14 @@ export class LocalEngine implements Engine {
     return new LocalEngine(factory, cfg, factory.createModel(cfg, seed), mem);
   }
 
+  /** getWeights, read back asynchronously where the backend needs it (webgpu). */
+  async getWeightsAsync(): Promise<Float32Array> {
+    if (!asyncReads()) return this.getWeights();
+    const out = new Float32Array(this.numParams);
+    for (const [i, v] of this.model.variables.entries()) out.set((await v.data()) as Float32Array, this.layout[i]!.offset);
+    return out;
+  }
+
   getWeights(): Float32Array {
     const out = new Float32Array(this.numParams);
     this.model.variables.forEach((v, i) => out.set(v.dataSync() as Float32Array, this.layout[i]!.offset));
@@ -233,7 +241,52 @@ export class LocalEngine implements Engine {
   }
 
   async gradient(examples: UserExample[], seed: number, out: Float32Array): Promise<GradResult> {
-    return this.gradientSync(examples, seed, out);
+    if (!asyncReads()) return this.gradientSync(examples, seed, out);
+    // webgpu: gradientSync's chunks and weighting, each chunk read back with data().
+    const ranges = chunkRanges(examples.length, this.chunkUsers.training);
+    if (ranges.length <= 1) return this.gradientChunkAsync(examples, seed, out);
+    const n = examples.length;
+    this.scratch ??= new Float32Array(this.numParams);
+    const g = this.scratch;
+    const parts: GradResult[] = [];
+    for (const [k, [a, b]] of ranges.entries()) {
+      const r = await this.gradientChunkAsync(examples.slice(a, b), seed, k === 0 ? out : g);
+      const w = (b - a) / n;
+      if (k === 0) {
+        for (let i = 0; i < out.length; i++) out[i] = w * out[i]!;
+      } else {
+        for (let i = 0; i < out.length; i++) out[i] += w * g[i]!;
+      }
+      parts.push(r);
+    }
+    return combineLosses(parts);
+  }
+
+  private async gradientChunkAsync(examples: UserExample[], seed: number, out: Float32Array): Promise<GradResult> {
+    const batch = this.factory.makeBatch(examples, this.cfg, { training: true, seed });
+    try {
+      let parts: tf.Scalar[] = [];
+      const { value, grads } = tf.variableGrads(() => {
+        const l = this.model.losses(batch, true);
+        parts = [l.main, l.aux, l.mask, l.reg].map((t) => tf.keep(t));
+        return l.total;
+      }, this.model.variables);
+      try {
+        const vals: number[] = [];
+        for (const t of [value, ...parts]) vals.push((await t.data())[0]!);
+        for (const [i, v] of this.model.variables.entries()) {
+          const l = this.layout[i]!;
+          const gv = grads[v.name];
+          if (gv) out.set((await gv.data()) as Float32Array, l.offset);
+          else out.fill(0, l.offset, l.offset + l.size);
+        }
+        return { losses: toLosses(vals), n: examples.length };
+      } finally {
+        tf.dispose([value, ...parts, ...Object.values(grads)]);
+      }
+    } finally {
+      batch.dispose();
+    }
   }
 
   /** Mean losses, in chunks of at most chunkUsers.training users (the output heads run too). */
@@ -257,7 +310,27 @@ export class LocalEngine implements Engine {
   }
 
   async evaluate(examples: UserExample[]): Promise<GradResult> {
-    return this.evaluateSync(examples);
+    if (!asyncReads()) return this.evaluateSync(examples);
+    const parts: GradResult[] = [];
+    for (const [a, b] of chunkRanges(examples.length, this.chunkUsers.training)) {
+      const batch = this.factory.makeBatch(examples.slice(a, b), this.cfg, { training: false, seed: 0 });
+      try {
+        const ts = tf.tidy(() => {
+          const l = this.model.losses(batch, false);
+          return [l.total, l.main, l.aux, l.mask, l.reg];
+        });
+        try {
+          const vals: number[] = [];
+          for (const t of ts) vals.push((await t.data())[0]!);
+          parts.push({ losses: toLosses(vals), n: b - a });
+        } finally {
+          tf.dispose(ts);
+        }
+      } finally {
+        batch.dispose();
+      }
+    }
+    return parts.length === 1 ? parts[0]! : combineLosses(parts);
   }
 
   /** Row-major user vectors, in chunks of at most chunkUsers.inference users. */
@@ -278,13 +351,38 @@ export class LocalEngine implements Engine {
   }
 
   async embed(examples: UserExample[]): Promise<Float32Array> {
-    return this.embedSync(examples);
+    // WebGPU in Node reads back only asynchronously: the same chunks, each read with data().
+    if (!asyncReads()) return this.embedSync(examples);
+    const parts: Float32Array[] = [];
+    for (const [a, b] of chunkRanges(examples.length, this.chunkUsers.inference)) {
+      const batch = this.factory.makeBatch(examples.slice(a, b), this.cfg, { training: false, seed: 0 });
+      try {
+        const t = tf.tidy(() => this.model.embed(batch));
+        try {
+          parts.push(((await t.data()) as Float32Array).slice());
+        } finally {
+          t.dispose();
+        }
+      } finally {
+        batch.dispose();
+      }
+    }
+    return parts.length === 1 ? parts[0]! : concatFloat32(parts);
   }
 
   async close(): Promise<void> {
     if (this.model.dispose) this.model.dispose();
     else tf.dispose(this.model.variables);
   }
+}
+
+/**
+ * True on a backend that cannot read tensors synchronously: WebGPU in Node (its dataSync stages
+ * through an OffscreenCanvas, which Node lacks). Kept here, not imported from backend.ts, so the
+ * engine does not load the backends.
+ */
+function asyncReads(): boolean {
+  return tf.getBackend() === 'webgpu';
 }
 
 function toLosses(v: number[]): LossValues {

@@ -404,6 +404,11 @@ export async function trainHeadCommand(opts: TrainHeadCommandOptions): Promise<{
   if (!aetnDir) throw new UserError('the realtime head needs the AETN model whose app matrix it uses: pass --base-model <dir>');
   if (!opts.data || !opts.out) throw new UserError('the realtime head needs --data <prepared dir> and --out <dir>');
   if (opts.resume) throw new UserError('--resume is not supported with --head realtime: retrain the head (it takes minutes)');
+  const { resolveBackendName } = await import('./backend.js');
+  if (resolveBackendName(opts.backend) === 'webgpu') {
+    // Its loop reads losses and top-k synchronously, which webgpu in Node cannot (no sync readback).
+    throw new UserError("training the realtime head on webgpu is not supported (its loop reads back synchronously): train it with --backend wasm; the checkpoint then serves on webgpu (head workers)");
+  }
   const backend = await initBackend(opts.backend);
   const ds = await openPrepared(opts.data);
   const base = await appMatrixFromAetnCheckpoint(aetnDir, { vocabHash: ds.vocab.hash });

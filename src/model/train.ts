@@ -11,7 +11,7 @@ import type { UserExample, Vocabulary } from '../data/types.js';
 import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
 import { Progress } from '../util/progress.js';
-import { initBackend, type BackendInfo } from './backend.js';
+import { initBackend, resolveBackendName, type BackendInfo } from './backend.js';
 import {
   MANIFEST_FILE,
   RESUME_FILE,
@@ -223,6 +223,10 @@ export async function startEngine(opts: {
   /** Memory budget (or fixed chunk) of every replica; see memory.ts. */
   memory?: EngineMemoryOptions;
 }): Promise<{ engine: Engine; local: LocalEngine }> {
+  if (opts.backend === 'webgpu' && opts.workers > 1) {
+    // Worker engines read back synchronously, which webgpu in Node cannot; and there is one device.
+    throw new UserError(`backend 'webgpu' runs one engine on its one device: use 1 worker (got ${opts.workers})`);
+  }
   const factory = await loadFactory(opts.factoryUrl);
   // Resolved once here (option, else environment, else default), so every worker gets the same.
   const memory: EngineMemoryOptions =
@@ -291,7 +295,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     minSteps: options.minSteps ?? 1,
     passesPerEpoch: 1,
     lrDecay: options.lrDecay ?? 0.8,
-    workers: options.workers ?? Math.max(1, availableParallelism()),
+    // webgpu: one engine drives the one device.
+    workers: options.workers ?? (resolveBackendName(options.backend) === 'webgpu' ? 1 : Math.max(1, availableParallelism())),
     patience: options.patience ?? 2,
     valFraction: options.valFraction ?? 0.05,
     maxUsers: options.maxUsers,
@@ -328,7 +333,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const memory: EngineMemoryOptions = { memoryBudgetMiB: options.memoryBudgetMiB, chunkUsers: options.chunkUsers };
   const { engine, local } = await startEngine({ factoryUrl: o.factoryUrl, cfg, seed: o.seed, backend: backend.name, workers: o.workers, memory });
   try {
-    const weights = local.getWeights();
+    const weights = await local.getWeightsAsync();
     const adam = new FlatAdam(local.numParams);
     let featureId = newFeatureId(factory.variantOf(cfg));
     let loop: LoopState = { history: [], steps: [], globalStep: 0, bestEpoch: 0, bestVal: Infinity, badEpochs: 0, stoppedEarly: false, createdAt: new Date().toISOString() };

@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .requiredOption('--data <dir>', 'prepared dataset (aetn prepare --out)')
     .requiredOption('--store <dir>', 'embedding store directory (created if missing)')
     .option('--active-since <YYYY-MM-DD>', 'only users with an install/uninstall on or after this day (feature updating)')
-    .option('--backend <name>', 'wasm | tensorflow | cpu (default: $AETN_BACKEND, else tensorflow when installed, else wasm)')
+    .option('--backend <name>', 'wasm | webgpu | tensorflow | cpu (default: $AETN_BACKEND, else tensorflow when installed, else wasm)')
     .option('--workers <n>', 'worker threads (default: 1 on the native OpenBLAS GEMM, which uses every core itself; else number of cores)', int('--workers'))
     .option('--batch-size <n>', 'users per model call and store transaction', int('--batch-size'), 1000)
     .option('--no-installers', 'do not rewrite the "installers of app X" lists')

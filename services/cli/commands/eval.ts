@@ -36,7 +36,7 @@ export function register(program: Command): void {
     .option('--folds <n>', 'Test #2 cross-validation folds', int('folds', 2), 10)
     .option('--head <dir>', 'realtime head checkpoint: also compare AETN + head (long ‖ short) on Test #1')
     .option('--max-users <n>', 'evaluate only the first N users (shard order, i.e. a hash sample)', int('max-users', 20))
-    .option('--backend <name>', 'tfjs backend for embedding: wasm | cpu | tensorflow (default: AETN_BACKEND or wasm)')
+    .option('--backend <name>', 'tfjs backend for embedding: wasm | cpu | tensorflow | webgpu (default: AETN_BACKEND or wasm)')
     .option('--workers <n>', 'embedding worker threads', int('workers', 1))
     .option('--fit-workers <n>', 'worker threads for the classifier fits (default: number of CPUs, at most 4)', int('fit-workers', 1))
     .option('--batch-size <n>', 'users per embedding batch', int('batch-size', 1), 1000)

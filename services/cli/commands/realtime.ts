@@ -35,7 +35,7 @@ export function register(program: Command): void {
     .option('--dlq-topic <name>', 'dead-letter topic (default app-events.dlq)')
     .option('--group <id>', 'consumer group id (default aetn-realtime)')
     .option('--max-events <n>', 'recent events kept per user (default 32, at least what the head reads)')
-    .option('--backend <name>', 'tfjs backend for the head: wasm (default), cpu, tensorflow')
+    .option('--backend <name>', 'tfjs backend for the head: wasm (default), cpu, tensorflow, webgpu (head workers >= 1)')
     .option('--concurrency <n>', 'partitions processed in parallel', positiveInt('--concurrency'), 4)
     .option('--chunk <n>', 'messages per durable commit (default: the pipeline\'s, 10000; smaller bounds latency, larger raises throughput)', positiveInt('--chunk'))
     .option('--partitions <n>', 'partitions when the topics have to be created', positiveInt('--partitions'), 4)

@@ -62,7 +62,7 @@ export function register(program: Command): void {
     .addOption(new Option('--variant <name>', 'model variant').choices(['aetn', 'no-mask', 'no-aux', 'vanilla', 'dae']).default('aetn'))
     .addOption(new Option('--head <kind>', 'train the realtime head instead of AETN (needs --base-model)').choices(['realtime']))
     .option('--base-model <dir>', 'AETN model whose app matrix the realtime head uses (with --head realtime)')
-    .addOption(new Option('--backend <name>', 'tfjs backend (default: $AETN_BACKEND or wasm)').choices(['wasm', 'tensorflow', 'cpu']))
+    .addOption(new Option('--backend <name>', 'tfjs backend (default: $AETN_BACKEND or wasm)').choices(['wasm', 'tensorflow', 'cpu', 'webgpu']))
     .option('--epochs <n>', 'maximum number of epochs', int('--epochs'), 10)
     .option('--seed <n>', 'seed of initialisation, shuffling, dropout and masks', int('--seed'), 1)
     .option('--d-model <n>', 'd: width of the app matrix and transformer (paper 512)', int('--d-model'))
