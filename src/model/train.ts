@@ -68,10 +68,10 @@ export interface TrainOptions {
   /** Adam learning rate of the first epoch; default: the paper's 1e-4 at batch 1000 (see trainingSchedule). */
   lr?: number;
   /**
-   * Fewest optimizer steps of the whole run; an epoch makes more passes over the data to reach it.
-   * Default: DEFAULT_MIN_STEPS with the derived batch, 1 (no extra passes) when batchSize is given.
+   * Fewest optimizer steps of an epoch; an epoch makes more passes over the data to reach it.
+   * Default: DEFAULT_MIN_EPOCH_STEPS with the derived batch, 1 (no extra passes) when batchSize is given.
    */
-  minSteps?: number;
+  minEpochSteps?: number;
   lrDecay?: number;
   backend?: string;
   workers?: number;
@@ -252,7 +252,7 @@ export async function startEngine(opts: {
 /** The paper's schedule: batch 1000 at Adam lr 1e-4, for datasets of millions of users. */
 export const PAPER_BATCH = 1000;
 export const PAPER_LR = 1e-4;
-export const DEFAULT_MIN_STEPS = 300;
+export const DEFAULT_MIN_EPOCH_STEPS = 30;
 
 /**
  * Training length counted in steps, so that small datasets train enough. The paper's batch of 1000
@@ -262,23 +262,24 @@ export const DEFAULT_MIN_STEPS = 300;
  *    has about 32 steps or more;
  *  - the learning rate grows as the batch shrinks (1e-4 x 1000 / batch, at most 1e-3): smaller
  *    batches take more, noisier steps, and Adam at 1e-3 is its usual small-batch setting;
- *  - an epoch makes enough passes over the data that the run has at least `minSteps` steps
- *    (default DEFAULT_MIN_STEPS; with a batch size given, 1: the epochs as asked, unless set).
+ *  - an epoch makes enough passes over the data to take at least `minEpochSteps` steps (default
+ *    DEFAULT_MIN_EPOCH_STEPS; with a batch size given, 1: the epochs as asked, unless set), so the
+ *    default 10 epochs take at least 300 steps.
  * On a dataset of 32,000 training users or more all three are the paper's (one pass per epoch).
  */
-export function trainingSchedule(o: { trainUsers?: number; epochs: number; batchSize?: number; lr?: number; minSteps?: number }): {
+export function trainingSchedule(o: { trainUsers?: number; epochs: number; batchSize?: number; lr?: number; minEpochSteps?: number }): {
   batchSize: number;
   lr: number;
-  minSteps: number;
+  minEpochSteps: number;
   passesPerEpoch: number;
 } {
   const n = o.trainUsers;
   const batchSize = o.batchSize ?? (n === undefined ? PAPER_BATCH : Math.min(PAPER_BATCH, Math.max(32, Math.floor(n / 32))));
   const lr = o.lr ?? Math.min(1e-3, (PAPER_LR * PAPER_BATCH) / batchSize);
   const stepsPerPass = n === undefined ? Infinity : Math.max(1, Math.ceil(n / batchSize));
-  const minSteps = o.minSteps ?? (o.batchSize === undefined ? DEFAULT_MIN_STEPS : 1);
-  const passesPerEpoch = Math.max(1, Math.ceil(minSteps / (o.epochs * stepsPerPass)));
-  return { batchSize, lr, minSteps, passesPerEpoch };
+  const minEpochSteps = o.minEpochSteps ?? (o.batchSize === undefined ? DEFAULT_MIN_EPOCH_STEPS : 1);
+  const passesPerEpoch = Math.max(1, Math.ceil(minEpochSteps / stepsPerPass));
+  return { batchSize, lr, minEpochSteps, passesPerEpoch };
 }
 
 function fmtLoss(x: number): string {
@@ -292,7 +293,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     seed: options.seed ?? 1,
     batchSize: options.batchSize ?? PAPER_BATCH,
     lr: options.lr ?? PAPER_LR,
-    minSteps: options.minSteps ?? 1,
+    minEpochSteps: options.minEpochSteps ?? 1,
     passesPerEpoch: 1,
     lrDecay: options.lrDecay ?? 0.8,
     // webgpu: one engine drives the one device.
@@ -308,7 +309,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     ['batch-size', o.batchSize, 1],
     ['workers', o.workers, 1],
     ['patience', o.patience, 1],
-    ['min-steps', o.minSteps, 1],
+    ['min-epoch-steps', o.minEpochSteps, 1],
   ];
   for (const [k, v, min] of checks) if (!Number.isInteger(v) || v < min) throw new UserError(`--${k} must be an integer >= ${min} (got ${v})`);
   if (!(o.lr > 0)) throw new UserError(`--lr must be > 0 (got ${o.lr})`);
@@ -322,7 +323,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   }
   const data = typeof options.data === 'string' ? await openTrainData(options.data) : options.data;
   const trainUsers = data.numUsers !== undefined ? Math.round(Math.min(data.numUsers, o.maxUsers ?? Infinity) * (1 - o.valFraction)) : undefined;
-  const schedule = trainingSchedule({ trainUsers, epochs: o.epochs, batchSize: options.batchSize, lr: options.lr, minSteps: options.minSteps });
+  const schedule = trainingSchedule({ trainUsers, epochs: o.epochs, batchSize: options.batchSize, lr: options.lr, minEpochSteps: options.minEpochSteps });
   Object.assign(o, schedule);
   const backend = await initBackend(options.backend);
   const factory = await loadFactory(o.factoryUrl);
@@ -406,7 +407,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         shuffleBuffer,
         maxUsers: o.maxUsers ?? null,
         maxStepsPerEpoch: o.maxStepsPerEpoch ?? null,
-        minSteps: o.minSteps,
+        minEpochSteps: o.minEpochSteps,
         passesPerEpoch: o.passesPerEpoch,
         chunkUsers: Number.isFinite(engine.chunkUsers.training) ? engine.chunkUsers.training : null,
       },

@@ -35,7 +35,7 @@ interface TrainFlags {
   seqLen?: number;
   batchSize?: number;
   lr?: number;
-  minSteps?: number;
+  minEpochSteps?: number;
   lrDecay: number;
   workers?: number;
   maxUsers?: number;
@@ -54,7 +54,7 @@ export function register(program: Command): void {
     .description(
       'Train an AETN model (KDD 2020) or one of its ablations on a prepared dataset. Defaults are the paper sizes ' +
         '(d_model 512, FFN 1024, 8 heads, 2+1 layers, 128-d user vector) and Adam lr 1e-4 decayed x0.8 per epoch, batch 1000; ' +
-        'on small datasets the batch shrinks, the learning rate grows and epochs make more passes, so that the run has at least --min-steps steps. ' +
+        'on small datasets the batch shrinks, the learning rate grows and epochs make more passes, so that an epoch has at least --min-epoch-steps steps. ' +
         'Writes <out>/manifest.json + weights (best validation L_main), loss.svg, train-log.json and resume.ckpt.',
     )
     .requiredOption('--data <dir>', 'prepared dataset directory (written by `aetn prepare`)')
@@ -74,7 +74,7 @@ export function register(program: Command): void {
     .option('--seq-len <n>', 'I: installs / uninstalls per user (default: the dataset\'s, 25)', int('--seq-len'))
     .option('--batch-size <n>', "users per step (default: the paper's 1000; on fewer than 32,000 training users, a 32nd of them, at least 32)", int('--batch-size'))
     .option('--lr <x>', "Adam learning rate of the first epoch (default: the paper's 1e-4 at batch 1000, 1e-4 x 1000 / batch at smaller batches, at most 1e-3)", num('--lr'))
-    .option('--min-steps <n>', 'fewest Adam steps of the whole run: on small data each epoch makes more passes over the users to reach it (default: 300 with the derived batch size, none when --batch-size is given)', int('--min-steps'))
+    .option('--min-epoch-steps <n>', 'fewest Adam steps of an epoch: on small data an epoch makes more passes over the users to reach it (default: 30 with the derived batch size, none when --batch-size is given)', int('--min-epoch-steps'))
     .option('--lr-decay <x>', 'learning rate factor per epoch', num('--lr-decay'), 0.8)
     .option('--workers <n>', 'worker threads computing gradients (default: number of cores)', int('--workers'))
     .option('--max-users <n>', 'read at most the first N users of the dataset per pass', int('--max-users'))
@@ -136,7 +136,7 @@ export function register(program: Command): void {
         batchSize: flags.batchSize,
         lr: flags.lr,
         lrDecay: flags.lrDecay,
-        minSteps: flags.minSteps,
+        minEpochSteps: flags.minEpochSteps,
         workers: flags.workers,
         maxUsers: flags.maxUsers,
         maxStepsPerEpoch: flags.maxSteps,
