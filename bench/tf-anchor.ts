@@ -1,4 +1,4 @@
-// Our engine against TensorFlow 2 on CPU (the speed anchor of issue 19), side by side in one run.
+// Our engine against TensorFlow 2 on CPU (the speed anchor), side by side in one run.
 //   npx tsx bench/tf-anchor.ts [--quick] [--rounds N] [--rows train16,train128,embed128,embed1000]
 //       [--ours w2,w1t2] [--xla embed128,embed1000|none] [--apps M] [--reps-train16 N] [--reps-train128 N]
 //       [--reps-embed128 N] [--reps-embed1000 N] [--memory-budget MiB] [--chunk-users N]

@@ -2,7 +2,7 @@
 """AETN (KDD 2020) in TensorFlow 2 on CPU: the same model and sizes as the project's src/model/aetn.ts (paper size),
 timed the way a user of TF would run it (tf.function graph, and tf.function(jit_compile=True)).
 
-This is the speed anchor of bench/tf-anchor.ts (issue 19): the team's own TensorFlow port of the
+This is the speed anchor of bench/tf-anchor.ts: the team's own TensorFlow port of the
 model, kept here so the benchmark is self-contained. It is benchmark-only Python: nothing in src/
 imports or runs it. bench/tf-anchor.ts installs tensorflow-cpu into .cache/tf-anchor-venv and runs
 this script with --serve, so that the TF side is built and traced once and each measurement is one
