@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { openPrepared } from '../src/data/prepared.js';
 import type { UserExample } from '../src/data/types.js';
 import { createEmbedder } from '../src/model/infer.js';
+import { documentFrequency, idfOf, project, randomizedSvd, tfidfRows } from '../src/audience/tfidf-svd.js';
 import { EmbeddingStore } from '../src/store/store.js';
 import { UserError } from '../src/util/errors.js';
 import { child } from '../src/util/log.js';
@@ -165,6 +166,133 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
     await embedder.close();
     await store.close();
   }
+}
+
+export interface SvdEmbedJobOptions {
+  dataDir: string;
+  storeDir: string;
+  /** Dimensions of the reduced vectors (default 64; at most the number of users or apps). */
+  dim?: number;
+  /** Seed of the randomized SVD (same data and seed: bit-identical vectors). */
+  seed?: number;
+  /** Users per store transaction. */
+  batchSize?: number;
+  /** Also (re)write the installer lists and kept apps (default true). */
+  installers?: boolean;
+}
+
+export interface SvdEmbedJobResult extends EmbedJobResult {
+  method: 'svd';
+  /** Users whose TF-IDF row is empty (no kept app): written without a vector. */
+  skippedEmpty: number;
+  /** Share of the TF-IDF matrix's squared norm the kept dimensions hold. */
+  explainedShare: number;
+}
+
+export const SVD_WHAT = 'classical: TF-IDF of the kept apps (binary tf, smoothed idf, unit rows) -> randomized truncated SVD -> rows of unit length';
+
+/**
+ * The classical feature kind (`aetn embed --method svd`): no trained model, the user vectors are
+ * the TF-IDF rows of the users' kept apps reduced by a randomized truncated SVD
+ * (src/audience/tfidf-svd.ts) and scaled to unit length: the baseline of `aetn eval`, written to
+ * the store as a feature like any model's, so it can be indexed, served and searched. The feature
+ * id names the method, dimension and a hash of the data and seed (`svd-64-<hash>`), and its
+ * metadata says it is classical. The SVD is fitted on all users of the dataset at once (in
+ * memory: one list of app indices per user), so the job is not resumable and has no
+ * --active-since: re-run it on new data (a new feature id).
+ */
+export async function runSvdEmbedJob(opts: SvdEmbedJobOptions): Promise<SvdEmbedJobResult> {
+  const dim = opts.dim ?? 64;
+  const seed = opts.seed ?? 1;
+  const batchSize = opts.batchSize ?? 1000;
+  if (!Number.isInteger(dim) || dim < 1 || dim > 1024) throw new UserError(`--dim must be an integer in 1..1024, got ${dim}`);
+  if (!Number.isInteger(seed) || seed < 0) throw new UserError(`--seed must be a non-negative integer, got ${seed}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${batchSize}`);
+  const ds = await openPrepared(opts.dataDir);
+  const started = performance.now();
+  const ids: string[] = [];
+  const rows: Int32Array[] = [];
+  const readBar = new Progress({ label: 'svd: read users', total: ds.manifest.numUsers, unit: 'users' });
+  for await (const ex of ds.examples()) {
+    ids.push(ex.userId);
+    rows.push(ex.retention);
+    readBar.tick();
+  }
+  readBar.finish();
+  const n = ids.length;
+  const m = ds.vocab.apps.length;
+  if (n < 2 || m < 2) throw new UserError(`the dataset has ${n} users and ${m} vocabulary apps: an SVD needs at least 2 of each`);
+  const k = Math.min(dim, n, m);
+  if (k < dim) log.warn({ dim, used: k }, 'fewer users or apps than --dim: the vectors have fewer dimensions');
+  const A = tfidfRows(rows, m, idfOf(documentFrequency(rows, m), n));
+  const svdBar = new Progress({ label: `svd: randomized SVD to ${k}`, total: 1, unit: 'fits' });
+  const svd = randomizedSvd(A, k, seed);
+  svdBar.tick();
+  svdBar.finish();
+  const V = project(A, svd);
+  let total = 0;
+  for (let t = 0; t < A.val.length; t++) total += A.val[t]! * A.val[t]!;
+  let kept = 0;
+  for (const s of svd.sigma) kept += s * s;
+  const hash = createHash('sha256').update(`${ds.manifest.vocabHash}|${JSON.stringify(ds.manifest.shards)}|svd|${k}|${seed}`).digest('hex').slice(0, 8);
+  const featureId = `svd-${k}-${hash}`;
+  const store = EmbeddingStore.open(opts.storeDir);
+  let written = 0;
+  let skippedEmpty = 0;
+  let installerApps = 0;
+  try {
+    store.registerFeature({
+      featureId,
+      namespace: 'long',
+      dim: k,
+      variant: 'tfidf-svd',
+      meta: { classical: true, method: 'svd', what: SVD_WHAT, svdSeed: seed, vocabHash: ds.manifest.vocabHash, dataDir: opts.dataDir },
+    });
+    const bar = new Progress({ label: `embed ${featureId}`, total: n, unit: 'users' });
+    for (let s = 0; s < n; s += batchSize) {
+      const entries: { userId: string; vector: Float32Array }[] = [];
+      for (let i = s; i < Math.min(n, s + batchSize); i++) {
+        const v = V.slice(i * k, i * k + k);
+        let nn = 0;
+        for (let j = 0; j < k; j++) nn += v[j]! * v[j]!;
+        if (!(nn > 1e-24)) {
+          skippedEmpty++;
+          continue;
+        }
+        const inv = 1 / Math.sqrt(nn);
+        for (let j = 0; j < k; j++) v[j]! *= inv;
+        entries.push({ userId: ids[i]!, vector: v });
+      }
+      const erased = await store.putMany(featureId, entries);
+      if (erased > 0) log.info({ featureId, skipped: erased }, 'forgotten users skipped (tombstones)');
+      written += entries.length - erased;
+      bar.tick(Math.min(n, s + batchSize) - s);
+    }
+    bar.finish();
+    if (opts.installers ?? true) installerApps = await writeInstallers(store, ds);
+  } finally {
+    await store.close();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const result: SvdEmbedJobResult = {
+    method: 'svd',
+    featureId,
+    variant: 'tfidf-svd',
+    dim: k,
+    users: written,
+    skippedInactive: 0,
+    skippedEmpty,
+    resumedFrom: null,
+    seconds,
+    usersPerSecond: written / seconds,
+    gflopsPerSecond: 0,
+    backend: 'none (classical)',
+    workers: 1,
+    installerApps,
+    explainedShare: total > 0 ? kept / total : 0,
+  };
+  log.info(result, 'svd embed run finished');
+  return result;
 }
 
 /**

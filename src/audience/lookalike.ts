@@ -307,7 +307,8 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   }
   // TF-IDF columns only for a family that reads them (the default ensemble does not: building them
   // for every training row and candidate would be work thrown away).
-  const tfidf = (opts.families ?? []).some((f) => f === 'hybrid');
+  const families = opts.families;
+  const tfidf = (families ?? []).some((f) => f === 'hybrid' || f === 'tfidf');
   const layout = useApps ? appLayout(d, K, trainApps, nF, tfidf ? selectApps(trainApps, 2, 1024) : []) : vectorLayout(d, K);
   const P = denseColumns(layout);
   const X = new Float32Array(nTrain * P);
@@ -366,7 +367,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     iterations: opts.fitIterations ?? 60,
     seed: seed + 3,
     prevalence: knownIds.length / popSize,
-    ...(opts.families ? { families: opts.families } : {}),
+    ...(families ? { families } : {}),
     foldDense,
   }, profile);
   const model = scoring.model;

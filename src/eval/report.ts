@@ -56,6 +56,15 @@ function esc(s: string): string {
   return s.replace(/\|/g, '\\|');
 }
 
+/** "A − B = x; spread of the difference ≈ s: verdict" for two Test #1 rows (spread: the two run-to-run spreads combined). */
+export function gapLine(a: Test1Row, b: Test1Row, la: string, lb: string): string {
+  const diff = a.average.mean - b.average.mean;
+  const noise = Math.hypot(a.average.std, b.average.std);
+  const verdict =
+    diff > 2 * noise ? `${la} is ahead by more than two spreads.` : diff > noise ? `${la} is ahead by one to two spreads.` : diff >= -noise ? 'within one spread of each other.' : `${la} is behind by more than one spread.`;
+  return `${la} − ${lb} = ${diff >= 0 ? '+' : ''}${diff.toFixed(4)}; run-to-run spread of the difference ≈ ${noise.toFixed(4)}: ${verdict}`;
+}
+
 /** Does Test #1 follow the paper's ordering? One line per adjacent pair present in the results. */
 export function orderingFindings(res: EvalResults): string[] {
   const rows = res.test1?.rows ?? [];
@@ -79,6 +88,23 @@ export function orderingFindings(res: EvalResults): string[] {
         `run-to-run spread of the difference ≈ ${noise.toFixed(4)}: ` +
         (diff > 2 * noise ? 'AETN is clearly better.' : diff > 0 ? 'AETN is ahead, but within about two spreads.' : 'the paper\'s gain does NOT reproduce here.'),
     );
+  }
+  // The questions of the synthetic world's report: does AETN beat the retention-only classical
+  // baseline, does the realtime head add to AETN, and do recent sequences predict at all?
+  const rowOf = (variant: string) => {
+    const m = res.models.find((x) => x.variant === variant);
+    return m ? rows.find((x) => x.model === m.name) : undefined;
+  };
+  const pairs: [string, string, string, string][] = [
+    ['aetn', 'tfidf-svd', 'AETN', 'TF-IDF + SVD'],
+    ['aetn+realtime', 'aetn', 'AETN + head', 'AETN'],
+    ['recent', 'tfidf-svd', 'recent events (classical)', 'TF-IDF + SVD'],
+    ['tfidf-svd+recent', 'aetn', 'TF-IDF + SVD ‖ recent events', 'AETN'],
+  ];
+  for (const [va, vb, la, lb] of pairs) {
+    const ra = rowOf(va);
+    const rb = rowOf(vb);
+    if (ra && rb) out.push(gapLine(ra, rb, la, lb));
   }
   const inversions: string[] = [];
   for (let i = 0; i < present.length; i++)

@@ -15,6 +15,9 @@ import { cosineScores, type MatMulT } from './neighbors.js';
 import { renderChart, renderJson, renderMarkdown, type DatasetStats } from './report.js';
 import { deriveSeed } from '../util/hash.js';
 import { Rng } from '../util/random.js';
+import { weightedUnit } from '../serve/encode.js';
+import { DEFAULT_WEIGHTS } from '../serve/user-vectors.js';
+import { concatRows, recentCategoryCounts } from './sequence-baseline.js';
 
 const logger = child('eval');
 
@@ -54,6 +57,10 @@ export interface RunEvalOptions {
   laoMaxApps?: number;
   /** Dimension of the TF-IDF + SVD baseline vectors (default 64; 0 = none). */
   svdDim?: number;
+  /** Weeks of history the classical sequence baseline counts (default 4; 0 = no such baseline). */
+  recentWeeks?: number;
+  /** Weights of the unit-normalised long and short parts of AETN + head (the served `combined`; default 0.8 / 0.6). */
+  combinedWeights?: { long: number; short: number };
 }
 
 /** The embedding engine's surface as eval uses it (src/model/infer.ts createEmbedder). */
@@ -76,6 +83,9 @@ export interface LoadedUsers {
   rowOf: Map<string, number>;
   /** Recent events per user for the realtime head (only when asked for). */
   events?: { app: number; type: 1 | 2; timestampMs: number }[][];
+  /** Week bucket of each install / uninstall, aligned with users.installs / users.uninstalls. */
+  installDates: Int32Array[];
+  uninstallDates: Int32Array[];
   total: number;
 }
 
@@ -84,6 +94,8 @@ export async function loadUsers(ds: PreparedDataset, maxUsers: number | undefine
   const users: EvalUsers = { ids: [], retention: [], installs: [], uninstalls: [] };
   const rowOf = new Map<string, number>();
   const events: LoadedUsers['events'] = keepEvents ? [] : undefined;
+  const installDates: Int32Array[] = [];
+  const uninstallDates: Int32Array[] = [];
   const limit = maxUsers ?? Infinity;
   const bar = new Progress({ label: 'eval read users', total: Math.min(limit, ds.manifest.numUsers), unit: 'users' });
   for await (const ex of ds.examples()) {
@@ -94,6 +106,8 @@ export async function loadUsers(ds: PreparedDataset, maxUsers: number | undefine
     users.retention.push(ex.retention.slice());
     users.installs.push(ex.installs.slice());
     users.uninstalls.push(ex.uninstalls.slice());
+    installDates.push(ex.installDates.slice());
+    uninstallDates.push(ex.uninstallDates.slice());
     if (events) {
       const ev: { app: number; type: 1 | 2; timestampMs: number }[] = [];
       for (let i = 0; i < ex.installs.length; i++) ev.push({ app: ex.installs[i], type: 1, timestampMs: ex.installTimes[i] });
@@ -104,7 +118,7 @@ export async function loadUsers(ds: PreparedDataset, maxUsers: number | undefine
     bar.tick();
   }
   bar.finish();
-  return { users, rowOf, events, total: ds.manifest.numUsers };
+  return { users, rowOf, events, installDates, uninstallDates, total: ds.manifest.numUsers };
 }
 
 /** Ground truth of the tests from the held-out week and the out-of-vocabulary installs. */
@@ -139,6 +153,22 @@ export async function loadTasks(ds: PreparedDataset, rowOf: Map<string, number>,
     tasks.lookalike = { name: target, labels: y };
   }
   return tasks;
+}
+
+/**
+ * AETN + realtime head as the serving layer combines them: each part scaled to unit length, times its
+ * weight, side by side ([w_l·long/|long| ‖ w_s·short/|short|]; a zero part stays zero).
+ */
+export function servedCombination(L: Float32Array, dl: number, S: Float32Array, ds: number, w: { long: number; short: number }): Float32Array {
+  const n = L.length / dl;
+  if (S.length / ds !== n) throw new Error(`servedCombination: ${n} long vectors against ${S.length / ds} short ones`);
+  const d = dl + ds;
+  const C = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) {
+    C.set(weightedUnit(L.subarray(i * dl, (i + 1) * dl), w.long), i * d);
+    C.set(weightedUnit(S.subarray(i * ds, (i + 1) * ds), w.short), i * d + dl);
+  }
+  return C;
 }
 
 /** Embed every loaded user with one model, streaming the shards again in batches. */
@@ -283,7 +313,9 @@ async function runLeaveAppOutProtocol(ds: PreparedDataset, loaded: LoadedUsers, 
     { name: 'item-kNN (Jaccard over kept apps)', vectors: '–', scorer: lao.itemKnnScorer(users.retention, numApps) },
     { name: 'logistic regression', vectors: 'sparse TF-IDF of kept apps', scorer: lao.sparseLrScorer(tfidf, o.seed) },
   ];
-  const vecSets = sets.filter((s) => s.dim > 1 && s.variant !== 'realtime' && s.variant !== 'aetn+realtime');
+  // Sets made for Test #1 alone (the head, the sequence baselines) stay out of the look-alike methods.
+  const test1Only = new Set(['realtime', 'aetn+realtime', 'recent', 'tfidf-svd+recent']);
+  const vecSets = sets.filter((s) => s.dim > 1 && !test1Only.has(s.variant));
   for (const s of vecSets) methods.push({ name: 'logistic regression', vectors: s.name, scorer: lao.vectorLrScorer(s.vectors, s.dim, n, o.seed) });
   if (o.serving) {
     for (const s of vecSets) {
@@ -375,13 +407,19 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
       const base = sets.find((x) => x.featureId === head.baseFeatureId) ?? sets.find((x) => x.variant === 'aetn');
       sets.push({ name: 'realtime head alone', variant: 'realtime', featureId: head.featureId, dim: head.dim, vectors: S, tests: ['test1'], info: { 'base feature': head.baseFeatureId } });
       if (base) {
+        // The vector the serving layer returns as `combined` (src/serve/encode.ts).
+        const w = o.combinedWeights ?? DEFAULT_WEIGHTS;
         const d = base.dim + head.dim;
-        const C = new Float32Array(n * d);
-        for (let i = 0; i < n; i++) {
-          C.set(base.vectors.subarray(i * base.dim, (i + 1) * base.dim), i * d);
-          C.set(S.subarray(i * head.dim, (i + 1) * head.dim), i * d + base.dim);
-        }
-        sets.push({ name: `${base.name} + realtime (long ‖ short)`, variant: 'aetn+realtime', featureId: `${base.featureId}+${head.featureId}`, dim: d, vectors: C, tests: ['test1'] });
+        const C = servedCombination(base.vectors, base.dim, S, head.dim, w);
+        sets.push({
+          name: `${base.name} + realtime (served combined)`,
+          variant: 'aetn+realtime',
+          featureId: `${base.featureId}+${head.featureId}`,
+          dim: d,
+          vectors: C,
+          tests: ['test1'],
+          info: { what: `[${w.long}·long/|long| ‖ ${w.short}·short/|short|], as served` },
+        });
         if (base.featureId !== head.baseFeatureId) logger.warn({ head: head.baseFeatureId, base: base.featureId }, 'the realtime head was trained on another AETN checkpoint than the one it is combined with');
       } else logger.warn('no AETN model among --models: the long ‖ short combination is skipped');
     } finally {
@@ -408,18 +446,47 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
   const tClassical = performance.now();
   const { documentFrequency, idfOf, tfidfRows, randomizedSvd, project } = await import('../audience/tfidf-svd.js');
   const numApps = ds.vocab.apps.length;
+  // The classical sequence baseline (Test #1 only): recent installs and uninstalls per category.
+  const recentWeeks = o.recentWeeks ?? 4;
+  let recent: { vectors: Float32Array; dim: number } | undefined;
+  if (recentWeeks > 0 && !skip.has('test1')) {
+    const categoryOfApp = Int32Array.from(ds.vocab.apps, (a) => a.category);
+    const seq = { installs: loaded.users.installs, installDates: loaded.installDates, uninstalls: loaded.users.uninstalls, uninstallDates: loaded.uninstallDates };
+    recent = { vectors: recentCategoryCounts(seq, categoryOfApp, ds.vocab.categories.length, recentWeeks), dim: 2 * ds.vocab.categories.length };
+  }
   const tfidf = tfidfRows(loaded.users.retention, numApps, idfOf(documentFrequency(loaded.users.retention, numApps), n));
   if (svdDim > 0) {
     const svd = randomizedSvd(tfidf, svdDim, deriveSeed(o.seed, 'svd'));
     const SV = project(tfidf, svd);
     const { normalizeRows } = await import('./neighbors.js');
+    const svdVectors = normalizeRows(SV, svd.k);
     sets.unshift({
       name: 'TF-IDF + SVD (classical)',
       variant: 'tfidf-svd',
       dim: svd.k,
-      vectors: normalizeRows(SV, svd.k),
+      vectors: svdVectors,
       tests,
       info: { what: `TF-IDF of the kept apps, randomized truncated SVD to ${svd.k}, rows of unit length` },
+    });
+    if (recent) {
+      sets.splice(1, 0, {
+        name: 'TF-IDF + SVD ‖ recent events (classical)',
+        variant: 'tfidf-svd+recent',
+        dim: svd.k + recent!.dim,
+        vectors: concatRows(svdVectors, svd.k, recent!.vectors, recent!.dim),
+        tests: ['test1'],
+        info: { what: 'the two classical rows above side by side: retention and recent sequences' },
+      });
+    }
+  }
+  if (recent) {
+    sets.splice(svdDim > 0 ? 1 : 0, 0, {
+      name: 'recent events by category (classical)',
+      variant: 'recent',
+      dim: recent.dim,
+      vectors: recent.vectors,
+      tests: ['test1'],
+      info: { what: `log(1 + installs) and log(1 + uninstalls) per app category in the last ${recentWeeks} weeks of history (no retained set)` },
     });
   }
   sets.unshift({

@@ -5,6 +5,7 @@ import { extendLookalike, singleCentroidLookalike, LookalikeError, type Lookalik
 import { mulberry32 } from '../../src/util/random.js';
 import { sphericalKMeans } from '../../src/audience/kmeans.js';
 import { fitLogistic, auc } from '../../src/audience/logistic.js';
+import { KNN_USER_NORM, knnScore, seedProfile } from '../../src/audience/scoring.js';
 
 const D = 32;
 
@@ -184,5 +185,25 @@ describe('building blocks', () => {
     expect(auc(s, y)).toBeGreaterThan(0.95);
     expect(auc([1, 1, 1, 1], [0, 1, 0, 1])).toBe(0.5);
     expect(auc([0, 1, 2, 3], [0, 0, 1, 1])).toBe(1);
+  });
+
+  it("item-kNN member: Jaccard app weights, summed over the user's apps and divided by (number of apps)^0.3; seeds leave-one-out", () => {
+    expect(KNN_USER_NORM).toBe(0.3);
+    // Seeds keep {a, b} and {a, c}; 5 users keep a, 2 keep b, 2 keep c (exact counts, as the store gives).
+    const p = seedProfile([['a', 'b'], ['a', 'c']], [], 10);
+    p.users.set('a', 5).set('b', 2).set('c', 2);
+    // Jaccard: a 2/(2+5-2) = 0.4, b and c 1/(2+2-1) = 1/3.
+    expect(knnScore(p, ['a'], false)).toBeCloseTo(0.4, 12);
+    // A heavy user with a and b among 8 apps: (0.4 + 1/3) / 8^0.3, now below the one-app user.
+    const heavy = ['a', 'b', 'd', 'e', 'f', 'g', 'h', 'i'];
+    expect(knnScore(p, heavy, false)).toBeCloseTo((0.4 + 1 / 3) / Math.pow(8, 0.3), 12);
+    expect(knnScore(p, heavy, false)).toBeLessThan(knnScore(p, ['a'], false));
+    // Without the division (userNorm 0) the heavy user ranked first: the plain sum.
+    expect(knnScore({ ...p, userNorm: 0 }, heavy, false)).toBeCloseTo(0.4 + 1 / 3, 12);
+    // Seed {a, b} scored without itself: a 1/(1+5-1-1) = 1/4, b has no other seed; / 2^0.3, times 2/1.
+    expect(knnScore(p, ['a', 'b'], true)).toBeCloseTo(((1 / 4) / Math.pow(2, 0.3)) * 2, 12);
+    // Duplicated apps count once; no apps, no score.
+    expect(knnScore(p, ['a', 'a'], false)).toBeCloseTo(0.4, 12);
+    expect(knnScore(p, [], false)).toBe(0);
   });
 });

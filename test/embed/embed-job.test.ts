@@ -9,6 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openPrepared } from '../../src/data/prepared.js';
 import { EmbeddingStore } from '../../src/store/store.js';
+import { createClient } from '../../src/serve/client.js';
+import { AudienceService } from '../../src/gen/aetn/v1/audience_pb.js';
+import { runServe } from '../../services/serve.js';
+import { testConfig, KEYS } from '../serve/fixture.js';
 
 const root = mkdtempSync(join(tmpdir(), 'aetn-embed-'));
 // Async so the vitest worker keeps answering its runner while the CLI works.
@@ -106,5 +110,109 @@ describe('aetn embed', () => {
     await cli('generate', '--users', '300', '--seed', '9', '--apps', '450', '--topics', '8', '--out', 'raw2');
     await cli('prepare', '--in', 'raw2', '--out', 'prep2', '--shards', '2', '--min-installs', '2');
     await expect(cli('embed', '--model', 'm1', '--data', 'prep2', '--store', 'st5')).rejects.toThrow(/vocab/i);
+  });
+});
+
+describe('aetn embed --method svd (the classical feature kind)', () => {
+  const svd = async (store: string, ...extra: string[]) =>
+    JSON.parse((await cli('embed', '--method', 'svd', '--data', 'prep', '--store', store, '--dim', '16', '--batch-size', '64', '--json', ...extra)).trim().split('\n').pop()!);
+
+  it('writes unit TF-IDF + SVD vectors of every user, deterministically, as a feature labelled classical', async () => {
+    const ds = await openPrepared(join(root, 'prep'));
+    const r1 = await svd('sv1');
+    expect(r1.method).toBe('svd');
+    expect(r1.featureId).toMatch(/^svd-16-[0-9a-f]{8}$/);
+    expect(r1.dim).toBe(16);
+    expect(r1.users + r1.skippedEmpty).toBe(ds.manifest.numUsers);
+    expect(r1.users).toBeGreaterThan(0.95 * ds.manifest.numUsers);
+    expect(r1.explainedShare).toBeGreaterThan(0);
+    expect(r1.explainedShare).toBeLessThan(1);
+    const a = snapshot(join(root, 'sv1'), r1.featureId);
+    expect(a.size).toBe(r1.users);
+    for (const v of a.values()) expect(Math.hypot(...v)).toBeCloseTo(1, 5);
+    const r2 = await svd('sv2');
+    expect(r2.featureId).toBe(r1.featureId);
+    const b = snapshot(join(root, 'sv2'), r1.featureId);
+    for (const [u, v] of a) expect(Buffer.from(b.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
+    // Another seed: another feature id, other vectors.
+    const r3 = await svd('sv2', '--seed', '2');
+    expect(r3.featureId).not.toBe(r1.featureId);
+    const store = EmbeddingStore.open(join(root, 'sv1'), { create: false });
+    try {
+      const f = store.getFeature(r1.featureId)!;
+      expect(f.variant).toBe('tfidf-svd');
+      expect(f.namespace).toBe('long');
+      expect(f.meta).toMatchObject({ classical: true, method: 'svd', svdSeed: 1 });
+      expect(String(f.meta!.what)).toMatch(/TF-IDF.*SVD/);
+      // Kept apps and installer lists, as for a model's feature (the look-alike reads them).
+      expect(store.userAppsCount()).toBe(ds.manifest.numUsers);
+      expect(r1.installerApps).toBe(store.appKeys().length);
+      // The vectors carry the users' apps: a user's nearest neighbour keeps far more of the same
+      // apps than a random other user does.
+      const ids = [...a.keys()];
+      const apps = store.userAppsMany(ids).map((l) => new Set(l ?? []));
+      const jac = (x: Set<string>, y: Set<string>) => {
+        let i = 0;
+        for (const e of x) if (y.has(e)) i++;
+        return i / Math.max(1, x.size + y.size - i);
+      };
+      let nn = 0;
+      let rnd = 0;
+      for (let i = 0; i < 100; i++) {
+        const v = a.get(ids[i]!)!;
+        let best = -2;
+        let bj = 0;
+        ids.forEach((u, j) => {
+          if (j === i) return;
+          const w = a.get(u)!;
+          let d = 0;
+          for (let t = 0; t < v.length; t++) d += v[t]! * w[t]!;
+          if (d > best) (best = d), (bj = j);
+        });
+        nn += jac(apps[i]!, apps[bj]!);
+        rnd += jac(apps[i]!, apps[(i + 137) % ids.length]!);
+      }
+      expect(nn).toBeGreaterThan(2 * rnd);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('is indexed and served like a model feature: neighbours and a look-alike over gRPC', async () => {
+    const r = await svd('sv4');
+    await cli('index', '--store', 'sv4', '--feature', r.featureId);
+    const store = EmbeddingStore.open(join(root, 'sv4'), { create: false });
+    const apps = store.appKeys();
+    const ids = [...store.iterate(r.featureId)].map((e) => e.userId);
+    const app = apps.map((k) => ({ k, n: store.installersOf(k)?.length ?? 0 })).filter((x) => x.n >= 10 && x.n <= 60)[0]!;
+    await store.close();
+    expect(app).toBeDefined();
+    const srv = await runServe(testConfig(join(root, 'sv4')), { pollMs: 100, searchThreads: 0 });
+    const au = createClient(AudienceService, srv.server.address, { apiKey: KEYS.ads });
+    try {
+      const nb = await au.searchNeighbors({ featureId: r.featureId, query: { case: 'userId', value: ids[0]! }, k: 5 });
+      expect(nb.featureId).toBe(r.featureId);
+      expect(nb.neighbors.length).toBe(5);
+      expect(nb.neighbors.map((x) => x.userId)).not.toContain(ids[0]);
+      const out = [];
+      for await (const m of au.extendLookalike({ featureId: r.featureId, seeds: { case: 'seedAppId', value: app.k }, audienceSize: 50 })) out.push(m);
+      const users = out.flatMap((m) => (m.message.case === 'chunk' ? m.message.value.users : []));
+      const summary = out.find((m) => m.message.case === 'summary')!.message.value as { featureId: string; audienceSize: number; scoringFeatures: string };
+      expect(summary.featureId).toBe(r.featureId);
+      expect(users.length).toBe(50);
+      expect(summary.scoringFeatures).toBe('ensemble');
+    } finally {
+      au.close();
+      await srv.stop();
+    }
+  });
+
+  it('refuses the flags of a model run and bad values, with clear errors', async () => {
+    await expect(cli('embed', '--method', 'svd', '--model', 'm1', '--data', 'prep', '--store', 'sv5')).rejects.toThrow(/--method svd takes no --model/);
+    await expect(cli('embed', '--method', 'svd', '--active-since', '2025-01-01', '--data', 'prep', '--store', 'sv5')).rejects.toThrow(/no --active-since/);
+    await expect(cli('embed', '--method', 'svd', '--dim', '0', '--data', 'prep', '--store', 'sv5')).rejects.toThrow(/--dim/);
+    await expect(cli('embed', '--method', 'pca', '--data', 'prep', '--store', 'sv5')).rejects.toThrow(/--method must be model or svd/);
+    await expect(cli('embed', '--data', 'prep', '--store', 'sv5')).rejects.toThrow(/--model <dir> is required/);
+    await expect(cli('embed', '--model', 'm1', '--dim', '8', '--data', 'prep', '--store', 'sv5')).rejects.toThrow(/for --method svd/);
   });
 });

@@ -40,13 +40,24 @@ describe('aetn eval (compiled CLI)', () => {
     expect(cats.length).toBeGreaterThanOrEqual(2);
     expect(md).toContain(`| Model | ${cats.map((c: string) => `#1 ${c}`).join(' | ')} | #1 Average | #2 Look-alike | paper #1 avg |`);
     const names = j.results.models.map((m: { name: string }) => m.name);
-    expect(names).toEqual(['activity (classical)', 'TF-IDF + SVD (classical)', 'random projection (floor)', 'dae', 'aetn', 'realtime head alone', 'aetn + realtime (long ‖ short)']);
+    expect(names).toEqual([
+      'activity (classical)',
+      'TF-IDF + SVD (classical)',
+      'recent events by category (classical)',
+      'TF-IDF + SVD ‖ recent events (classical)',
+      'random projection (floor)',
+      'dae',
+      'aetn',
+      'realtime head alone',
+      'aetn + realtime (served combined)',
+    ]);
     const aetnModel = j.results.models.find((m: { name: string }) => m.name === 'aetn');
     expect(aetnModel.featureId).toMatch(/^aetn-aetn-/);
     expect(aetnModel.dim).toBe(8);
     const combo = j.results.models.find((m: { variant: string }) => m.variant === 'aetn+realtime');
     const head = j.results.models.find((m: { variant: string }) => m.variant === 'realtime');
     expect(combo.dim).toBe(8 + head.dim);
+    expect(combo.info.what).toBe('[0.8·long/|long| ‖ 0.6·short/|short|], as served');
     // Every model row has a Test #1 AUC per category in [0, 1]; Test #2 only for the long-term vectors.
     for (const row of j.results.test1.rows) for (const c of row.perCategory) expect(c.mean === null || (c.mean >= 0 && c.mean <= 1)).toBe(true);
     expect(j.results.test2.rows.map((x: { model: string }) => x.model)).toEqual(['activity (classical)', 'TF-IDF + SVD (classical)', 'random projection (floor)', 'dae', 'aetn']);

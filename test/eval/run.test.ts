@@ -88,7 +88,7 @@ describe('runEval on a generated world', () => {
     expect(r.users).toBe(3000);
     expect(r.test1.categories.map((c: { name: string }) => c.name)).toContain('game.mahjong');
     const t1 = Object.fromEntries(r.test1.rows.map((x: { model: string; average: { mean: number } }) => [x.model, x.average.mean]));
-    expect(Object.keys(t1)).toEqual(['activity (classical)', 'TF-IDF + SVD (classical)', 'random projection (floor)', 'dae', 'aetn']);
+    expect(Object.keys(t1)).toEqual(['activity (classical)', 'TF-IDF + SVD (classical)', 'recent events by category (classical)', 'TF-IDF + SVD ‖ recent events (classical)', 'random projection (floor)', 'dae', 'aetn']);
     expect(t1.aetn).toBeGreaterThan(t1.dae + 0.15);
     expect(Math.abs(t1.dae - 0.5)).toBeLessThan(0.1);
     const t2 = Object.fromEntries(r.test2.rows.map((x: { model: string; auc: { mean: number } }) => [x.model, x.auc.mean]));

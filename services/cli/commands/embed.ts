@@ -1,5 +1,5 @@
 // `aetn embed`: the batch job that writes long-term vectors of a trained model into the store.
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { positiveInt as int } from '../flags.js';
 
 
@@ -11,7 +11,14 @@ export function register(program: Command): void {
         "the long-term vectors to the store under the checkpoint's feature id. Inference only; streams shards; both " +
         'cores; crash-safe and resumable (re-run the same command). A new model writes a new feature id beside the old.',
     )
-    .requiredOption('--model <dir>', 'trained model directory (aetn train --out)')
+    .option('--method <name>', 'model: vectors of a trained checkpoint (--model); svd: classical vectors without a model, TF-IDF of the kept apps -> randomized truncated SVD -> unit rows (feature variant tfidf-svd, marked classical)', 'model')
+    .option('--model <dir>', 'trained model directory (aetn train --out); required with --method model')
+    .option('--dim <n>', '--method svd: dimensions of the vectors (default 64)', int('--dim'))
+    .option('--seed <n>', '--method svd: seed of the randomized SVD (default 1; same data and seed: identical vectors)', (v: string) => {
+      const x = Number(v);
+      if (!/^\d+$/.test(v) || !Number.isSafeInteger(x)) throw new InvalidArgumentError(`--seed must be a non-negative integer, got '${v}'`);
+      return x;
+    })
     .requiredOption('--data <dir>', 'prepared dataset (aetn prepare --out)')
     .requiredOption('--store <dir>', 'embedding store directory (created if missing)')
     .option('--active-since <YYYY-MM-DD>', 'only users with an install/uninstall on or after this day (feature updating)')
@@ -22,8 +29,31 @@ export function register(program: Command): void {
     .option('--restart', "ignore an unfinished run's progress and start over")
     .option('--max-users <n>', 'stop after N users (the run stays resumable)', int('--max-users'))
     .option('--json', 'print the result as JSON on stdout')
-    .action(async (o: { model: string; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize: number; installers: boolean; restart?: boolean; maxUsers?: number; json?: boolean }) => {
-      const { runEmbedJob } = await import('../../embed.js');
+    .action(async (o: { method: string; model?: string; dim?: number; seed?: number; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize: number; installers: boolean; restart?: boolean; maxUsers?: number; json?: boolean }) => {
+      const { UserError } = await import('../../../src/util/errors.js');
+      if (o.method !== 'model' && o.method !== 'svd') throw new UserError(`--method must be model or svd, got '${o.method}'`);
+      const { runEmbedJob, runSvdEmbedJob } = await import('../../embed.js');
+      if (o.method === 'svd') {
+        const bad = (['model', 'activeSince', 'backend', 'workers', 'restart', 'maxUsers'] as const).filter((k) => o[k] !== undefined);
+        if (bad.length > 0) {
+          const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+          throw new UserError(`--method svd takes no ${bad.map(flag).join(', ')}: it fits on the whole dataset, without a model (re-run it on new data)`);
+        }
+        const r = await runSvdEmbedJob({ dataDir: o.data, storeDir: o.store, dim: o.dim, seed: o.seed, batchSize: o.batchSize, installers: o.installers });
+        const { openPrepared } = await import('../../../src/data/prepared.js');
+        const pm = (await openPrepared(o.data)).manifest;
+        const usersWithoutVector = (pm.usersWithoutVector ?? pm.counts['users.empty-skipped'] ?? 0) + r.skippedEmpty;
+        if (o.json) process.stdout.write(`${JSON.stringify({ ...r, usersWithoutVector })}\n`);
+        else
+          process.stdout.write(
+            `embedded ${r.users} users into feature ${r.featureId} (classical TF-IDF + SVD, ${r.dim}-d, ${(r.explainedShare * 100).toFixed(1)}% of the TF-IDF norm) in ${r.seconds.toFixed(1)}s` +
+              `${r.installerApps ? `; installer lists for ${r.installerApps} apps` : ''}\n` +
+              `users without a vector: ${usersWithoutVector} of ${pm.numUsers + (pm.usersWithoutVector ?? pm.counts['users.empty-skipped'] ?? 0)} in the prepared data\n`,
+          );
+        return;
+      }
+      if (o.model === undefined) throw new UserError('--model <dir> is required (or --method svd for classical vectors without a model)');
+      if (o.dim !== undefined || o.seed !== undefined) throw new UserError('--dim and --seed are for --method svd (a model decides its own dimensions)');
       const r = await runEmbedJob({
         modelDir: o.model,
         dataDir: o.data,

@@ -34,7 +34,8 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of every split, initialisation and sample', int('seed', 0), 1)
     .option('--runs <n>', 'Test #1 runs (new split and initialisation each)', int('runs', 1), 5)
     .option('--folds <n>', 'Test #2 cross-validation folds', int('folds', 2), 10)
-    .option('--head <dir>', 'realtime head checkpoint: also compare AETN + head (long ‖ short) on Test #1')
+    .option('--head <dir>', 'realtime head checkpoint: also compare AETN + head (the served combined vector) on Test #1')
+    .option('--config <file>', 'JSON configuration file (default: $AETN_CONFIG): serve.combinedLongWeight / combinedShortWeight weigh AETN + head as served')
     .option('--max-users <n>', 'evaluate only the first N users (shard order, i.e. a hash sample)', int('max-users', 20))
     .option('--backend <name>', 'tfjs backend for embedding: wasm | cpu | tensorflow | webgpu (default: AETN_BACKEND or wasm)')
     .option('--workers <n>', 'embedding worker threads', int('workers', 1))
@@ -54,6 +55,7 @@ export function register(program: Command): void {
     .option('--lao-max-users <n>', 'leave-app-out: most installers of an app among the evaluated users', int('lao-max-users', 2), 99)
     .option('--lao-max-apps <n>', 'leave-app-out: at most this many apps (a seeded sample; default all)', int('lao-max-apps', 1))
     .option('--svd-dim <n>', 'dimension of the TF-IDF + SVD baseline vectors (0 = none)', int('svd-dim', 0), 64)
+    .option('--recent-weeks <n>', 'Test #1 sequence baseline: installs and uninstalls per category in the last N weeks of history (0 = none)', int('recent-weeks', 0), 4)
     .option('--notes <file.md>', 'Markdown inserted as the Notes section of the report')
     .addHelpText(
       'after',
@@ -72,6 +74,8 @@ export function register(program: Command): void {
       if (!out.toLowerCase().endsWith('.md')) throw new UserError(`--out must name a Markdown file (.md), got '${out}'`);
       const { existsSync } = await import('node:fs');
       for (const p of [opts.data as string, ...models, ...(opts.head ? [opts.head as string] : [])]) if (!existsSync(p)) throw new UserError(`no such directory: ${p}`);
+      const { loadConfig } = await import('../../../src/config/config.js');
+      const cfg = loadConfig({ file: (opts.config as string | undefined) ?? null });
       const { runEval } = await import('../../../src/eval/run.js');
       const { cpus } = await import('node:os');
       const res = await runEval({
@@ -102,6 +106,8 @@ export function register(program: Command): void {
         laoMaxUsers: opts.laoMaxUsers as number,
         laoMaxApps: opts.laoMaxApps as number | undefined,
         svdDim: opts.svdDim as number,
+        recentWeeks: opts.recentWeeks as number,
+        combinedWeights: { long: cfg.serve.combinedLongWeight, short: cfg.serve.combinedShortWeight },
         command: `aetn ${process.argv.slice(2).join(' ')}`,
       });
       // The tables on stdout (the report file holds the same plus the chart link).
