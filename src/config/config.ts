@@ -50,6 +50,14 @@ export interface AetnConfig {
     wasmNaiveTransposedMatmul: boolean;
     /** Memory per model engine in MiB (>= 64); null: the built-in default. A --memory-budget flag wins. */
     memoryBudgetMiB: number | null;
+    /**
+     * Device memory the webgpu engine may use for embedding, in MiB (>= 64); null: the built-in
+     * default (4096). Sets the users per device call (two calls in flight) and, from it, the default
+     * `aetn embed` batch on webgpu.
+     */
+    gpuMemoryBudgetMiB: number | null;
+    /** `aetn embed` reads the next batch and commits the last one while the current one embeds. */
+    embedOverlap: boolean;
     /** Progress bars on stderr. */
     progress: boolean;
   };
@@ -62,7 +70,7 @@ export const DEFAULTS: AetnConfig = {
   kafka: { brokers: [], topic: 'app-events', dlqTopic: 'app-events.dlq', groupId: 'aetn-realtime', clientId: 'aetn' },
   realtime: { headDir: null, maxEvents: 32 },
   logLevel: 'info',
-  runtime: { backend: 'wasm', nativeGemm: 'default', headHost: true, hnswlibAddon: null, wasmNaiveTransposedMatmul: false, memoryBudgetMiB: null, progress: true },
+  runtime: { backend: 'wasm', nativeGemm: 'default', headHost: true, hnswlibAddon: null, wasmNaiveTransposedMatmul: false, memoryBudgetMiB: null, gpuMemoryBudgetMiB: null, embedOverlap: true, progress: true },
 };
 
 export const SCOPES = ['vectors:read', 'audience:write', 'events:write', 'admin'] as const;
@@ -103,6 +111,8 @@ const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
   'runtime.hnswlibAddon': { kind: 'nullableString', env: 'AETN_HNSWLIB_ADDON' },
   'runtime.wasmNaiveTransposedMatmul': { kind: 'bool', env: 'AETN_WASM_NAIVE_TRANSPOSED_MATMUL' },
   'runtime.memoryBudgetMiB': { kind: 'nullableInt', env: 'AETN_MEMORY_BUDGET_MIB' },
+  'runtime.gpuMemoryBudgetMiB': { kind: 'nullableInt', env: 'AETN_GPU_MEMORY_BUDGET_MIB' },
+  'runtime.embedOverlap': { kind: 'bool', env: 'AETN_EMBED_OVERLAP' },
   'runtime.progress': { kind: 'bool', env: 'AETN_PROGRESS' },
 };
 

@@ -195,6 +195,18 @@ async function loadWebgpu(): Promise<string> {
   return `webgpu (${probe.detail})`;
 }
 
+/**
+ * The webgpu device's largest storage buffer binding in bytes (maxStorageBufferBindingSize: 128 MiB
+ * on lavapipe, GiBs on most GPUs). tfjs-backend-webgpu asks for the adapter's limit. Needs
+ * initBackend('webgpu') first.
+ */
+export function webgpuMaxBufferBytes(): number {
+  const b = tf.findBackend('webgpu') as unknown as { device?: { limits?: { maxStorageBufferBindingSize?: number } } } | undefined;
+  const v = b?.device?.limits?.maxStorageBufferBindingSize;
+  if (!v) throw new Error("webgpuMaxBufferBytes: the webgpu backend is not initialised (call initBackend('webgpu') first)");
+  return v;
+}
+
 function firstLine(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
   return msg.split('\n')[0] ?? msg;

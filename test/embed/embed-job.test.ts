@@ -8,7 +8,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openPrepared } from '../../src/data/prepared.js';
+import { probeWebgpu } from '../../src/model/backend.js';
 import { EmbeddingStore } from '../../src/store/store.js';
+
+const gpu = await probeWebgpu();
 
 const root = mkdtempSync(join(tmpdir(), 'aetn-embed-'));
 // Async so the vitest worker keeps answering its runner while the CLI works.
@@ -92,6 +95,45 @@ describe('aetn embed', () => {
     const resumed = snapshot(join(root, 'st4'), part.featureId);
     expect(resumed.size).toBe(full.size);
     for (const [u, v] of full) expect(Buffer.from(resumed.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
+  });
+
+  it('overlapped (the default) or one stage after the other: the same vectors, stopped and resumed across both', async () => {
+    const on = await embed('st1');
+    expect(on.overlap).toBe(true);
+    expect(on.batchSize).toBe(64);
+    const full = snapshot(join(root, 'st1'), on.featureId);
+    const off = await embed('st6', '--no-overlap');
+    expect(off.overlap).toBe(false);
+    expect(off.users).toBe(full.size);
+    const same = (dir: string) => {
+      const got = snapshot(join(root, dir), on.featureId);
+      expect(got.size).toBe(full.size);
+      for (const [u, v] of full) expect(Buffer.from(got.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
+    };
+    same('st6');
+    // A run stopped without overlap resumes with it (and the other way round) at the same place.
+    const part = await embed('st7', '--no-overlap', '--max-users', '150');
+    expect(part.users).toBe(150);
+    const rest = await embed('st7');
+    expect(rest.resumedFrom).not.toBeNull();
+    expect(part.users + rest.users).toBe(full.size);
+    same('st7');
+    const part2 = await embed('st8', '--max-users', '100');
+    const rest2 = await embed('st8', '--no-overlap');
+    expect(part2.users + rest2.users).toBe(full.size);
+    same('st8');
+    // The waits are reported per stage.
+    for (const r of [on, off]) for (const k of ['read', 'embed', 'write']) expect(r.waited[k]).toBeGreaterThanOrEqual(0);
+  });
+
+  it.skipIf(!gpu.ok)(`on webgpu: overlapped and not, the same vectors (${gpu.detail})`, async () => {
+    const on = await embed('stg1', '--backend', 'webgpu');
+    const off = await embed('stg2', '--backend', 'webgpu', '--no-overlap');
+    expect([on.backend, on.overlap, off.overlap]).toEqual(['webgpu', true, false]);
+    const a = snapshot(join(root, 'stg1'), on.featureId);
+    const b = snapshot(join(root, 'stg2'), on.featureId);
+    expect(a.size).toBe(on.users);
+    for (const [u, v] of a) expect(Buffer.from(b.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
   });
 
   it('a new model gets a new feature id beside the old one; refuses another vocabulary', async () => {

@@ -1,5 +1,5 @@
 // `aetn embed`: the batch job that writes long-term vectors of a trained model into the store.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { positiveInt as int } from '../flags.js';
 
 
@@ -17,12 +17,14 @@ export function register(program: Command): void {
     .option('--active-since <YYYY-MM-DD>', 'only users with an install/uninstall on or after this day (feature updating)')
     .option('--backend <name>', 'wasm | webgpu | tensorflow | cpu (default: $AETN_BACKEND, else tensorflow when installed, else wasm)')
     .option('--workers <n>', 'worker threads (default: 1 on the native OpenBLAS GEMM, which uses every core itself; else number of cores)', int('--workers'))
-    .option('--batch-size <n>', 'users per model call and store transaction', int('--batch-size'), 1000)
+    .option('--batch-size <n>', 'users per model call and store transaction (default 1000; on webgpu four device calls, at least 1000)', int('--batch-size'))
+    .option('--gpu-memory-budget <MiB>', 'device memory for embedding on webgpu; sets the users per device call (default: runtime.gpuMemoryBudgetMiB / $AETN_GPU_MEMORY_BUDGET_MIB, else 4096)', int('--gpu-memory-budget'))
+    .addOption(new Option('--no-overlap', 'read the next batch and commit the last one only after this one embeds (default: overlapped; runtime.embedOverlap / $AETN_EMBED_OVERLAP)'))
     .option('--no-installers', 'do not rewrite the "installers of app X" lists')
     .option('--restart', "ignore an unfinished run's progress and start over")
     .option('--max-users <n>', 'stop after N users (the run stays resumable)', int('--max-users'))
     .option('--json', 'print the result as JSON on stdout')
-    .action(async (o: { model: string; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize: number; installers: boolean; restart?: boolean; maxUsers?: number; json?: boolean }) => {
+    .action(async (o: { model: string; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize?: number; gpuMemoryBudget?: number; overlap: boolean; installers: boolean; restart?: boolean; maxUsers?: number; json?: boolean }, cmd: Command) => {
       const { runEmbedJob } = await import('../../embed.js');
       const r = await runEmbedJob({
         modelDir: o.model,
@@ -32,6 +34,9 @@ export function register(program: Command): void {
         backend: o.backend,
         workers: o.workers,
         batchSize: o.batchSize,
+        gpuMemoryBudgetMiB: o.gpuMemoryBudget,
+        // Only an explicit --no-overlap wins over the configuration.
+        overlap: cmd.getOptionValueSource('overlap') === 'cli' ? o.overlap : undefined,
         installers: o.installers,
         restart: o.restart,
         maxUsers: o.maxUsers,
@@ -47,6 +52,8 @@ export function register(program: Command): void {
             `${r.usersPerSecond.toFixed(0)} users/s, ${r.gflopsPerSecond.toFixed(1)} GFLOP/s on ${r.backend} x${r.workers}` +
             `${r.skippedInactive ? `; ${r.skippedInactive} inactive users skipped` : ''}${r.resumedFrom ? `; resumed at shard ${r.resumedFrom.shard}` : ''}` +
             `${r.installerApps ? `; installer lists for ${r.installerApps} apps` : ''}\n` +
+            `batches of ${r.batchSize} users (${Number.isFinite(r.chunkUsers) ? `${r.chunkUsers} per model call` : 'one model call each'}), ${r.overlap ? 'overlapped' : 'not overlapped'}; ` +
+            `waited ${r.waited.read.toFixed(1)}s reading, ${r.waited.embed.toFixed(1)}s embedding, ${r.waited.write.toFixed(1)}s writing\n` +
             `users without a vector: ${usersWithoutVector} of ${pm.numUsers + usersWithoutVector} in the prepared data` +
             `${usersWithoutVector > 0 ? ` (none of their apps is in the vocabulary; aetn prepare --min-installs sets the threshold, now ${pm.minInstalls})` : ''}\n`,
         );
