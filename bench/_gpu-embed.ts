@@ -7,7 +7,7 @@
 //   node dist/bench/_gpu-embed.js [--size paper|small|tiny] [--users N] [--apps M] [--backends webgpu,wasm] [--out FILE]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend, probeWebgpu, type WebgpuProbe } from '../src/model/backend.js';
@@ -177,6 +177,10 @@ function child(args: string[]): Promise<unknown> {
   });
 }
 
+function fmtLoad(l: number[]): string {
+  return l.map((x) => x.toFixed(2)).join(' ');
+}
+
 function describeProbe(p: WebgpuProbe): string[] {
   if (p.ok && p.adapter) {
     const x = p.adapter;
@@ -206,7 +210,8 @@ async function main(): Promise<void> {
   }
 
   const probe = await probeWebgpu();
-  const lines = [`node ${process.version} at ${process.execPath}; ${cpus().length} CPU cores (${cpus()[0]?.model ?? '?'})`, ...describeProbe(probe)];
+  const loadBefore = loadavg();
+  const lines = [`node ${process.version} at ${process.execPath}; ${cpus().length} CPU cores (${cpus()[0]?.model ?? '?'}), load average ${fmtLoad(loadBefore)}`, ...describeProbe(probe)];
   for (const l of lines) process.stdout.write(`${l}\n`);
   const work = mkdtempSync(join(tmpdir(), 'aetn-gpu-embed-'));
   try {
@@ -245,7 +250,9 @@ async function main(): Promise<void> {
       for (let i = 0; i < Math.min(g.length, c.length); i++) maxDiff = Math.max(maxDiff, Math.abs(g[i]! - c[i]!));
       process.stdout.write(`webgpu / ${cpu.backend}: ${ratio.toFixed(2)}x users/s; vectors of the first ${CHECK_USERS} users agree to max |diff| ${maxDiff.toExponential(2)}\n`);
     }
-    const report = { when: new Date().toISOString(), node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, size: a.size, apps: a.apps, users: a.users, probe, results, webgpuOverCpu: ratio, maxAbsDiff: maxDiff };
+    const loadAfter = loadavg();
+    process.stdout.write(`load average at the end ${fmtLoad(loadAfter)}\n`);
+    const report = { when: new Date().toISOString(), node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, load: { before: loadBefore, after: loadAfter }, size: a.size, apps: a.apps, users: a.users, probe, results, webgpuOverCpu: ratio, maxAbsDiff: maxDiff };
     if (a.out) {
       writeFileSync(a.out, `${JSON.stringify(report, null, 2)}\n`);
       process.stdout.write(`results: ${a.out}\n`);

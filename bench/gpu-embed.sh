@@ -94,7 +94,6 @@ run() {
   # Only the bundled node runs the benchmark (and its worker threads and child processes).
   echo "node: $node ($("$node" --version))"
   if command -v npm >/dev/null; then echo "npm: on PATH, not used"; else echo "npm: not on PATH (not needed)"; fi
-  cd "$here"
   exec "$node" "$here/dist/bench/_gpu-embed.js" "$@"
 }
 

@@ -97,14 +97,14 @@ describe('aetn embed', () => {
     for (const [u, v] of full) expect(Buffer.from(resumed.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
   });
 
-  it('overlapped (the default) or one stage after the other: the same vectors, stopped and resumed across both', async () => {
-    const on = await embed('st1');
-    expect(on.overlap).toBe(true);
-    expect(on.batchSize).toBe(64);
-    const full = snapshot(join(root, 'st1'), on.featureId);
-    const off = await embed('st6', '--no-overlap');
+  it('overlapped or one stage after the other (the default on wasm): the same vectors, stopped and resumed across both', async () => {
+    const off = await embed('st1');
     expect(off.overlap).toBe(false);
-    expect(off.users).toBe(full.size);
+    expect(off.batchSize).toBe(64);
+    const full = snapshot(join(root, 'st1'), off.featureId);
+    const on = await embed('st6', '--overlap');
+    expect(on.overlap).toBe(true);
+    expect(on.users).toBe(full.size);
     const same = (dir: string) => {
       const got = snapshot(join(root, dir), on.featureId);
       expect(got.size).toBe(full.size);
@@ -114,11 +114,11 @@ describe('aetn embed', () => {
     // A run stopped without overlap resumes with it (and the other way round) at the same place.
     const part = await embed('st7', '--no-overlap', '--max-users', '150');
     expect(part.users).toBe(150);
-    const rest = await embed('st7');
+    const rest = await embed('st7', '--overlap');
     expect(rest.resumedFrom).not.toBeNull();
     expect(part.users + rest.users).toBe(full.size);
     same('st7');
-    const part2 = await embed('st8', '--max-users', '100');
+    const part2 = await embed('st8', '--overlap', '--max-users', '100');
     const rest2 = await embed('st8', '--no-overlap');
     expect(part2.users + rest2.users).toBe(full.size);
     same('st8');
@@ -127,6 +127,7 @@ describe('aetn embed', () => {
   });
 
   it.skipIf(!gpu.ok)(`on webgpu: overlapped and not, the same vectors (${gpu.detail})`, async () => {
+    // Overlapped by default on webgpu (runtime.embedOverlap 'auto').
     const on = await embed('stg1', '--backend', 'webgpu');
     const off = await embed('stg2', '--backend', 'webgpu', '--no-overlap');
     expect([on.backend, on.overlap, off.overlap]).toEqual(['webgpu', true, false]);

@@ -1,5 +1,5 @@
 // `aetn embed`: the batch job that writes long-term vectors of a trained model into the store.
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { positiveInt as int } from '../flags.js';
 
 
@@ -19,7 +19,8 @@ export function register(program: Command): void {
     .option('--workers <n>', 'worker threads (default: 1 on the native OpenBLAS GEMM, which uses every core itself; else number of cores)', int('--workers'))
     .option('--batch-size <n>', 'users per model call and store transaction (default 1000; on webgpu four device calls, at least 1000)', int('--batch-size'))
     .option('--gpu-memory-budget <MiB>', 'device memory for embedding on webgpu; sets the users per device call (default: runtime.gpuMemoryBudgetMiB / $AETN_GPU_MEMORY_BUDGET_MIB, else 4096)', int('--gpu-memory-budget'))
-    .addOption(new Option('--no-overlap', 'read the next batch and commit the last one only after this one embeds (default: overlapped; runtime.embedOverlap / $AETN_EMBED_OVERLAP)'))
+    .option('--overlap', 'read the next batch and commit the last one while this one embeds (default on webgpu: runtime.embedOverlap / $AETN_EMBED_OVERLAP, auto)')
+    .option('--no-overlap', 'one stage after the other')
     .option('--no-installers', 'do not rewrite the "installers of app X" lists')
     .option('--restart', "ignore an unfinished run's progress and start over")
     .option('--max-users <n>', 'stop after N users (the run stays resumable)', int('--max-users'))
@@ -35,7 +36,7 @@ export function register(program: Command): void {
         workers: o.workers,
         batchSize: o.batchSize,
         gpuMemoryBudgetMiB: o.gpuMemoryBudget,
-        // Only an explicit --no-overlap wins over the configuration.
+        // Only an explicit --overlap / --no-overlap wins over the configuration.
         overlap: cmd.getOptionValueSource('overlap') === 'cli' ? o.overlap : undefined,
         installers: o.installers,
         restart: o.restart,
