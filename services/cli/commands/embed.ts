@@ -53,10 +53,10 @@ export function register(program: Command): void {
             `${r.usersPerSecond.toFixed(0)} users/s, ${r.gflopsPerSecond.toFixed(1)} GFLOP/s on ${r.backend} x${r.workers}` +
             `${r.skippedInactive ? `; ${r.skippedInactive} inactive users skipped` : ''}${r.resumedFrom ? `; resumed at shard ${r.resumedFrom.shard}` : ''}` +
             `${r.installerApps ? `; installer lists for ${r.installerApps} apps` : ''}\n` +
-            `batches of ${r.batchSize} users (${Number.isFinite(r.chunkUsers) ? `${r.chunkUsers} per model call` : 'one model call each'}), ${r.overlap ? 'overlapped' : 'not overlapped'}; ` +
-            `waited ${r.waited.read.toFixed(1)}s reading, ${r.waited.embed.toFixed(1)}s embedding, ${r.waited.write.toFixed(1)}s writing\n` +
             `users without a vector: ${usersWithoutVector} of ${pm.numUsers + usersWithoutVector} in the prepared data` +
-            `${usersWithoutVector > 0 ? ` (none of their apps is in the vocabulary; aetn prepare --min-installs sets the threshold, now ${pm.minInstalls})` : ''}\n`,
+            `${usersWithoutVector > 0 ? ` (none of their apps is in the vocabulary; aetn prepare --min-installs sets the threshold, now ${pm.minInstalls})` : ''}\n` +
+            `batches of ${r.batchSize} users (${Number.isFinite(r.chunkUsers) ? `${r.chunkUsers} per model call` : 'one model call each'}), ${r.overlap ? 'overlapped' : 'not overlapped'}; ` +
+            `waited ${r.waited.read.toFixed(1)}s reading, ${r.waited.embed.toFixed(1)}s embedding, ${r.waited.write.toFixed(1)}s writing\n`,
         );
     });
 }
