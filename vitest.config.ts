@@ -12,6 +12,7 @@ const INTEGRATION = [
   'test/embed/**/*.test.ts', // batch job through the CLI, minutes
   'test/eval/cli.test.ts', // generate -> train -> eval through the CLI
   'test/model/train-cli.test.ts', // training through the CLI
+  'test/bench/gpu-embed.test.ts', // packs and runs the GPU bundle, minutes
 ];
 
 export default defineConfig({

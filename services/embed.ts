@@ -7,8 +7,10 @@
 // marker and a re-run resumes after it. Re-running a finished run embeds again from the start
 // (overwriting the same users with bit-identical vectors), which is what "feature updating" wants.
 import { createHash } from 'node:crypto';
+import { runtimeSettings } from '../src/config/config.js';
 import { openPrepared } from '../src/data/prepared.js';
 import type { UserExample } from '../src/data/types.js';
+import { resolveBackendName } from '../src/model/backend.js';
 import { createEmbedder } from '../src/model/infer.js';
 import { documentFrequency, idfOf, project, randomizedSvd, tfidfRows } from '../src/audience/tfidf-svd.js';
 import { EmbeddingStore } from '../src/store/store.js';
@@ -26,8 +28,16 @@ export interface EmbedJobOptions {
   activeSince?: string;
   backend?: string;
   workers?: number;
-  /** Users per model call and per store transaction. */
+  /** Users per model call and per store transaction (default: 1000; on webgpu the embedder's batchUsers). */
   batchSize?: number;
+  /**
+   * Read and decode the next batch, and commit the previous one, while this one embeds (and on
+   * webgpu dispatch the next device chunk while one computes). Default runtime.embedOverlap, 'auto':
+   * on webgpu only. Off: one stage after the other. The vectors are the same bits.
+   */
+  overlap?: boolean;
+  /** Device memory of the webgpu engine, MiB (default runtime.gpuMemoryBudgetMiB or 4096). */
+  gpuMemoryBudgetMiB?: number;
   /** Also (re)write the "installers of app X" lists used by look-alike seeds (default true). */
   installers?: boolean;
   /** Ignore a previous unfinished run's progress and start over. */
@@ -49,6 +59,16 @@ export interface EmbedJobResult {
   backend: string;
   workers: number;
   installerApps: number;
+  /** Users per model call and store transaction, and per device call of the engine. */
+  batchSize: number;
+  chunkUsers: number;
+  overlap: boolean;
+  /**
+   * Seconds the job waited on each stage: reading/decoding the next batch, the model, committing to
+   * the store. Without overlap they add up to the run; with it, the host stages' time is what was
+   * not hidden behind the model.
+   */
+  waited: { read: number; embed: number; write: number };
 }
 
 interface RunProgress {
@@ -66,12 +86,22 @@ export function parseActiveSince(s: string): number {
   return Date.parse(`${s}T00:00:00Z`);
 }
 
+/** One batch of the job: its users and the run's progress once they are committed. */
+interface JobBatch {
+  examples: UserExample[];
+  next: RunProgress;
+}
+
 export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult> {
   const sinceMs = opts.activeSince !== undefined ? parseActiveSince(opts.activeSince) : null;
-  const batchSize = opts.batchSize ?? 1000;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${batchSize}`);
+  if (opts.batchSize !== undefined && (!Number.isInteger(opts.batchSize) || opts.batchSize < 1)) throw new UserError(`batch size must be a positive integer, got ${opts.batchSize}`);
+  const setting = opts.overlap === undefined ? runtimeSettings().embedOverlap : opts.overlap ? 'on' : 'off';
+  // auto: on webgpu only, where the host and the device are two processors. On the CPU backends the
+  // host stages are ~3% of a run and overlapping them measured no gain (docs/parts/backends.md).
+  const overlap = setting === 'auto' ? resolveBackendName(opts.backend) === 'webgpu' : setting === 'on';
   const ds = await openPrepared(opts.dataDir);
-  const embedder = await createEmbedder(opts.modelDir, { vocabHash: ds.vocab.hash, backend: opts.backend, workers: opts.workers });
+  const embedder = await createEmbedder(opts.modelDir, { vocabHash: ds.vocab.hash, backend: opts.backend, workers: opts.workers, gpuMemoryBudgetMiB: opts.gpuMemoryBudgetMiB, overlap });
+  const batchSize = opts.batchSize ?? embedder.batchUsers;
   const store = EmbeddingStore.open(opts.storeDir);
   const started = performance.now();
   try {
@@ -94,49 +124,101 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
     const total = sinceMs === null ? ds.manifest.numUsers : undefined;
     const bar = new Progress({ label: `embed ${featureId}`, total, unit: 'users' });
     if (total !== undefined) bar.set(prog.users);
-    let users = prog.users;
     let skipped = 0;
-    let pending: UserExample[] = [];
-    let state: RunProgress = prog;
-    const flush = async (next: RunProgress): Promise<void> => {
-      if (pending.length > 0) {
-        const vecs = await embedder.embed(pending);
+    const start = prog;
+    const shards = ds.manifest.shards.length;
+
+    // Stage 1: the shards, read and decoded into batches. Each batch carries the progress marker
+    // committed with it; a shard's end commits a marker even when no user is left to embed.
+    async function* batches(): AsyncGenerator<JobBatch> {
+      let users = start.users;
+      let pending: UserExample[] = [];
+      for (let shard = start.shard; shard < shards; shard++) {
+        let position = 0;
+        const skipTo = shard === start.shard ? start.position : 0;
+        for await (const ex of ds.examples({ shard })) {
+          position++;
+          if (position <= skipTo) continue;
+          if (sinceMs !== null && ex.lastActiveMs < sinceMs) {
+            skipped++;
+          } else {
+            pending.push(ex);
+            users++;
+          }
+          const stop = opts.maxUsers !== undefined && users >= opts.maxUsers;
+          if (pending.length >= batchSize || stop) {
+            yield { examples: pending, next: { shard, position, users, done: false } };
+            pending = [];
+          }
+          if (stop) return;
+        }
+        yield { examples: pending, next: { shard: shard + 1, position: 0, users, done: false } };
+        pending = [];
+      }
+    }
+
+    // Stage 3: one commit at a time, in order: the vectors with the marker in one transaction.
+    const commit = async (b: JobBatch, vecs: Float32Array[] | null): Promise<void> => {
+      if (vecs) {
         const erased = await store.putMany(
           featureId,
-          pending.map((ex, i) => ({ userId: ex.userId, vector: vecs[i]! })),
-          { runState: { runId, state: next } },
+          b.examples.map((ex, i) => ({ userId: ex.userId, vector: vecs[i]! })),
+          { runState: { runId, state: b.next } },
         );
         // Users erased with `aetn store forget` are in old prepared data; the store keeps them out.
         if (erased > 0) log.info({ featureId, skipped: erased }, 'forgotten users skipped (tombstones)');
-        bar.tick(pending.length, `${((bar.rate * embedder.flopsPerUser) / 1e9).toFixed(1)} GFLOP/s`);
+        bar.tick(b.examples.length, `${((bar.rate * embedder.flopsPerUser) / 1e9).toFixed(1)} GFLOP/s`);
       } else {
-        await store.setRunState(runId, next);
+        await store.setRunState(runId, b.next);
       }
-      pending = [];
-      state = next;
     };
 
-    const shards = ds.manifest.shards.length;
-    outer: for (let shard = prog.shard; shard < shards; shard++) {
-      let position = 0;
-      const skipTo = shard === prog.shard ? prog.position : 0;
-      for await (const ex of ds.examples({ shard })) {
-        position++;
-        if (position <= skipTo) continue;
-        if (sinceMs !== null && ex.lastActiveMs < sinceMs) {
-          skipped++;
-        } else {
-          pending.push(ex);
-          users++;
+    // Stage 2, the model, between them. With overlap the next batch is read while this one embeds
+    // (the async reads and decoding run whenever the model waits on its device or workers), and
+    // this batch commits while the next one embeds; without it every stage waits for the last.
+    const waited = { read: 0, embed: 0, write: 0 };
+    // A promise already running (the read ahead, the commit in flight): the time spent waiting for
+    // it. A function: started here, so synchronous model work (wasm's readback) is counted too.
+    const timed = async <T>(k: keyof typeof waited, p: Promise<T> | (() => Promise<T>)): Promise<T> => {
+      const t = performance.now();
+      try {
+        return await (typeof p === 'function' ? p() : p);
+      } finally {
+        waited[k] += (performance.now() - t) / 1000;
+      }
+    };
+    let state: RunProgress = prog;
+    const it = batches();
+    let nextRead: Promise<IteratorResult<JobBatch>> | undefined = it.next();
+    let writing: Promise<void> = Promise.resolve();
+    try {
+      for (;;) {
+        const r: IteratorResult<JobBatch> = await timed('read', nextRead!);
+        nextRead = undefined;
+        if (r.done) break;
+        const b = r.value;
+        if (overlap) {
+          nextRead = it.next();
+          // Handled here, awaited at the top of the loop (or dropped on an error below).
+          nextRead.catch(() => {});
         }
-        if (pending.length >= batchSize) await flush({ shard, position, users, done: false });
-        if (opts.maxUsers !== undefined && users >= opts.maxUsers) {
-          await flush({ shard, position, users, done: false });
-          break outer;
+        const vecs = b.examples.length > 0 ? await timed('embed', () => embedder.embed(b.examples)) : null;
+        await timed('write', writing);
+        writing = commit(b, vecs);
+        writing.catch(() => {});
+        state = b.next;
+        if (!overlap) {
+          await timed('write', writing);
+          nextRead = it.next();
         }
       }
-      await flush({ shard: shard + 1, position: 0, users, done: false });
+      await timed('write', writing);
+    } finally {
+      // On an error: let the batch being read and the commit in flight settle before the store closes.
+      await Promise.allSettled([nextRead, writing]);
+      await it.return(undefined).catch(() => {});
     }
+    const users = state.users;
     const finished = state.shard >= shards;
     if (finished) await store.setRunState(runId, { ...state, done: true });
     bar.finish();
@@ -159,6 +241,10 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
       backend: embedder.backend.name,
       workers: embedder.workers,
       installerApps,
+      batchSize,
+      chunkUsers: embedder.chunkUsers,
+      overlap,
+      waited,
     };
     log.info(result, finished ? 'embed run finished' : 'embed run stopped early (resumable)');
     return result;

@@ -50,6 +50,18 @@ export interface AetnConfig {
     wasmNaiveTransposedMatmul: boolean;
     /** Memory per model engine in MiB (>= 64); null: the built-in default. A --memory-budget flag wins. */
     memoryBudgetMiB: number | null;
+    /**
+     * Device memory the webgpu engine may use for embedding, in MiB (>= 64); null: the built-in
+     * default (4096). Sets the users per device call (two calls in flight) and, from it, the default
+     * `aetn embed` batch on webgpu.
+     */
+    gpuMemoryBudgetMiB: number | null;
+    /**
+     * `aetn embed` reads the next batch and commits the last one while the current one embeds, and the
+     * webgpu engine dispatches its next chunk while the device computes: 'auto' (on webgpu only),
+     * 'on' or 'off'.
+     */
+    embedOverlap: 'auto' | 'on' | 'off';
     /** Progress bars on stderr. */
     progress: boolean;
   };
@@ -62,13 +74,13 @@ export const DEFAULTS: AetnConfig = {
   kafka: { brokers: [], topic: 'app-events', dlqTopic: 'app-events.dlq', groupId: 'aetn-realtime', clientId: 'aetn' },
   realtime: { headDir: null, maxEvents: 32 },
   logLevel: 'info',
-  runtime: { backend: 'wasm', nativeGemm: 'default', headHost: true, hnswlibAddon: null, wasmNaiveTransposedMatmul: false, memoryBudgetMiB: null, progress: true },
+  runtime: { backend: 'wasm', nativeGemm: 'default', headHost: true, hnswlibAddon: null, wasmNaiveTransposedMatmul: false, memoryBudgetMiB: null, gpuMemoryBudgetMiB: null, embedOverlap: 'auto', progress: true },
 };
 
 export const SCOPES = ['vectors:read', 'audience:write', 'events:write', 'admin'] as const;
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
-type Kind = 'string' | 'nullableString' | 'port' | 'nullablePort' | 'int' | 'nullableInt' | 'weight' | 'bool' | 'stringList' | 'keys' | 'logLevel' | 'backend' | 'nativeGemm';
+type Kind = 'string' | 'nullableString' | 'port' | 'nullablePort' | 'int' | 'nullableInt' | 'weight' | 'bool' | 'stringList' | 'keys' | 'logLevel' | 'backend' | 'nativeGemm' | 'autoOnOff';
 const BACKENDS = ['wasm', 'cpu', 'tensorflow', 'webgpu'];
 
 /** Every key a user may set, with its type and its environment variable. */
@@ -103,6 +115,8 @@ const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
   'runtime.hnswlibAddon': { kind: 'nullableString', env: 'AETN_HNSWLIB_ADDON' },
   'runtime.wasmNaiveTransposedMatmul': { kind: 'bool', env: 'AETN_WASM_NAIVE_TRANSPOSED_MATMUL' },
   'runtime.memoryBudgetMiB': { kind: 'nullableInt', env: 'AETN_MEMORY_BUDGET_MIB' },
+  'runtime.gpuMemoryBudgetMiB': { kind: 'nullableInt', env: 'AETN_GPU_MEMORY_BUDGET_MIB' },
+  'runtime.embedOverlap': { kind: 'autoOnOff', env: 'AETN_EMBED_OVERLAP' },
   'runtime.progress': { kind: 'bool', env: 'AETN_PROGRESS' },
 };
 
@@ -225,6 +239,14 @@ function apply(cfg: AetnConfig, key: string, value: unknown, source: string): vo
       else if (t === 'all') v = 'all';
       else if (t === 'off' || t === '0' || t === 'false' || t === false) v = 'off';
       else throw bad('must be default (or 1/on), all, or off (or 0)');
+      break;
+    }
+    case 'autoOnOff': {
+      const t = typeof value === 'string' ? value.trim().toLowerCase() : value;
+      if (t === 'auto') v = 'auto';
+      else if (t === 'on' || t === 'true' || t === '1' || t === true) v = 'on';
+      else if (t === 'off' || t === 'false' || t === '0' || t === false) v = 'off';
+      else throw bad('must be auto, on (or true/1) or off (or false/0)');
       break;
     }
     case 'weight': {

@@ -141,6 +141,10 @@ export interface WebgpuProbe {
   ok: boolean;
   /** e.g. 'llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) (mesa, software)', or the reason for none. */
   detail: string;
+  /** What requestAdapter answered, verbatim: 'an adapter', 'null', or 'threw: <message>'. */
+  answer?: string;
+  /** The adapter's info (vendor, architecture, device, description) and two of its limits. */
+  adapter?: { vendor: string; architecture: string; device: string; description: string; maxStorageBufferBindingSize: number; maxBufferSize: number };
 }
 
 const LAVAPIPE_HINT =
@@ -167,20 +171,28 @@ export function probeWebgpu(): Promise<WebgpuProbe> {
       return { ok: false, detail: `the npm package 'webgpu' (Dawn's Node bindings) does not load: ${firstLine(err)}; run 'npm install'` };
     }
     Object.assign(globalThis, mod.globals);
-    const gpu = mod.create([]) as { requestAdapter(o?: object): Promise<{ info?: Record<string, string> } | null> };
+    const gpu = mod.create([]) as { requestAdapter(o?: object): Promise<{ info?: Record<string, string>; limits?: Record<string, number> } | null> };
     const g = globalThis as { navigator?: Record<string, unknown> };
     if (g.navigator) Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true, writable: true });
     else Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
-    let adapter: { info?: Record<string, string> } | null;
+    let adapter: { info?: Record<string, string>; limits?: Record<string, number> } | null;
     try {
       adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
     } catch (err) {
-      return { ok: false, detail: `the WebGPU adapter request failed: ${firstLine(err)}; ${LAVAPIPE_HINT}` };
+      return { ok: false, answer: `threw: ${firstLine(err)}`, detail: `the WebGPU adapter request failed: ${firstLine(err)}; ${LAVAPIPE_HINT}` };
     }
-    if (!adapter) return { ok: false, detail: `no WebGPU adapter (Dawn found no usable Vulkan driver): ${LAVAPIPE_HINT}` };
+    if (!adapter) return { ok: false, answer: String(adapter), detail: `no WebGPU adapter (Dawn found no usable Vulkan driver): ${LAVAPIPE_HINT}` };
     const i = adapter.info ?? {};
     const what = [i.vendor, i.architecture].filter((x) => x).join(', ');
-    return { ok: true, detail: `${i.description || i.device || 'unnamed adapter'}${what ? ` (${what})` : ''}` };
+    const info = {
+      vendor: i.vendor ?? '',
+      architecture: i.architecture ?? '',
+      device: i.device ?? '',
+      description: i.description ?? '',
+      maxStorageBufferBindingSize: adapter.limits?.maxStorageBufferBindingSize ?? 0,
+      maxBufferSize: adapter.limits?.maxBufferSize ?? 0,
+    };
+    return { ok: true, answer: 'an adapter', adapter: info, detail: `${i.description || i.device || 'unnamed adapter'}${what ? ` (${what})` : ''}` };
   })();
   return webgpuProbe;
 }
@@ -193,6 +205,18 @@ async function loadWebgpu(): Promise<string> {
   if (!tf.findBackendFactory('webgpu')) throw new UserError("backend 'webgpu': @tensorflow/tfjs-backend-webgpu registered no backend (navigator.gpu missing at import)");
   registerWebgpuKernels();
   return `webgpu (${probe.detail})`;
+}
+
+/**
+ * The webgpu device's largest storage buffer binding in bytes (maxStorageBufferBindingSize: 128 MiB
+ * on lavapipe, GiBs on most GPUs). tfjs-backend-webgpu asks for the adapter's limit. Needs
+ * initBackend('webgpu') first.
+ */
+export function webgpuMaxBufferBytes(): number {
+  const b = tf.findBackend('webgpu') as unknown as { device?: { limits?: { maxStorageBufferBindingSize?: number } } } | undefined;
+  const v = b?.device?.limits?.maxStorageBufferBindingSize;
+  if (!v) throw new Error("webgpuMaxBufferBytes: the webgpu backend is not initialised (call initBackend('webgpu') first)");
+  return v;
 }
 
 function firstLine(err: unknown): string {

@@ -23,6 +23,12 @@ export interface EmbedderOptions {
   chunk?: number;
   /** Memory per engine (wasm heap), MiB; default AETN_MEMORY_BUDGET_MIB or 1536 (memory.ts). */
   memoryBudgetMiB?: number;
+  /** Device memory for the webgpu engine, MiB; default runtime.gpuMemoryBudgetMiB or 4096 (memory.ts). */
+  gpuMemoryBudgetMiB?: number;
+  /** Users per device call on webgpu, overriding the GPU budget (tests, comparisons). */
+  gpuChunkUsers?: number;
+  /** On webgpu: build and dispatch the next chunk while the device computes this one (default true). */
+  overlap?: boolean;
   /** Model factory module for non-AETN checkpoints (tests). */
   factoryUrl?: string;
 }
@@ -34,6 +40,13 @@ export interface Embedder {
   workers: number;
   /** FLOPs of one user's embedding (for throughput reports). */
   flopsPerUser: number;
+  /** Most users one engine computes in one model call (memory budget; on webgpu the device's). */
+  chunkUsers: number;
+  /**
+   * Users per embed() call that suit this engine: 1000 on the CPU backends; on webgpu four device
+   * chunks (at least 1000), so the device is fed a few chunks per call. `aetn embed`'s default batch.
+   */
+  batchUsers: number;
   embed(examples: UserExample[]): Promise<Float32Array[]>;
   close(): Promise<void>;
 }
@@ -52,7 +65,10 @@ export async function createEmbedder(modelDir: string, opts: EmbedderOptions = {
   if (!factoryUrl) throw new UserError(`model kind '${manifest.modelKind}' of ${modelDir} has no model factory in this build`);
   const cfg = configFromJson(manifest.config);
   // The seed only sets initial weights, which the checkpoint replaces.
-  const { engine, local } = await startEngine({ factoryUrl, cfg, seed: manifest.seed, backend: backend.name, workers, memory: { memoryBudgetMiB: opts.memoryBudgetMiB } });
+  const gpu = backend.name === 'webgpu';
+  const memory = gpu && opts.gpuChunkUsers !== undefined ? { chunkUsers: opts.gpuChunkUsers } : { memoryBudgetMiB: opts.memoryBudgetMiB, gpuMemoryBudgetMiB: opts.gpuMemoryBudgetMiB };
+  const { engine, local } = await startEngine({ factoryUrl, cfg, seed: manifest.seed, backend: backend.name, workers, memory });
+  local.pipelined = opts.overlap ?? true;
   try {
     checkLayout(layout, local.layout, modelDir);
     await engine.setWeights(weights);
@@ -62,8 +78,11 @@ export async function createEmbedder(modelDir: string, opts: EmbedderOptions = {
     throw err;
   }
   const dim = manifest.dim;
-  const chunk = Math.max(1, opts.chunk ?? 500) * workers;
-  logger.debug({ featureId: manifest.featureId, backend: backend.name, workers, dim, chunkUsers: engine.chunkUsers.inference }, 'embedder ready');
+  // On webgpu the one engine gets whole calls: it cuts them into device chunks and pipelines those.
+  const chunk = gpu && opts.chunk === undefined ? Infinity : Math.max(1, opts.chunk ?? 500) * workers;
+  const chunkUsers = engine.chunkUsers.inference;
+  const batchUsers = gpu && Number.isFinite(chunkUsers) ? Math.max(1000, 4 * chunkUsers) : 1000;
+  logger.debug({ featureId: manifest.featureId, backend: backend.name, workers, dim, chunkUsers, batchUsers }, 'embedder ready');
   let closed = false;
   return {
     manifest,
@@ -71,6 +90,8 @@ export async function createEmbedder(modelDir: string, opts: EmbedderOptions = {
     backend,
     workers,
     flopsPerUser: engine.flopsPerUser.inference,
+    chunkUsers,
+    batchUsers,
     async embed(examples: UserExample[]): Promise<Float32Array[]> {
       if (closed) throw new Error('embedder is closed');
       const out: Float32Array[] = [];

@@ -19,6 +19,20 @@ export const MEMORY_BUDGET_ENV = 'AETN_MEMORY_BUDGET_MIB';
 export interface MemoryEstimate {
   fixed: { training: number; inference: number };
   perUser: { training: number; inference: number };
+  /** Bytes per user of the largest single tensor of an inference call (a GPU binds each as one buffer). */
+  largestPerUser?: number;
+}
+
+/** Device memory of the webgpu engine when embedding (runtime.gpuMemoryBudgetMiB): small enough for any discrete GPU. */
+export const DEFAULT_GPU_MEMORY_BUDGET_MIB = 4096;
+export const GPU_MEMORY_BUDGET_ENV = 'AETN_GPU_MEMORY_BUDGET_MIB';
+
+/** Where the engine runs on a GPU (webgpu): its memory budget and the device's largest buffer binding. */
+export interface DeviceMemory {
+  /** Device memory for embedding, MiB. */
+  budgetMiB: number;
+  /** The device's maxStorageBufferBindingSize in bytes: no tensor may be larger. */
+  maxBufferBytes: number;
 }
 
 /** How an engine bounds its memory: a budget in MiB, or (tests, benchmarks) a fixed chunk. */
@@ -27,6 +41,10 @@ export interface EngineMemoryOptions {
   memoryBudgetMiB?: number;
   /** Users per model call, overriding the budget (both training and inference). */
   chunkUsers?: number;
+  /** On webgpu: device memory for embedding, MiB; default runtime.gpuMemoryBudgetMiB or 4096. */
+  gpuMemoryBudgetMiB?: number;
+  /** On a GPU (set by startEngine): inference chunks come from the device's budget and buffer limit (gpuInferenceChunk). */
+  device?: DeviceMemory;
 }
 
 /** The budget in bytes: the option, else the environment, else the default; validated. */
@@ -41,6 +59,26 @@ export function resolveMemoryBudget(mib?: number, env: NodeJS.ProcessEnv = proce
   v ??= DEFAULT_MEMORY_BUDGET_MIB;
   if (!Number.isFinite(v) || v < 64) throw new UserError(`${from} must be a number of MiB >= 64 (got ${v})`);
   return v * 2 ** 20;
+}
+
+/** The GPU budget in MiB: the option, else runtime.gpuMemoryBudgetMiB (AETN_GPU_MEMORY_BUDGET_MIB), else 4096; validated. */
+export function resolveGpuMemoryBudgetMiB(mib?: number, env: NodeJS.ProcessEnv = process.env): number {
+  const v = mib ?? runtimeSettings(env).gpuMemoryBudgetMiB ?? DEFAULT_GPU_MEMORY_BUDGET_MIB;
+  if (!Number.isFinite(v) || v < 64) throw new UserError(`runtime.gpuMemoryBudgetMiB (${GPU_MEMORY_BUDGET_ENV}) must be a number of MiB >= 64 (got ${v})`);
+  return v;
+}
+
+/**
+ * Users per inference call on a GPU. The engine keeps two calls in flight (it builds and dispatches
+ * the next chunk while the device computes this one, see LocalEngine.embed), so each gets half the
+ * budget; and no single tensor may exceed the device's buffer binding limit (128 MiB on lavapipe),
+ * with a factor 2 of headroom for users longer than the estimate's typical retention.
+ */
+export function gpuInferenceChunk(device: DeviceMemory, est: MemoryEstimate): number {
+  const budget = device.budgetMiB * 2 ** 20;
+  const byBudget = Math.floor((budget - est.fixed.inference) / (2 * est.perUser.inference));
+  const byBuffer = est.largestPerUser ? Math.floor(device.maxBufferBytes / (2 * est.largestPerUser)) : Infinity;
+  return Math.max(1, Math.min(byBudget, byBuffer));
 }
 
 /** Users per call that fit the budget (at least 1: a single user is always attempted). */
@@ -87,8 +125,13 @@ export function aetnMemoryEstimate(cfg: AetnConfig, numParams: number): MemoryEs
   // Weights, their gradients and copies, L_reg's squares, W_a and the dense gather gradients [M, d].
   const fixedTraining = 4 * (9 * numParams + 18 * M * d) + 32 * 2 ** 20;
   const fixedInference = 4 * (1.5 * numParams + 4 * M * d) + 32 * 2 ** 20;
+  // The largest single tensor of an inference pass, per user: the retention gather [R, d], a
+  // layer's token-wide FFN or fused projections [T, max(dFf, 3d)], the attention scores [H, T, T],
+  // the dense retention targets [M].
+  const largest = Math.max(R * d, T * Math.max(dFf, 3 * d), H * T * T, M);
   return {
     fixed: { training: fixedTraining, inference: fixedInference },
     perUser: { training: perUserTraining, inference: perUserInference },
+    largestPerUser: 4 * largest,
   };
 }

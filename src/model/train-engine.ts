@@ -4,7 +4,7 @@
 // WorkerPool (worker-pool.ts) splits each call over several LocalEngines in worker threads.
 import * as tf from '@tensorflow/tfjs-core';
 import type { UserExample, Vocabulary } from '../data/types.js';
-import { chunkUsers, resolveMemoryBudget, type EngineMemoryOptions, type MemoryEstimate } from './memory.js';
+import { chunkUsers, gpuInferenceChunk, resolveMemoryBudget, type EngineMemoryOptions, type MemoryEstimate } from './memory.js';
 
 export interface LossTensors {
   total: tf.Scalar;
@@ -122,7 +122,8 @@ export function engineChunks(factory: ModelFactory, cfg: unknown, numParams: num
   const budget = resolveMemoryBudget(mem.memoryBudgetMiB);
   const est = factory.memoryEstimate?.(cfg, numParams);
   if (!est) return { training: Infinity, inference: Infinity };
-  return { training: chunkUsers(budget, est, true), inference: chunkUsers(budget, est, false) };
+  const inference = mem.device ? gpuInferenceChunk(mem.device, est) : chunkUsers(budget, est, false);
+  return { training: chunkUsers(budget, est, true), inference };
 }
 
 /**
@@ -350,21 +351,55 @@ export class LocalEngine implements Engine {
     }
   }
 
+  /**
+   * On webgpu, overlap the host and the device inside one embed call: the next chunk's batch is
+   * built (host) and its kernels dispatched while the device still computes the current one, whose
+   * vectors are read back after. Two chunks are then in flight, which gpuInferenceChunk budgets for.
+   * The chunks and their order are the same either way, so the vectors are the same bits.
+   */
+  pipelined = true;
+
   async embed(examples: UserExample[]): Promise<Float32Array> {
     // WebGPU in Node reads back only asynchronously: the same chunks, each read with data().
     if (!asyncReads()) return this.embedSync(examples);
     const parts: Float32Array[] = [];
-    for (const [a, b] of chunkRanges(examples.length, this.chunkUsers.inference)) {
-      const batch = this.factory.makeBatch(examples.slice(a, b), this.cfg, { training: false, seed: 0 });
+    let inFlight: { t: tf.Tensor; read: Promise<Float32Array> } | undefined;
+    // data() submits the queued kernels at once and resolves when the device has finished them.
+    const collect = async (f: { t: tf.Tensor; read: Promise<Float32Array> }): Promise<void> => {
       try {
-        const t = tf.tidy(() => this.model.embed(batch));
-        try {
-          parts.push(((await t.data()) as Float32Array).slice());
-        } finally {
-          t.dispose();
-        }
+        parts.push((await f.read).slice());
       } finally {
-        batch.dispose();
+        f.t.dispose();
+      }
+    };
+    try {
+      for (const [a, b] of chunkRanges(examples.length, this.chunkUsers.inference)) {
+        const batch = this.factory.makeBatch(examples.slice(a, b), this.cfg, { training: false, seed: 0 });
+        try {
+          const t = tf.tidy(() => this.model.embed(batch));
+          const next = { t, read: t.data() as Promise<Float32Array> };
+          // Mark the read as handled now: it is awaited below, after the previous chunk's.
+          next.read.catch(() => {});
+          if (inFlight) {
+            const prev = inFlight;
+            inFlight = undefined;
+            await collect(prev);
+          }
+          if (this.pipelined) inFlight = next;
+          else await collect(next);
+        } finally {
+          batch.dispose();
+        }
+      }
+      if (inFlight) {
+        const last = inFlight;
+        inFlight = undefined;
+        await collect(last);
+      }
+    } finally {
+      if (inFlight) {
+        await inFlight.read.catch(() => {});
+        inFlight.t.dispose();
       }
     }
     return parts.length === 1 ? parts[0]! : concatFloat32(parts);

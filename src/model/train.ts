@@ -11,7 +11,7 @@ import type { UserExample, Vocabulary } from '../data/types.js';
 import { UserError } from '../util/errors.js';
 import { child } from '../util/log.js';
 import { Progress } from '../util/progress.js';
-import { initBackend, resolveBackendName, type BackendInfo } from './backend.js';
+import { initBackend, resolveBackendName, webgpuMaxBufferBytes, type BackendInfo } from './backend.js';
 import {
   MANIFEST_FILE,
   RESUME_FILE,
@@ -24,7 +24,7 @@ import {
   type CheckpointManifest,
   type ManifestDraft,
 } from './checkpoint.js';
-import { resolveMemoryBudget, type EngineMemoryOptions } from './memory.js';
+import { resolveGpuMemoryBudgetMiB, resolveMemoryBudget, type EngineMemoryOptions } from './memory.js';
 import { lossSvg } from './plot.js';
 import { FlatAdam } from './train-adam.js';
 import {
@@ -231,6 +231,10 @@ export async function startEngine(opts: {
   // Resolved once here (option, else environment, else default), so every worker gets the same.
   const memory: EngineMemoryOptions =
     opts.memory?.chunkUsers !== undefined ? { chunkUsers: opts.memory.chunkUsers } : { memoryBudgetMiB: resolveMemoryBudget(opts.memory?.memoryBudgetMiB) / 2 ** 20 };
+  // On a GPU the inference chunk comes from the device's memory budget and its largest buffer.
+  if (opts.backend === 'webgpu' && memory.chunkUsers === undefined) {
+    memory.device = { budgetMiB: resolveGpuMemoryBudgetMiB(opts.memory?.gpuMemoryBudgetMiB), maxBufferBytes: webgpuMaxBufferBytes() };
+  }
   // The local replica gives the initial weights and the layout; with 1 worker it does the work.
   const local = LocalEngine.create(factory, opts.cfg, opts.seed, memory);
   if (opts.workers <= 1) return { engine: local, local };

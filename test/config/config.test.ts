@@ -48,8 +48,10 @@ describe('configuration', () => {
   });
 
   it('holds the runtime switches of the libraries, read from the environment where they are used', () => {
-    const cfg = loadConfig({ env: { AETN_BACKEND: 'CPU', AETN_NATIVE_GEMM: '0', AETN_HEAD_HOST: 'false', AETN_HNSWLIB_ADDON: '/opt/addon.node', AETN_WASM_NAIVE_TRANSPOSED_MATMUL: '1', AETN_MEMORY_BUDGET_MIB: '512', AETN_PROGRESS: '0' } });
-    expect(cfg.runtime).toEqual({ backend: 'cpu', nativeGemm: 'off', headHost: false, hnswlibAddon: '/opt/addon.node', wasmNaiveTransposedMatmul: true, memoryBudgetMiB: 512, progress: false });
+    const cfg = loadConfig({ env: { AETN_BACKEND: 'CPU', AETN_NATIVE_GEMM: '0', AETN_HEAD_HOST: 'false', AETN_HNSWLIB_ADDON: '/opt/addon.node', AETN_WASM_NAIVE_TRANSPOSED_MATMUL: '1', AETN_MEMORY_BUDGET_MIB: '512', AETN_GPU_MEMORY_BUDGET_MIB: '65536', AETN_EMBED_OVERLAP: 'off', AETN_PROGRESS: '0' } });
+    expect(cfg.runtime).toEqual({ backend: 'cpu', nativeGemm: 'off', headHost: false, hnswlibAddon: '/opt/addon.node', wasmNaiveTransposedMatmul: true, memoryBudgetMiB: 512, gpuMemoryBudgetMiB: 65536, embedOverlap: 'off', progress: false });
+    expect(runtimeSettings({})).toMatchObject({ gpuMemoryBudgetMiB: null, embedOverlap: 'auto' });
+    expect(runtimeSettings({ AETN_EMBED_OVERLAP: 'true' }).embedOverlap).toBe('on');
     expect(runtimeSettings({ AETN_NATIVE_GEMM: 'all' }).nativeGemm).toBe('all');
     expect(runtimeSettings({ AETN_NATIVE_GEMM: '1' }).nativeGemm).toBe('default');
     expect(runtimeSettings({}).backend).toBe('wasm');
@@ -61,6 +63,8 @@ describe('configuration', () => {
     expect(() => runtimeSettings({ AETN_NATIVE_GEMM: 'fast' })).toThrow(/AETN_NATIVE_GEMM: "runtime.nativeGemm" must be/);
     expect(() => runtimeSettings({ AETN_HEAD_HOST: 'maybe' })).toThrow(/AETN_HEAD_HOST: "runtime.headHost" must be true or false/);
     expect(() => runtimeSettings({ AETN_MEMORY_BUDGET_MIB: 'lots' })).toThrow(/AETN_MEMORY_BUDGET_MIB/);
+    expect(() => runtimeSettings({ AETN_GPU_MEMORY_BUDGET_MIB: '-1' })).toThrow(/AETN_GPU_MEMORY_BUDGET_MIB: "runtime.gpuMemoryBudgetMiB" must be a positive integer/);
+    expect(() => runtimeSettings({ AETN_EMBED_OVERLAP: 'sometimes' })).toThrow(/AETN_EMBED_OVERLAP: "runtime.embedOverlap" must be auto, on .* or off/);
   });
 
   it('combined weights, short-term horizon, audience floors and the admin scope', () => {

@@ -8,11 +8,14 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openPrepared } from '../../src/data/prepared.js';
+import { probeWebgpu } from '../../src/model/backend.js';
 import { EmbeddingStore } from '../../src/store/store.js';
 import { createClient } from '../../src/serve/client.js';
 import { AudienceService } from '../../src/gen/aetn/v1/audience_pb.js';
 import { runServe } from '../../services/serve.js';
 import { testConfig, KEYS } from '../serve/fixture.js';
+
+const gpu = await probeWebgpu();
 
 const root = mkdtempSync(join(tmpdir(), 'aetn-embed-'));
 // Async so the vitest worker keeps answering its runner while the CLI works.
@@ -96,6 +99,46 @@ describe('aetn embed', () => {
     const resumed = snapshot(join(root, 'st4'), part.featureId);
     expect(resumed.size).toBe(full.size);
     for (const [u, v] of full) expect(Buffer.from(resumed.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
+  });
+
+  it('overlapped or one stage after the other (the default on wasm): the same vectors, stopped and resumed across both', async () => {
+    const off = await embed('st1');
+    expect(off.overlap).toBe(false);
+    expect(off.batchSize).toBe(64);
+    const full = snapshot(join(root, 'st1'), off.featureId);
+    const on = await embed('st6', '--overlap');
+    expect(on.overlap).toBe(true);
+    expect(on.users).toBe(full.size);
+    const same = (dir: string) => {
+      const got = snapshot(join(root, dir), on.featureId);
+      expect(got.size).toBe(full.size);
+      for (const [u, v] of full) expect(Buffer.from(got.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
+    };
+    same('st6');
+    // A run stopped without overlap resumes with it (and the other way round) at the same place.
+    const part = await embed('st7', '--no-overlap', '--max-users', '150');
+    expect(part.users).toBe(150);
+    const rest = await embed('st7', '--overlap');
+    expect(rest.resumedFrom).not.toBeNull();
+    expect(part.users + rest.users).toBe(full.size);
+    same('st7');
+    const part2 = await embed('st8', '--overlap', '--max-users', '100');
+    const rest2 = await embed('st8', '--no-overlap');
+    expect(part2.users + rest2.users).toBe(full.size);
+    same('st8');
+    // The waits are reported per stage.
+    for (const r of [on, off]) for (const k of ['read', 'embed', 'write']) expect(r.waited[k]).toBeGreaterThanOrEqual(0);
+  });
+
+  it.skipIf(!gpu.ok)(`on webgpu: overlapped and not, the same vectors (${gpu.detail})`, async () => {
+    // Overlapped by default on webgpu (runtime.embedOverlap 'auto').
+    const on = await embed('stg1', '--backend', 'webgpu');
+    const off = await embed('stg2', '--backend', 'webgpu', '--no-overlap');
+    expect([on.backend, on.overlap, off.overlap]).toEqual(['webgpu', true, false]);
+    const a = snapshot(join(root, 'stg1'), on.featureId);
+    const b = snapshot(join(root, 'stg2'), on.featureId);
+    expect(a.size).toBe(on.users);
+    for (const [u, v] of a) expect(Buffer.from(b.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
   });
 
   it('a new model gets a new feature id beside the old one; refuses another vocabulary', async () => {

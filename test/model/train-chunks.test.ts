@@ -4,7 +4,7 @@
 // rounding, and the same seed still gives the same weights.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/model/backend.js';
-import { aetnMemoryEstimate, chunkUsers, resolveMemoryBudget } from '../../src/model/memory.js';
+import { aetnMemoryEstimate, chunkUsers, gpuInferenceChunk, resolveGpuMemoryBudgetMiB, resolveMemoryBudget } from '../../src/model/memory.js';
 import { startEngine, train, type TrainData } from '../../src/model/train.js';
 import { FlatAdam } from '../../src/model/train-adam.js';
 import { LocalEngine, chunkRanges, defaultFactoryUrl } from '../../src/model/train-engine.js';
@@ -66,6 +66,18 @@ describe('chunk sizes', () => {
     expect(resolveMemoryBudget(undefined, { AETN_MEMORY_BUDGET_MIB: '512' })).toBe(512 * 2 ** 20);
     expect(() => resolveMemoryBudget(undefined, { AETN_MEMORY_BUDGET_MIB: 'lots' })).toThrow(/AETN_MEMORY_BUDGET_MIB/);
     expect(() => resolveMemoryBudget(10, {})).toThrow(UserError);
+    // On a GPU: the device budget (4096 MiB unless set) holds two calls in flight, and no tensor
+    // may pass the device's buffer binding limit (lavapipe's 128 MiB; GPUs have GiBs).
+    expect(resolveGpuMemoryBudgetMiB(undefined, {})).toBe(4096);
+    expect(resolveGpuMemoryBudgetMiB(undefined, { AETN_GPU_MEMORY_BUDGET_MIB: '65536' })).toBe(65536);
+    expect(() => resolveGpuMemoryBudgetMiB(32, {})).toThrow(/gpuMemoryBudgetMiB .*>= 64/);
+    const big = { budgetMiB: 4096, maxBufferBytes: 2 ** 32 - 1 };
+    expect(gpuInferenceChunk(big, est)).toBe(Math.floor((4096 * 2 ** 20 - est.fixed.inference) / (2 * est.perUser.inference)));
+    expect(gpuInferenceChunk(big, est)).toBeLessThan(chunkUsers(4096 * 2 ** 20, est, false));
+    expect(gpuInferenceChunk({ ...big, budgetMiB: 65536 }, est)).toBeGreaterThan(8 * gpuInferenceChunk(big, est));
+    // At paper size the largest tensor is a layer's fused projection [T = 51, 3d]: 306 KiB a user, so 214 users in 128 MiB at 2x headroom.
+    expect(est.largestPerUser).toBe(4 * 51 * 3 * 512);
+    expect(gpuInferenceChunk({ budgetMiB: 65536, maxBufferBytes: 128 * 2 ** 20 }, est)).toBe(Math.floor((128 * 2 ** 20) / (2 * 4 * 51 * 3 * 512)));
     // The engine takes the same numbers.
     const e = new LocalEngine(factory, cfg, factory.createModel(cfg, 1), { chunkUsers: 7 });
     expect(e.chunkUsers).toEqual({ training: 7, inference: 7 });

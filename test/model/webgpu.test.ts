@@ -117,6 +117,33 @@ describe.skipIf(!probe.ok)(`webgpu backend (${probe.detail})`, () => {
     });
   }
 
+  it('embeds in device chunks sized from the GPU budget, overlapped or not, to the same bits', async () => {
+    const dir = await checkpoint('aetn');
+    const run = async (o: Parameters<typeof createEmbedder>[1]) => {
+      const e = await createEmbedder(dir, { backend: 'webgpu', ...o });
+      try {
+        return { chunkUsers: e.chunkUsers, batchUsers: e.batchUsers, v: await e.embed(examples) };
+      } finally {
+        await e.close();
+      }
+    };
+    // 40 users in device chunks of 7: six chunks, the next built and dispatched while one computes.
+    const on = await run({ gpuChunkUsers: 7, overlap: true });
+    const off = await run({ gpuChunkUsers: 7, overlap: false });
+    expect(on.chunkUsers).toBe(7);
+    expect(on.v.length).toBe(examples.length);
+    for (let i = 0; i < on.v.length; i++) expect(Buffer.from(on.v[i]!.buffer).equals(Buffer.from(off.v[i]!.buffer))).toBe(true);
+    // Within tolerance of wasm too (the chunks change the GPU's sums, not the values beyond rounding).
+    expect(maxAbsDiff(on.v, await vectors(dir, 'wasm'))).toBeLessThan(TOL);
+    // Default chunks come from the device: its budget (4096 MiB) and its buffer limit; a smaller
+    // budget, smaller chunks; the job's default batch is four chunks, at least 1000 users.
+    const dflt = await run({});
+    const small = await run({ gpuMemoryBudgetMiB: 64 });
+    expect(small.chunkUsers).toBeLessThan(dflt.chunkUsers);
+    expect(dflt.batchUsers).toBe(Math.max(1000, 4 * dflt.chunkUsers));
+    expect(maxAbsDiff(small.v, dflt.v)).toBeLessThan(TOL);
+  });
+
   it('runs the realtime head like wasm: host and tfjs forwards, on this thread and on a head worker', async () => {
     const world = makeWorld({ users: 0 });
     const now = T0 + 60 * DAY;

@@ -24,12 +24,15 @@ export function register(program: Command): void {
     .option('--active-since <YYYY-MM-DD>', 'only users with an install/uninstall on or after this day (feature updating)')
     .option('--backend <name>', 'wasm | webgpu | tensorflow | cpu (default: $AETN_BACKEND, else tensorflow when installed, else wasm)')
     .option('--workers <n>', 'worker threads (default: 1 on the native OpenBLAS GEMM, which uses every core itself; else number of cores)', int('--workers'))
-    .option('--batch-size <n>', 'users per model call and store transaction', int('--batch-size'), 1000)
+    .option('--batch-size <n>', 'users per model call and store transaction (default 1000; on webgpu four device calls, at least 1000)', int('--batch-size'))
+    .option('--gpu-memory-budget <MiB>', 'device memory for embedding on webgpu; sets the users per device call (default: runtime.gpuMemoryBudgetMiB / $AETN_GPU_MEMORY_BUDGET_MIB, else 4096)', int('--gpu-memory-budget'))
+    .option('--overlap', 'read the next batch and commit the last one while this one embeds (default on webgpu: runtime.embedOverlap / $AETN_EMBED_OVERLAP, auto)')
+    .option('--no-overlap', 'one stage after the other')
     .option('--no-installers', 'do not rewrite the "installers of app X" lists')
     .option('--restart', "ignore an unfinished run's progress and start over")
     .option('--max-users <n>', 'stop after N users (the run stays resumable)', int('--max-users'))
     .option('--json', 'print the result as JSON on stdout')
-    .action(async (o: { method: string; model?: string; dim?: number; seed?: number; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize: number; installers: boolean; restart?: boolean; maxUsers?: number; json?: boolean }) => {
+    .action(async (o: { method: string; model?: string; dim?: number; seed?: number; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize?: number; gpuMemoryBudget?: number; overlap: boolean; installers: boolean; restart?: boolean; maxUsers?: number; json?: boolean }, cmd: Command) => {
       const { UserError } = await import('../../../src/util/errors.js');
       if (o.method !== 'model' && o.method !== 'svd') throw new UserError(`--method must be model or svd, got '${o.method}'`);
       const { runEmbedJob, runSvdEmbedJob } = await import('../../embed.js');
@@ -39,7 +42,7 @@ export function register(program: Command): void {
           const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
           throw new UserError(`--method svd takes no ${bad.map(flag).join(', ')}: it fits on the whole dataset, without a model (re-run it on new data)`);
         }
-        const r = await runSvdEmbedJob({ dataDir: o.data, storeDir: o.store, dim: o.dim, seed: o.seed, batchSize: o.batchSize, installers: o.installers });
+        const r = await runSvdEmbedJob({ dataDir: o.data, storeDir: o.store, dim: o.dim, seed: o.seed, batchSize: o.batchSize ?? 1000, installers: o.installers });
         const { openPrepared } = await import('../../../src/data/prepared.js');
         const pm = (await openPrepared(o.data)).manifest;
         const usersWithoutVector = (pm.usersWithoutVector ?? pm.counts['users.empty-skipped'] ?? 0) + r.skippedEmpty;
@@ -62,6 +65,9 @@ export function register(program: Command): void {
         backend: o.backend,
         workers: o.workers,
         batchSize: o.batchSize,
+        gpuMemoryBudgetMiB: o.gpuMemoryBudget,
+        // Only an explicit --overlap / --no-overlap wins over the configuration.
+        overlap: cmd.getOptionValueSource('overlap') === 'cli' ? o.overlap : undefined,
         installers: o.installers,
         restart: o.restart,
         maxUsers: o.maxUsers,
@@ -78,7 +84,9 @@ export function register(program: Command): void {
             `${r.skippedInactive ? `; ${r.skippedInactive} inactive users skipped` : ''}${r.resumedFrom ? `; resumed at shard ${r.resumedFrom.shard}` : ''}` +
             `${r.installerApps ? `; installer lists for ${r.installerApps} apps` : ''}\n` +
             `users without a vector: ${usersWithoutVector} of ${pm.numUsers + usersWithoutVector} in the prepared data` +
-            `${usersWithoutVector > 0 ? ` (none of their apps is in the vocabulary; aetn prepare --min-installs sets the threshold, now ${pm.minInstalls})` : ''}\n`,
+            `${usersWithoutVector > 0 ? ` (none of their apps is in the vocabulary; aetn prepare --min-installs sets the threshold, now ${pm.minInstalls})` : ''}\n` +
+            `batches of ${r.batchSize} users (${Number.isFinite(r.chunkUsers) ? `${r.chunkUsers} per model call` : 'one model call each'}), ${r.overlap ? 'overlapped' : 'not overlapped'}; ` +
+            `waited ${r.waited.read.toFixed(1)}s reading, ${r.waited.embed.toFixed(1)}s embedding, ${r.waited.write.toFixed(1)}s writing\n`,
         );
     });
 }
