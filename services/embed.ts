@@ -374,6 +374,10 @@ export async function runSvdEmbedJob(opts: SvdEmbedJobOptions): Promise<SvdEmbed
     gflopsPerSecond: 0,
     backend: 'none (classical)',
     workers: 1,
+    batchSize,
+    chunkUsers: batchSize,
+    overlap: false,
+    waited: { read: 0, embed: 0, write: 0 },
     installerApps,
     explainedShare: total > 0 ? kept / total : 0,
   };
