@@ -11,7 +11,8 @@
 //
 //   bench/engines/setup.sh .cache/engines          # once: fetch Cassandra, build Weaviate, the CQL client
 //   npx tsx bench/engine-ann.ts [--n 100000] [--dim 64] [--queries 500] [--only cassandra,replica-hnsw,weaviate]
-//                               [--engines .cache/engines] [--tag 100k] [--concurrency 16]
+//                               [--engines .cache/engines] [--tag 100k] [--concurrency 16] [--skip-rebuild]
+//                               [--cassandra-options optimize_for=RECALL,construction_beam_width=200]
 //
 // Writes bench/results/engine-ann[-TAG].json. Engines not fetched are reported as skipped.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -167,7 +168,7 @@ async function cassandraBench(): Promise<void> {
   const client = new cass.Client({ contactPoints: [`127.0.0.1:${port}`], localDataCenter: 'datacenter1', socketOptions: { readTimeout: 60000 } });
   await client.connect();
   try {
-    await cassandraRun(cass, client, proc, javaPid, nodeDir, heap, startS);
+    await cassandraRun(port, cass, client, proc, javaPid, nodeDir, heap, startS);
   } finally {
     await client.shutdown().catch(() => undefined);
     await stop(proc);
@@ -175,6 +176,7 @@ async function cassandraBench(): Promise<void> {
 }
 
 async function cassandraRun(
+  port: number,
   cass: { concurrent: { executeConcurrent(c: CqlClient, q: string, p: unknown[][], o: object): Promise<unknown> }; types: { Vector: new (e: Float32Array, sub: string) => unknown } },
   client: CqlClient,
   proc: ChildProcess,
@@ -185,7 +187,18 @@ async function cassandraRun(
 ): Promise<void> {
   await client.execute(`CREATE KEYSPACE aetn_bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`);
   await client.execute(`CREATE TABLE aetn_bench.vec (user_id text PRIMARY KEY, v vector<float, ${DIM}>)`);
-  const createIndex = `CREATE CUSTOM INDEX vec_ann ON aetn_bench.vec(v) USING 'StorageAttachedIndex' WITH OPTIONS = {'similarity_function': 'DOT_PRODUCT'}`;
+  // --cassandra-options k=v,...: more SAI vector index options (5.0: maximum_node_connections
+  // (default 16), construction_beam_width (100), optimize_for (LATENCY or RECALL)).
+  const extra = arg('cassandra-options', '')
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => {
+      const [k, v] = kv.split('=');
+      if (!/^[a-z_]+$/.test(k) || !/^[A-Za-z0-9_]+$/.test(v ?? '')) throw new Error(`--cassandra-options: bad entry ${kv} (want key=value)`);
+      return `, '${k}': '${v}'`;
+    })
+    .join('');
+  const createIndex = `CREATE CUSTOM INDEX vec_ann ON aetn_bench.vec(v) USING 'StorageAttachedIndex' WITH OPTIONS = {'similarity_function': 'DOT_PRODUCT'${extra}}`;
   await client.execute(createIndex);
   // load with the index present (the way the batch embed and the realtime path would write)
   const params: unknown[][] = [];
@@ -198,6 +211,14 @@ async function cassandraRun(
   await cass.concurrent.executeConcurrent(client, 'INSERT INTO aetn_bench.vec (user_id, v) VALUES (?, ?)', params, { prepare: true, concurrencyLevel: insertConc });
   const loadS = (performance.now() - s) / 1000;
   console.log(`cassandra: loaded ${N} vectors with the SAI index in ${loadS.toFixed(1)} s (${(N / loadS).toFixed(0)}/s), load ${load()}`);
+  // the same rows into a table without the vector index (what short-term vectors and realtime
+  // state would cost), at the driver's usual concurrency
+  await client.execute(`CREATE TABLE aetn_bench.plain (user_id text PRIMARY KEY, v vector<float, ${DIM}>)`);
+  s = performance.now();
+  await cass.concurrent.executeConcurrent(client, 'INSERT INTO aetn_bench.plain (user_id, v) VALUES (?, ?)', params, { prepare: true, concurrencyLevel: 32 });
+  const plainS = (performance.now() - s) / 1000;
+  console.log(`cassandra: the same ${N} rows without the vector index, 32 in flight: ${(N / plainS).toFixed(0)}/s`);
+  await client.execute('DROP TABLE aetn_bench.plain');
   const annCql = `SELECT user_id FROM aetn_bench.vec ORDER BY v ANN OF ? LIMIT ${K}`;
   const ann = async (qi: number) => (await client.execute(annCql, [new cass.types.Vector(Float32Array.from(qv[qi]), 'float')], { prepare: true })).rows.map((r) => String(r.get('user_id')));
   const quiet = async () => {
@@ -209,38 +230,50 @@ async function cassandraRun(
       await sleep(2000);
     }
   };
-  const settleS = await quiet();
+  // first from the memtable's in-memory graph, then flushed to disk (one SSTable and its on-disk
+  // graph) and compacted: the state a node serves from most of the time
+  const qMem = await measureQueries(ann);
+  console.log(`cassandra: in memory: recall@10 ${qMem.recall.toFixed(4)}, 1 client ${qMem.qps1.toFixed(0)} QPS p50 ${qMem.p50ms.toFixed(2)} ms p99 ${qMem.p99ms.toFixed(2)} ms, ${CONC} concurrent ${qMem.qps.toFixed(0)} QPS`);
+  s = performance.now();
+  const nt = spawnSync(join(here, 'engines', 'nodetool.sh'), [ENG, String(port + 100), 'flush', 'aetn_bench'], { encoding: 'utf8' });
+  if (nt.status !== 0) throw new Error(`nodetool flush failed: ${nt.stderr}`);
+  const settleS = (performance.now() - s) / 1000 + (await quiet());
   const q = await measureQueries(ann);
   const rss = rssMB(javaPid);
-  console.log(`cassandra: settled ${settleS.toFixed(0)} s; recall@10 ${q.recall.toFixed(4)}, 1 client ${q.qps1.toFixed(0)} QPS p50 ${q.p50ms.toFixed(2)} ms p99 ${q.p99ms.toFixed(2)} ms, ${CONC} concurrent ${q.qps.toFixed(0)} QPS; RSS ${rss.toFixed(0)} MB, disk ${duMB(join(nodeDir, 'data')).toFixed(0)} MB; load ${load()}`);
+  console.log(`cassandra: flushed + compacted in ${settleS.toFixed(0)} s; recall@10 ${q.recall.toFixed(4)}, 1 client ${q.qps1.toFixed(0)} QPS p50 ${q.p50ms.toFixed(2)} ms p99 ${q.p99ms.toFixed(2)} ms, ${CONC} concurrent ${q.qps.toFixed(0)} QPS; RSS ${rss.toFixed(0)} MB, disk ${duMB(join(nodeDir, 'data')).toFixed(0)} MB; load ${load()}`);
   // rebuild the index over data already on disk (a new index on an existing table)
-  await client.execute('DROP INDEX aetn_bench.vec_ann');
-  s = performance.now();
-  await client.execute(createIndex);
   let rebuildS = NaN;
-  for (;;) {
-    try {
-      await ann(0);
-      rebuildS = (performance.now() - s) / 1000;
-      break;
-    } catch (e) {
-      if (performance.now() - s > 1200000) throw e;
-      await sleep(1000);
+  if (!args.includes('--skip-rebuild')) {
+    await client.execute('DROP INDEX aetn_bench.vec_ann');
+    s = performance.now();
+    await client.execute(createIndex);
+    for (;;) {
+      try {
+        await ann(0);
+        rebuildS = (performance.now() - s) / 1000;
+        break;
+      } catch (e) {
+        if (performance.now() - s > 1200000) throw e;
+        await sleep(1000);
+      }
     }
+    console.log(`cassandra: index rebuilt over ${N} stored vectors in ${rebuildS.toFixed(1)} s`);
   }
-  console.log(`cassandra: index rebuilt over ${N} stored vectors in ${rebuildS.toFixed(1)} s`);
   results.cassandra = {
     version: '5.0 (cassandra-all from Maven Central, jvector SAI)',
     heap,
+    indexOptions: createIndex.slice(createIndex.indexOf('{')),
     startS,
     loadWithIndexS: loadS,
     loadRowsPerS: N / loadS,
     insertConcurrency: insertConc,
+    loadNoIndexRowsPerS: N / plainS,
     settleS,
     indexRebuildS: rebuildS,
     rssMB: rss,
     diskMB: duMB(join(nodeDir, 'data')),
     ...q,
+    inMemtable: qMem,
     loadAvgAfter: load(),
   };
 

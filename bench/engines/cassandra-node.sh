@@ -12,23 +12,9 @@ mkdir -p "$NODE"/{data,commitlog,saved_caches,hints,cdc_raw,logs}
 NODE=$(cd "$NODE" && pwd)
 sed -e "s#@DIR@#$NODE#g" -e "s#@ADDR@#$ADDR#g" -e "s#@SEEDS@#$SEEDS#g" -e "s#@NATIVE_PORT@#$PORT#g" "$here/cassandra.yaml" > "$NODE/cassandra.yaml"
 JAMM=$(ls "$LIB"/jamm-*.jar | head -1)
-# the JPMS flags are those of Cassandra's own conf/jvm17-server.options
 exec java -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -XX:G1HeapRegionSize=16m \
   -XX:MaxGCPauseMillis=300 -Xss256k \
-  -javaagent:"$JAMM" -Djdk.attach.allowAttachSelf=true \
-  --add-exports java.base/jdk.internal.misc=ALL-UNNAMED --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED \
-  --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED \
-  --add-exports java.sql/java.sql=ALL-UNNAMED --add-exports java.base/java.lang.ref=ALL-UNNAMED \
-  --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED --add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED \
-  --add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED \
-  --add-opens java.base/java.lang.module=ALL-UNNAMED --add-opens java.base/jdk.internal.loader=ALL-UNNAMED \
-  --add-opens java.base/jdk.internal.ref=ALL-UNNAMED --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED \
-  --add-opens java.base/jdk.internal.math=ALL-UNNAMED --add-opens java.base/jdk.internal.module=ALL-UNNAMED \
-  --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED \
-  --add-opens java.base/sun.nio.ch=ALL-UNNAMED --add-opens java.base/java.io=ALL-UNNAMED \
-  --add-opens java.base/java.lang.reflect=ALL-UNNAMED --add-opens jdk.compiler/com.sun.tools.javac=ALL-UNNAMED \
-  --add-opens java.base/java.lang=ALL-UNNAMED --add-opens java.base/java.util=ALL-UNNAMED \
-  -Dio.netty.tryReflectionSetAccessible=true -Dio.netty.allocator.useCacheForAllThreads=true -Dio.netty.allocator.maxOrder=11 \
+  -javaagent:"$JAMM" $(grep -v '^#' "$here/jvm17.options") \
   -Dcassandra.config="file://$NODE/cassandra.yaml" -Dcassandra.logdir="$NODE/logs" -Dcassandra.storagedir="$NODE" \
   -Dlogback.configurationFile="$here/logback.xml" -Dcassandra-foreground=yes -Dcassandra.jmx.local.port=$((PORT + 100)) \
   -Dcassandra.skip_wait_for_gossip_to_settle=0 \
