@@ -12,6 +12,7 @@ import type { UserExample } from '../src/data/types.js';
 import { createEmbedder } from '../src/model/infer.js';
 import { EmbeddingStore } from '../src/store/store.js';
 import { UserError } from '../src/util/errors.js';
+import { fnv1a32 } from '../src/util/hash.js';
 import { child } from '../src/util/log.js';
 import { Progress } from '../src/util/progress.js';
 
@@ -33,6 +34,11 @@ export interface EmbedJobOptions {
   restart?: boolean;
   /** Stop after this many users (tests of crash and resume). */
   maxUsers?: number;
+  /**
+   * Only the users with fnv1a32(userId) % count === index (`--shard i/n`), so that n machines split
+   * one run; each shard resumes on its own, and the union of the n shards equals the unsharded run.
+   */
+  shard?: { index: number; count: number };
 }
 
 export interface EmbedJobResult {
@@ -42,6 +48,10 @@ export interface EmbedJobResult {
   users: number;
   skippedInactive: number;
   resumedFrom: { shard: number; position: number } | null;
+  /** `i/n` when the run embedded one user shard; null for the whole dataset. */
+  userShard: string | null;
+  /** Users left to the other user shards. */
+  otherShards: number;
   seconds: number;
   usersPerSecond: number;
   gflopsPerSecond: number;
@@ -65,10 +75,23 @@ export function parseActiveSince(s: string): number {
   return Date.parse(`${s}T00:00:00Z`);
 }
 
+/** Parses `--shard i/n` (0 <= i < n). */
+export function parseShard(s: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || !(count >= 1) || !(index < count) || !Number.isSafeInteger(count)) {
+    throw new UserError(`--shard must be i/n with 0 <= i < n (e.g. 0/4), got '${s}'`);
+  }
+  return { index, count };
+}
+
 export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult> {
   const sinceMs = opts.activeSince !== undefined ? parseActiveSince(opts.activeSince) : null;
   const batchSize = opts.batchSize ?? 1000;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${batchSize}`);
+  const userShard = opts.shard;
+  if (userShard !== undefined) parseShard(`${userShard.index}/${userShard.count}`);
   const ds = await openPrepared(opts.dataDir);
   const embedder = await createEmbedder(opts.modelDir, { vocabHash: ds.vocab.hash, backend: opts.backend, workers: opts.workers });
   const store = EmbeddingStore.open(opts.storeDir);
@@ -83,18 +106,20 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
       variant: manifest.variant,
       meta: { modelDir: opts.modelDir, vocabHash: manifest.vocab.hash, dataDir: opts.dataDir, backend: embedder.backend.name },
     });
-    // One run id per (model, dataset, activity filter): a re-run of the same job resumes it.
-    const runId = `embed:${featureId}:${createHash('sha256').update(`${ds.manifest.vocabHash}|${JSON.stringify(ds.manifest.shards)}|${opts.activeSince ?? ''}`).digest('hex').slice(0, 16)}`;
+    // One run id per (model, dataset, activity filter, user shard): a re-run of the same job resumes it.
+    const shardKey = userShard ? `|shard ${userShard.index}/${userShard.count}` : '';
+    const runId = `embed:${featureId}:${createHash('sha256').update(`${ds.manifest.vocabHash}|${JSON.stringify(ds.manifest.shards)}|${opts.activeSince ?? ''}${shardKey}`).digest('hex').slice(0, 16)}`;
     let prog = store.getRunState<RunProgress>(runId);
     if (!prog || prog.done || opts.restart) prog = { shard: 0, position: 0, users: 0, done: false };
     const resumedFrom = prog.shard > 0 || prog.position > 0 ? { shard: prog.shard, position: prog.position } : null;
     if (resumedFrom) log.info({ runId, ...resumedFrom, users: prog.users }, 'resuming an unfinished embed run');
 
-    const total = sinceMs === null ? ds.manifest.numUsers : undefined;
-    const bar = new Progress({ label: `embed ${featureId}`, total, unit: 'users' });
+    const total = sinceMs === null && !userShard ? ds.manifest.numUsers : undefined;
+    const bar = new Progress({ label: `embed ${featureId}${userShard ? ` shard ${userShard.index}/${userShard.count}` : ''}`, total, unit: 'users' });
     if (total !== undefined) bar.set(prog.users);
     let users = prog.users;
     let skipped = 0;
+    let otherShards = 0;
     let pending: UserExample[] = [];
     let state: RunProgress = prog;
     const flush = async (next: RunProgress): Promise<void> => {
@@ -122,6 +147,10 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
       for await (const ex of ds.examples({ shard })) {
         position++;
         if (position <= skipTo) continue;
+        if (userShard && fnv1a32(ex.userId) % userShard.count !== userShard.index) {
+          otherShards++;
+          continue;
+        }
         if (sinceMs !== null && ex.lastActiveMs < sinceMs) {
           skipped++;
         } else {
@@ -141,7 +170,8 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
     bar.finish();
 
     let installerApps = 0;
-    if (finished && (opts.installers ?? true)) installerApps = await writeInstallers(store, ds);
+    // Installer lists cover every user, so one user shard (0) writes them for all.
+    if (finished && (opts.installers ?? true) && (userShard?.index ?? 0) === 0) installerApps = await writeInstallers(store, ds);
 
     const seconds = (performance.now() - started) / 1000;
     const embedded = users - prog.users;
@@ -152,6 +182,8 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
       users: embedded,
       skippedInactive: skipped,
       resumedFrom,
+      userShard: userShard ? `${userShard.index}/${userShard.count}` : null,
+      otherShards,
       seconds,
       usersPerSecond: embedded / seconds,
       gflopsPerSecond: (embedded * embedder.flopsPerUser) / seconds / 1e9,

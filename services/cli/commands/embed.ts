@@ -21,9 +21,10 @@ export function register(program: Command): void {
     .option('--no-installers', 'do not rewrite the "installers of app X" lists')
     .option('--restart', "ignore an unfinished run's progress and start over")
     .option('--max-users <n>', 'stop after N users (the run stays resumable)', int('--max-users'))
+    .option('--shard <i/n>', 'embed only user shard i of n (users by hash of the user id), so n machines split one run; each shard resumes on its own and their union equals the unsharded run')
     .option('--json', 'print the result as JSON on stdout')
-    .action(async (o: { model: string; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize: number; installers: boolean; restart?: boolean; maxUsers?: number; json?: boolean }) => {
-      const { runEmbedJob } = await import('../../embed.js');
+    .action(async (o: { model: string; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize: number; installers: boolean; restart?: boolean; maxUsers?: number; shard?: string; json?: boolean }) => {
+      const { runEmbedJob, parseShard } = await import('../../embed.js');
       const r = await runEmbedJob({
         modelDir: o.model,
         dataDir: o.data,
@@ -35,6 +36,7 @@ export function register(program: Command): void {
         installers: o.installers,
         restart: o.restart,
         maxUsers: o.maxUsers,
+        shard: o.shard !== undefined ? parseShard(o.shard) : undefined,
       });
       // Users prepare left without any vocabulary app are not in the shards: they get no vector.
       const { openPrepared } = await import('../../../src/data/prepared.js');
@@ -46,6 +48,7 @@ export function register(program: Command): void {
           `embedded ${r.users} users into feature ${r.featureId} (${r.variant}, ${r.dim}-d) in ${r.seconds.toFixed(1)}s: ` +
             `${r.usersPerSecond.toFixed(0)} users/s, ${r.gflopsPerSecond.toFixed(1)} GFLOP/s on ${r.backend} x${r.workers}` +
             `${r.skippedInactive ? `; ${r.skippedInactive} inactive users skipped` : ''}${r.resumedFrom ? `; resumed at shard ${r.resumedFrom.shard}` : ''}` +
+            `${r.userShard ? `; user shard ${r.userShard} (${r.otherShards} users left to the other shards)` : ''}` +
             `${r.installerApps ? `; installer lists for ${r.installerApps} apps` : ''}\n` +
             `users without a vector: ${usersWithoutVector} of ${pm.numUsers + usersWithoutVector} in the prepared data` +
             `${usersWithoutVector > 0 ? ` (none of their apps is in the vocabulary; aetn prepare --min-installs sets the threshold, now ${pm.minInstalls})` : ''}\n`,
