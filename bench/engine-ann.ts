@@ -12,7 +12,7 @@
 //   bench/engines/setup.sh .cache/engines          # once: fetch Cassandra, build Weaviate, the CQL client
 //   npx tsx bench/engine-ann.ts [--n 100000] [--dim 64] [--queries 500] [--only cassandra,replica-hnsw,weaviate]
 //                               [--engines .cache/engines] [--tag 100k] [--concurrency 16] [--skip-rebuild]
-//                               [--cassandra-options optimize_for=RECALL,construction_beam_width=200]
+//                               [--cassandra-options optimize_for=RECALL]
 //
 // Writes bench/results/engine-ann[-TAG].json. Engines not fetched are reported as skipped.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';

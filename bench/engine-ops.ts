@@ -32,8 +32,8 @@ const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const uid = (i: number) => `u${String(i).padStart(8, '0')}`;
 if (!existsSync(join(ENG, 'cassandra', 'lib')) || !existsSync(join(ENG, 'node', 'node_modules', 'cassandra-driver'))) {
-  console.error(`no Cassandra under ${ENG}: run bench/engines/setup.sh ${ENG} cassandra`);
-  process.exit(2);
+  console.log(`engine ops: skipped, no Cassandra under ${ENG}: run bench/engines/setup.sh ${ENG} cassandra`);
+  process.exit(0);
 }
 interface CqlClient {
   connect(): Promise<void>;

@@ -3,6 +3,7 @@
 #   bench/engines/cassandra-node.sh ENGINES_DIR NODE_DIR ADDR SEEDS [NATIVE_PORT] [HEAP]
 # e.g. bench/engines/cassandra-node.sh .cache/engines .cache/cass1 127.0.0.1 127.0.0.1:7000 9042 2G
 # A 3-node cluster on one host: addresses 127.0.0.1-3 (same ports), the same SEEDS for all.
+# CASSANDRA_JVM_EXTRA adds JVM flags, e.g. -Dcassandra.sai.vector.allow_custom_parameters=true.
 set -euo pipefail
 ENG=$(cd "$1" && pwd); NODE=$2; ADDR=$3; SEEDS=$4; PORT=${5:-9042}; HEAP=${6:-2G}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,5 +18,5 @@ exec java -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:M
   -javaagent:"$JAMM" $(grep -v '^#' "$here/jvm17.options") \
   -Dcassandra.config="file://$NODE/cassandra.yaml" -Dcassandra.logdir="$NODE/logs" -Dcassandra.storagedir="$NODE" \
   -Dlogback.configurationFile="$here/logback.xml" -Dcassandra-foreground=yes -Dcassandra.jmx.local.port=$((PORT + 100)) \
-  -Dcassandra.skip_wait_for_gossip_to_settle=0 \
+  -Dcassandra.skip_wait_for_gossip_to_settle=0 ${CASSANDRA_JVM_EXTRA:-} \
   -cp "$LIB/*" org.apache.cassandra.service.CassandraDaemon
