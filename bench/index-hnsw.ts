@@ -16,7 +16,7 @@ import { EmbeddingStore } from '../src/store/store.js';
 import { buildIndex } from '../src/index/build.js';
 import { IndexHandle } from '../src/index/handle.js';
 import { SearchPool } from '../src/index/pool.js';
-import { mulberry32 } from '../src/util/random.js';
+import { makeClusteredVectors, exactTopK } from './_vectors.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: string) => {
@@ -36,48 +36,7 @@ const OUT_NAME = `index-hnsw${args.includes('--tag') ? `-${arg('tag', '')}` : ''
 const here = dirname(fileURLToPath(import.meta.url));
 
 // ------------------------------------------------------------------ data
-/**
- * Users grouped by interest, the way embeddings of real users look: Zipf-sized clusters, and within
- * a cluster variation along a few shared latent directions (low intrinsic dimension) plus a little
- * isotropic noise. (Isotropic 128-d noise alone would make every point's neighbours near-random,
- * a case no ANN index and no real embedding space resembles.)
- */
-const LATENT = 16;
-function makeData(n: number, seed: number): Float32Array {
-  const struct = mulberry32(12345); // the same clusters and latent directions for data and queries
-  const gs = () => Math.sqrt(-2 * Math.log(struct() + 1e-12)) * Math.cos(2 * Math.PI * struct());
-  const centers = new Float32Array(CLUSTERS * DIM).map(() => gs());
-  const loadings = new Float32Array(DIM * LATENT).map(() => gs() * 0.2);
-  const r = mulberry32(seed);
-  const g = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
-  const w = Array.from({ length: CLUSTERS }, (_, i) => 1 / (i + 1) ** 0.8);
-  const cum: number[] = [];
-  w.reduce((s, x, i) => ((cum[i] = s + x), s + x), 0);
-  const total = cum[cum.length - 1];
-  const out = new Float32Array(n * DIM);
-  const z = new Float32Array(LATENT);
-  for (let i = 0; i < n; i++) {
-    const u = r() * total;
-    let lo = 0;
-    let hi = CLUSTERS - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cum[mid] < u) lo = mid + 1;
-      else hi = mid;
-    }
-    for (let l = 0; l < LATENT; l++) z[l] = g();
-    let norm = 0;
-    for (let j = 0; j < DIM; j++) {
-      let x = centers[lo * DIM + j] + 0.15 * g();
-      for (let l = 0; l < LATENT; l++) x += loadings[j * LATENT + l] * z[l];
-      out[i * DIM + j] = x;
-      norm += x * x;
-    }
-    norm = Math.sqrt(norm);
-    for (let j = 0; j < DIM; j++) out[i * DIM + j] /= norm;
-  }
-  return out;
-}
+const makeData = (n: number, seed: number): Float32Array => makeClusteredVectors(n, DIM, seed, CLUSTERS);
 const uid = (i: number) => `u${String(i).padStart(8, '0')}`;
 
 // ------------------------------------------------------------------ exact search
@@ -98,45 +57,7 @@ function exactNaive(rows: Float32Array[], q: Float32Array, k: number): number[] 
 }
 
 /** Blocked: B queries against each row of a contiguous normalised matrix (row stays in cache). */
-function exactBlocked(data: Float32Array, n: number, qs: Float32Array, nq: number, k: number): Int32Array {
-  const out = new Int32Array(nq * k);
-  const B = 16;
-  const sc = new Float32Array(B);
-  for (let q0 = 0; q0 < nq; q0 += B) {
-    const nb = Math.min(B, nq - q0);
-    const topS = new Float32Array(nb * k).fill(-Infinity);
-    const topI = new Int32Array(nb * k).fill(-1);
-    for (let i = 0; i < n; i++) {
-      const off = i * DIM;
-      for (let b = 0; b < nb; b++) {
-        const qo = (q0 + b) * DIM;
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (let j = 0; j < DIM; j += 4) {
-          s0 += data[off + j] * qs[qo + j];
-          s1 += data[off + j + 1] * qs[qo + j + 1];
-          s2 += data[off + j + 2] * qs[qo + j + 2];
-          s3 += data[off + j + 3] * qs[qo + j + 3];
-        }
-        sc[b] = s0 + s1 + s2 + s3;
-      }
-      for (let b = 0; b < nb; b++) {
-        const s = sc[b];
-        const base = b * k;
-        if (s <= topS[base + k - 1]) continue;
-        let p = k - 1;
-        while (p > 0 && topS[base + p - 1] < s) {
-          topS[base + p] = topS[base + p - 1];
-          topI[base + p] = topI[base + p - 1];
-          p--;
-        }
-        topS[base + p] = s;
-        topI[base + p] = i;
-      }
-    }
-    out.set(topI.subarray(0, nb * k), q0 * k);
-  }
-  return out;
-}
+const exactBlocked = (data: Float32Array, n: number, qs: Float32Array, nq: number, k: number): Int32Array => exactTopK(data, n, DIM, qs, nq, k);
 
 async function wasmExact(data: Float32Array, n: number, qs: Float32Array, nq: number, k: number): Promise<{ ids: Int32Array; seconds: number; detail: string }> {
   const tf = await import('@tensorflow/tfjs-core');

@@ -15,6 +15,7 @@ import { createEmbedder } from '../src/model/infer.js';
 import { documentFrequency, idfOf, project, randomizedSvd, tfidfRows } from '../src/audience/tfidf-svd.js';
 import { EmbeddingStore } from '../src/store/store.js';
 import { UserError } from '../src/util/errors.js';
+import { fnv1a32 } from '../src/util/hash.js';
 import { child } from '../src/util/log.js';
 import { Progress } from '../src/util/progress.js';
 
@@ -44,23 +45,38 @@ export interface EmbedJobOptions {
   restart?: boolean;
   /** Stop after this many users (tests of crash and resume). */
   maxUsers?: number;
+  /**
+   * Only the users with fnv1a32(userId) % count === index (`--shard i/n`), so that n machines split
+   * one run; each shard resumes on its own, and the union of the n shards equals the unsharded run.
+   */
+  shard?: { index: number; count: number };
 }
 
-export interface EmbedJobResult {
+/** What every embed run reports, with a model or without one. */
+export interface EmbedRunSummary {
   featureId: string;
   variant: string;
   dim: number;
+  /** Users written in this run. */
   users: number;
-  skippedInactive: number;
-  resumedFrom: { shard: number; position: number } | null;
   seconds: number;
   usersPerSecond: number;
+  installerApps: number;
+  /** Users per store transaction. */
+  batchSize: number;
+}
+
+export interface EmbedJobResult extends EmbedRunSummary {
+  skippedInactive: number;
+  resumedFrom: { shard: number; position: number } | null;
+  /** `i/n` when the run embedded one user shard; null for the whole dataset. */
+  userShard: string | null;
+  /** Users left to the other user shards. */
+  otherShards: number;
   gflopsPerSecond: number;
   backend: string;
   workers: number;
-  installerApps: number;
-  /** Users per model call and store transaction, and per device call of the engine. */
-  batchSize: number;
+  /** Users per device call of the engine (batchSize is also the users per model call). */
   chunkUsers: number;
   overlap: boolean;
   /**
@@ -86,6 +102,17 @@ export function parseActiveSince(s: string): number {
   return Date.parse(`${s}T00:00:00Z`);
 }
 
+/** Parses `--shard i/n` (0 <= i < n). */
+export function parseShard(s: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || !(count >= 1) || !(index < count) || !Number.isSafeInteger(count)) {
+    throw new UserError(`--shard must be i/n with 0 <= i < n (e.g. 0/4), got '${s}'`);
+  }
+  return { index, count };
+}
+
 /** One batch of the job: its users and the run's progress once they are committed. */
 interface JobBatch {
   examples: UserExample[];
@@ -99,6 +126,8 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
   // auto: on webgpu only, where the host and the device are two processors. On the CPU backends the
   // host stages are ~3% of a run and overlapping them measured no gain (docs/parts/backends.md).
   const overlap = setting === 'auto' ? resolveBackendName(opts.backend) === 'webgpu' : setting === 'on';
+  const userShard = opts.shard;
+  if (userShard !== undefined) parseShard(`${userShard.index}/${userShard.count}`);
   const ds = await openPrepared(opts.dataDir);
   const embedder = await createEmbedder(opts.modelDir, { vocabHash: ds.vocab.hash, backend: opts.backend, workers: opts.workers, gpuMemoryBudgetMiB: opts.gpuMemoryBudgetMiB, overlap });
   const batchSize = opts.batchSize ?? embedder.batchUsers;
@@ -114,17 +143,19 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
       variant: manifest.variant,
       meta: { modelDir: opts.modelDir, vocabHash: manifest.vocab.hash, dataDir: opts.dataDir, backend: embedder.backend.name },
     });
-    // One run id per (model, dataset, activity filter): a re-run of the same job resumes it.
-    const runId = `embed:${featureId}:${createHash('sha256').update(`${ds.manifest.vocabHash}|${JSON.stringify(ds.manifest.shards)}|${opts.activeSince ?? ''}`).digest('hex').slice(0, 16)}`;
+    // One run id per (model, dataset, activity filter, user shard): a re-run of the same job resumes it.
+    const shardKey = userShard ? `|shard ${userShard.index}/${userShard.count}` : '';
+    const runId = `embed:${featureId}:${createHash('sha256').update(`${ds.manifest.vocabHash}|${JSON.stringify(ds.manifest.shards)}|${opts.activeSince ?? ''}${shardKey}`).digest('hex').slice(0, 16)}`;
     let prog = store.getRunState<RunProgress>(runId);
     if (!prog || prog.done || opts.restart) prog = { shard: 0, position: 0, users: 0, done: false };
     const resumedFrom = prog.shard > 0 || prog.position > 0 ? { shard: prog.shard, position: prog.position } : null;
     if (resumedFrom) log.info({ runId, ...resumedFrom, users: prog.users }, 'resuming an unfinished embed run');
 
-    const total = sinceMs === null ? ds.manifest.numUsers : undefined;
-    const bar = new Progress({ label: `embed ${featureId}`, total, unit: 'users' });
+    const total = sinceMs === null && !userShard ? ds.manifest.numUsers : undefined;
+    const bar = new Progress({ label: `embed ${featureId}${userShard ? ` shard ${userShard.index}/${userShard.count}` : ''}`, total, unit: 'users' });
     if (total !== undefined) bar.set(prog.users);
     let skipped = 0;
+    let otherShards = 0;
     const start = prog;
     const shards = ds.manifest.shards.length;
 
@@ -139,6 +170,10 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
         for await (const ex of ds.examples({ shard })) {
           position++;
           if (position <= skipTo) continue;
+          if (userShard && fnv1a32(ex.userId) % userShard.count !== userShard.index) {
+            otherShards++;
+            continue;
+          }
           if (sinceMs !== null && ex.lastActiveMs < sinceMs) {
             skipped++;
           } else {
@@ -224,7 +259,8 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
     bar.finish();
 
     let installerApps = 0;
-    if (finished && (opts.installers ?? true)) installerApps = await writeInstallers(store, ds);
+    // Installer lists cover every user, so one user shard (0) writes them for all.
+    if (finished && (opts.installers ?? true) && (userShard?.index ?? 0) === 0) installerApps = await writeInstallers(store, ds);
 
     const seconds = (performance.now() - started) / 1000;
     const embedded = users - prog.users;
@@ -235,6 +271,8 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
       users: embedded,
       skippedInactive: skipped,
       resumedFrom,
+      userShard: userShard ? `${userShard.index}/${userShard.count}` : null,
+      otherShards,
       seconds,
       usersPerSecond: embedded / seconds,
       gflopsPerSecond: (embedded * embedder.flopsPerUser) / seconds / 1e9,
@@ -267,7 +305,7 @@ export interface SvdEmbedJobOptions {
   installers?: boolean;
 }
 
-export interface SvdEmbedJobResult extends EmbedJobResult {
+export interface SvdEmbedJobResult extends EmbedRunSummary {
   method: 'svd';
   /** Users whose TF-IDF row is empty (no kept app): written without a vector. */
   skippedEmpty: number;
@@ -366,18 +404,10 @@ export async function runSvdEmbedJob(opts: SvdEmbedJobOptions): Promise<SvdEmbed
     variant: 'tfidf-svd',
     dim: k,
     users: written,
-    skippedInactive: 0,
     skippedEmpty,
-    resumedFrom: null,
     seconds,
     usersPerSecond: written / seconds,
-    gflopsPerSecond: 0,
-    backend: 'none (classical)',
-    workers: 1,
     batchSize,
-    chunkUsers: batchSize,
-    overlap: false,
-    waited: { read: 0, embed: 0, write: 0 },
     installerApps,
     explainedShare: total > 0 ? kept / total : 0,
   };

@@ -141,6 +141,26 @@ describe('aetn embed', () => {
     for (const [u, v] of a) expect(Buffer.from(b.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
   });
 
+  it('--shard i/n: the union of the shards, written into one store, equals the unsharded run bit for bit; each shard resumes', async () => {
+    const full = snapshot(join(root, 'st1'), (await embed('st1')).featureId);
+    const part = await embed('st5', '--shard', '1/3', '--max-users', '20');
+    expect(part.users).toBe(20);
+    const results = [await embed('st5', '--shard', '0/3'), await embed('st5', '--shard', '1/3'), await embed('st5', '--shard', '2/3')];
+    expect(results[1].resumedFrom).not.toBeNull();
+    expect(results.map((r) => r.userShard)).toEqual(['0/3', '1/3', '2/3']);
+    // every user in exactly one shard: the shard's own users plus the others' make the whole dataset
+    for (const r of results) expect(r.otherShards).toBeGreaterThan(0);
+    expect(results[0].users + part.users + results[1].users + results[2].users).toBe(full.size);
+    expect(results[0].users + results[0].otherShards).toBe(full.size);
+    // only shard 0 writes the installer lists (they cover every user)
+    expect(results[0].installerApps).toBeGreaterThan(0);
+    expect(results[1].installerApps + results[2].installerApps).toBe(0);
+    const union = snapshot(join(root, 'st5'), part.featureId);
+    expect(union.size).toBe(full.size);
+    for (const [u, v] of full) expect(Buffer.from(union.get(u)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
+    for (const bad of ['3/3', '1/0', 'x', '1/2/3']) await expect(cli('embed', '--model', 'm1', '--data', 'prep', '--store', 'st6', '--shard', bad)).rejects.toThrow(/--shard must be i\/n/);
+  });
+
   it('a new model gets a new feature id beside the old one; refuses another vocabulary', async () => {
     await cli('train', '--data', 'prep', '--out', 'm2', '--seed', '2', ...tiny);
     const old = await embed('st1');

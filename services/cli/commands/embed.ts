@@ -31,13 +31,14 @@ export function register(program: Command): void {
     .option('--no-installers', 'do not rewrite the "installers of app X" lists')
     .option('--restart', "ignore an unfinished run's progress and start over")
     .option('--max-users <n>', 'stop after N users (the run stays resumable)', int('--max-users'))
+    .option('--shard <i/n>', 'embed only user shard i of n (users by hash of the user id), so n machines split one run; each shard resumes on its own and their union equals the unsharded run')
     .option('--json', 'print the result as JSON on stdout')
-    .action(async (o: { method: string; model?: string; dim?: number; seed?: number; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize?: number; gpuMemoryBudget?: number; overlap: boolean; installers: boolean; restart?: boolean; maxUsers?: number; json?: boolean }, cmd: Command) => {
+    .action(async (o: { method: string; model?: string; dim?: number; seed?: number; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize?: number; gpuMemoryBudget?: number; overlap: boolean; installers: boolean; restart?: boolean; maxUsers?: number; shard?: string; json?: boolean }, cmd: Command) => {
       const { UserError } = await import('../../../src/util/errors.js');
       if (o.method !== 'model' && o.method !== 'svd') throw new UserError(`--method must be model or svd, got '${o.method}'`);
-      const { runEmbedJob, runSvdEmbedJob } = await import('../../embed.js');
+      const { runEmbedJob, runSvdEmbedJob, parseShard } = await import('../../embed.js');
       if (o.method === 'svd') {
-        const bad = (['model', 'activeSince', 'backend', 'workers', 'restart', 'maxUsers'] as const).filter((k) => o[k] !== undefined);
+        const bad = (['model', 'activeSince', 'backend', 'workers', 'restart', 'maxUsers', 'shard'] as const).filter((k) => o[k] !== undefined);
         if (bad.length > 0) {
           const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
           throw new UserError(`--method svd takes no ${bad.map(flag).join(', ')}: it fits on the whole dataset, without a model (re-run it on new data)`);
@@ -71,6 +72,7 @@ export function register(program: Command): void {
         installers: o.installers,
         restart: o.restart,
         maxUsers: o.maxUsers,
+        shard: o.shard !== undefined ? parseShard(o.shard) : undefined,
       });
       // Users prepare left without any vocabulary app are not in the shards: they get no vector.
       const { openPrepared } = await import('../../../src/data/prepared.js');
@@ -82,6 +84,7 @@ export function register(program: Command): void {
           `embedded ${r.users} users into feature ${r.featureId} (${r.variant}, ${r.dim}-d) in ${r.seconds.toFixed(1)}s: ` +
             `${r.usersPerSecond.toFixed(0)} users/s, ${r.gflopsPerSecond.toFixed(1)} GFLOP/s on ${r.backend} x${r.workers}` +
             `${r.skippedInactive ? `; ${r.skippedInactive} inactive users skipped` : ''}${r.resumedFrom ? `; resumed at shard ${r.resumedFrom.shard}` : ''}` +
+            `${r.userShard ? `; user shard ${r.userShard} (${r.otherShards} users left to the other shards)` : ''}` +
             `${r.installerApps ? `; installer lists for ${r.installerApps} apps` : ''}\n` +
             `users without a vector: ${usersWithoutVector} of ${pm.numUsers + usersWithoutVector} in the prepared data` +
             `${usersWithoutVector > 0 ? ` (none of their apps is in the vocabulary; aetn prepare --min-installs sets the threshold, now ${pm.minInstalls})` : ''}\n` +
