@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // builds). `integration`: needs Java + Maven (the Kafka broker), Go (grpcurl), docker-compose, or
 // runs the whole system. `npx vitest run --project unit` runs the fast ones only.
 const INTEGRATION = [
-  'test/stream/{pipeline,crash,broker-restart,cli}.test.ts', // Kafka
+  'test/stream/{pipeline,crash,broker-restart,cli,group}.test.ts', // Kafka
   'test/serve/events.test.ts', // Kafka
   'test/serve/grpcurl.test.ts', // Go (grpcurl)
   'test/start/**/*.test.ts', // the whole system, grpcurl

@@ -20,7 +20,7 @@ import { decodeEvent, isRejection, DEFAULT_MAX_FUTURE_MS } from './codec.js';
 import { dlqMessage } from './dlq.js';
 import { createKafka, ensureTopics, DEFAULT_DLQ_TOPIC, DEFAULT_GROUP_ID, DEFAULT_TOPIC, RETRY } from './kafka.js';
 import { StreamMetrics } from './metrics.js';
-import { EventProcessor, type UnitResult } from './processor.js';
+import { EventProcessor, type UnitProcessor, type UnitResult } from './processor.js';
 import { DEFAULT_MAX_EVENTS } from './state.js';
 import type { DlqReason, HeadFn, RecentEvents, ValidEvent } from './types.js';
 
@@ -51,7 +51,13 @@ export interface DurableInfo {
 
 export interface PipelineOptions {
   brokers: string | string[];
-  store: PipelineStore;
+  /** The embedded store (state, vectors and per-partition offsets in LMDB); or give `processor`. */
+  store?: PipelineStore;
+  /**
+   * The processing to use instead of an EventProcessor over `store`: a SharedStateProcessor when
+   * the consumers of the group share their state (src/stream/shared-processor.ts).
+   */
+  processor?: UnitProcessor;
   head: HeadFn;
   /** The short-term feature id the vectors are written under (registered in the store). */
   featureId: string;
@@ -109,6 +115,7 @@ interface Prepared {
   partition: number;
   events: ValidEvent[];
   produceTimes: number[];
+  offsets: number[];
   dlq: Message[];
   dlqReasons: DlqReason[];
   skipped: number;
@@ -123,7 +130,7 @@ export class RealtimePipeline {
   readonly dlqTopic: string;
   readonly groupId: string;
   /** The processing shared with the EventService's direct path (dedupe, state, head, write). */
-  readonly processor: EventProcessor;
+  readonly processor: UnitProcessor;
   private readonly chunkSize: number;
   private readonly chunksInFlight: number;
   private readonly consumer: Consumer;
@@ -160,7 +167,9 @@ export class RealtimePipeline {
     if (!Number.isInteger(this.chunkSize) || this.chunkSize < 1) throw new UserError(`chunkSize must be a positive integer, got ${opts.chunkSize}`);
     if (!Number.isInteger(this.chunksInFlight) || this.chunksInFlight < 1) throw new UserError(`chunksInFlight must be a positive integer, got ${opts.chunksInFlight}`);
     this.metrics = opts.metrics ?? new StreamMetrics();
-    this.processor = new EventProcessor({ store: opts.store, head: opts.head, featureId: opts.featureId, maxEvents: opts.maxEvents ?? DEFAULT_MAX_EVENTS });
+    if (opts.processor) this.processor = opts.processor;
+    else if (opts.store) this.processor = new EventProcessor({ store: opts.store, head: opts.head, featureId: opts.featureId, maxEvents: opts.maxEvents ?? DEFAULT_MAX_EVENTS });
+    else throw new UserError('the realtime pipeline needs a store or a processor');
     const retry = { ...RETRY, ...(opts.kafka?.retry ?? {}) };
     const kafka = createKafka({ brokers: opts.brokers, clientId: opts.clientId ?? 'aetn-realtime', ...opts.kafka, retry });
     this.admin = kafka.admin();
@@ -185,6 +194,8 @@ export class RealtimePipeline {
       this.settle = { resolve, reject };
     });
     this.done.catch(() => undefined); // callers observe it; never an unhandled rejection
+    // A rejoin may have moved partitions: the processor drops what it cached from before.
+    this.consumer.on(this.consumer.events.GROUP_JOIN, () => this.processor.newAssignment?.());
     this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
       const cause = rootCause(payload.error);
       if (payload.restart) {
@@ -330,7 +341,7 @@ export class RealtimePipeline {
         if (prep.lastOffset > appliedBefore) {
           // Dead letters first: once the offset below commits they are never looked at again.
           if (prep.dlq.length > 0) await this.producer.send({ topic: this.dlqTopic, messages: prep.dlq, acks: -1 });
-          unit = this.processor.submit({ events: prep.events, produceTimesMs: prep.produceTimes, offset: { topic, partition, appliedBefore, lastOffset: prep.lastOffset } });
+          unit = this.processor.submit({ events: prep.events, produceTimesMs: prep.produceTimes, offsets: prep.offsets, offset: { topic, partition, appliedBefore, lastOffset: prep.lastOffset } });
           unit.catch(() => undefined); // awaited in order by settleOldest
           this.inFlight++;
           this.counters.maxConcurrentChunks = Math.max(this.counters.maxConcurrentChunks, this.inFlight);
@@ -361,6 +372,7 @@ export class RealtimePipeline {
     const nowMs = Date.now();
     const events: ValidEvent[] = [];
     const produceTimes: number[] = [];
+    const offsets: number[] = [];
     const dlq: Message[] = [];
     const dlqReasons: DlqReason[] = [];
     let skipped = 0;
@@ -394,8 +406,9 @@ export class RealtimePipeline {
       }
       events.push(r);
       produceTimes.push(Number(m.timestamp));
+      offsets.push(offset);
     }
-    return { events, produceTimes, dlq, dlqReasons, skipped, firstOffset: Number(chunk[0]!.offset), lastOffset, highWatermark: Number(batch.highWatermark), topic, partition };
+    return { events, produceTimes, offsets, dlq, dlqReasons, skipped, firstOffset: Number(chunk[0]!.offset), lastOffset, highWatermark: Number(batch.highWatermark), topic, partition };
   }
 
   /** Counters, metrics and the afterDurable hook of a chunk that is durable (or was all replay). */
@@ -404,9 +417,14 @@ export class RealtimePipeline {
     this.counters.skipped += skipped;
     if (skipped > 0) this.metrics.replaySkipped.inc(skipped);
     if (!r) return; // a replay of what was applied before a crash: nothing else happened
+    if (r.skipped) {
+      // Per-user offsets (shared state): redelivered events found already applied.
+      this.counters.skipped += r.skipped;
+      this.metrics.replaySkipped.inc(r.skipped);
+    }
     const durableAtMs = r.durableAtMs;
     this.counters.chunks++;
-    this.counters.consumed += size - skipped;
+    this.counters.consumed += size - skipped - (r.skipped ?? 0);
     this.counters.applied += r.applied;
     this.counters.duplicates += r.duplicates;
     this.counters.dlq += prep.dlq.length;

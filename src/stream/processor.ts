@@ -55,6 +55,8 @@ export interface UnitInput {
   events: readonly ValidEvent[];
   /** Kafka produce time of each event (parallel to `events`), reported back for the applied ones. */
   produceTimesMs?: readonly number[];
+  /** Kafka offset of each event (parallel to `events`): the shared state checks them per user. */
+  offsets?: readonly number[];
   offset?: OffsetMark;
 }
 
@@ -77,12 +79,31 @@ export interface UnitResult extends ProcessResult {
    * Nothing was written; re-read the applied offset and redo.
    */
   conflict: boolean;
+  /** Shared state only: events at or below their user's applied offset (a redelivery), not applied again. */
+  skipped?: number;
+}
+
+/**
+ * What the Kafka pipeline needs of the processing behind it: EventProcessor (the embedded LMDB
+ * store, offsets per partition) or SharedStateProcessor (state shared by a consumer group, offsets
+ * per user).
+ */
+export interface UnitProcessor {
+  submit(input: UnitInput): Promise<UnitResult>;
+  /** The partition's applied offset known to this processor (-1: none; messages at or below it are skipped). */
+  appliedOffset(topic: string, partition: number): number;
+  clearConflict(topic: string, partition: number): void;
+  isForgotten(userId: string): boolean;
+  /** A user's stored window, where it can be read synchronously (tools and tests). */
+  state(userId: string): RecentEvents | undefined;
+  /** The consumer joined the group again (a rebalance): nothing cached from before may be trusted. */
+  newAssignment?(): void;
 }
 
 const CONFLICT = Symbol('conflict');
 const STALE = Symbol('stale');
 
-export class EventProcessor {
+export class EventProcessor implements UnitProcessor {
   readonly stateDb: StateDb;
   /** Tombstones of erased users: checked at the edge (DLQ) and again inside each transaction. */
   private readonly forgotten: Database<number, string>;

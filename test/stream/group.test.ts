@@ -1,0 +1,152 @@
+// Realtime consumers as one consumer group with shared state, across processes: two consumer
+// processes share one LmdbSharedStates; one is killed (-9) mid-stream right after a durable write
+// and before its Kafka commit, the other takes its partitions over and continues from the shared
+// rows. Every user's event count must come out exact: nothing lost, nothing applied twice (the
+// window is kept smaller than a redelivery, so dedupe by event id alone could not hide a repeat).
+import { describe, expect, inject, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createKafka } from '../../src/stream/kafka.js';
+import { LmdbSharedStates, type SharedUserRow } from '../../src/stream/shared-state.js';
+import { SharedStateProcessor } from '../../src/stream/shared-processor.js';
+import { connectProducer, createTopic, expectedWindow, fakeEmbed, fakeHead, makeEvents, produceEvents, SHORT_FEATURE, testVocab, uniqueName, waitFor } from './helpers.js';
+
+const brokers = inject('kafkaBrokers');
+const fixture = join(fileURLToPath(new URL('.', import.meta.url)), 'fixtures', 'group-consumer.ts');
+const MAX_EVENTS = 2;
+
+interface Member {
+  child: ChildProcess;
+  lines: Record<string, unknown>[];
+  stderr: string;
+  exit: Promise<{ code: number | null; signal: string | null }>;
+}
+
+function startMember(env: Record<string, string>): Member {
+  const child = spawn(process.execPath, ['--import', 'tsx', fixture], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const m: Member = { child, lines: [], stderr: '', exit: new Promise((r) => child.on('exit', (code, signal) => r({ code, signal }))) };
+  let buf = '';
+  child.stdout!.on('data', (d) => {
+    buf += d;
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line.startsWith('{')) m.lines.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  });
+  child.stderr!.on('data', (d) => (m.stderr += d));
+  return m;
+}
+
+describe('shared realtime state: versions', () => {
+  it('keeps the newest version of a row: an older write (a zombie) never replaces it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'aetn-shared-'));
+    const s = new LmdbSharedStates(dir);
+    try {
+      const row = (version: number, apps: number[]): SharedUserRow => ({
+        state: { userId: 'u1', applied: apps.length, updatedAtMs: 1, events: apps.map((a, i) => ({ app: a, type: 1, timestampMs: i, eventId: `e${a}` })) },
+        applied: new Map([[0, version]]),
+        vector: new Float32Array([version]),
+        version,
+      });
+      await s.write('f', [row(10, [1, 2])]);
+      await s.write('f', [row(7, [1])]); // the zombie's older unit lands late
+      const got = (await s.read(['u1'])).get('u1')!;
+      expect(got.version).toBe(10);
+      expect(got.state.applied).toBe(2);
+      expect(got.applied.get(0)).toBe(10);
+      expect(Array.from((await s.vectors('f', ['u1', 'u2']))[0]!)).toEqual([10]);
+      expect((await s.vectors('f', ['u2']))[0]).toBeUndefined();
+    } finally {
+      await s.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('skips a redelivered event by its user\'s applied offset, and refuses units without offsets', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'aetn-shared-'));
+    const s = new LmdbSharedStates(dir);
+    try {
+      const p = new SharedStateProcessor({ states: s, head: fakeHead, featureId: SHORT_FEATURE, maxEvents: 1 });
+      const ev = (i: number) => ({ eventId: `e${i}`, userId: 'u1', app: i, type: 1 as const, timestampMs: 1000 + i });
+      const mark = (last: number) => ({ topic: 't', partition: 3, appliedBefore: -1, lastOffset: last });
+      const a = await p.submit({ events: [ev(0), ev(1)], offsets: [5, 6], offset: mark(6) });
+      expect(a.applied).toBe(2);
+      // A second consumer (its own processor, same store) gets the partition from offset 5 again.
+      const q = new SharedStateProcessor({ states: s, head: fakeHead, featureId: SHORT_FEATURE, maxEvents: 1 });
+      const b = await q.submit({ events: [ev(0), ev(1), ev(2)], offsets: [5, 6, 7], offset: mark(7) });
+      expect(b).toMatchObject({ applied: 1, skipped: 2 });
+      const row = (await s.read(['u1'])).get('u1')!;
+      expect(row.state.applied).toBe(3);
+      expect(row.applied.get(3)).toBe(7);
+      await expect(q.submit({ events: [ev(3)] })).rejects.toThrow(/needs its partition and offset/);
+    } finally {
+      await s.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.skipIf(!brokers)('realtime consumer group across processes, shared state (real Kafka)', () => {
+  it('one member killed mid-stream: the other continues from the shared rows, every event applied once', async () => {
+    const topic = uniqueName('events');
+    const groupId = uniqueName('g');
+    await createTopic(brokers, topic, 4);
+    const dir = mkdtempSync(join(tmpdir(), 'aetn-group-'));
+    const env = { BROKERS: brokers, TOPIC: topic, GROUP_ID: groupId, STATE_DIR: join(dir, 'states'), CHUNK_SIZE: '20', MAX_EVENTS: String(MAX_EVENTS) };
+    const users = 40;
+    const perUser = 20;
+    const events = makeEvents({ users, perUser });
+    const doomed = startMember({ ...env, KILL_AFTER_CHUNKS: '4' });
+    const survivor = startMember(env);
+    const admin = createKafka({ brokers, clientId: 'group-check' }).admin();
+    await admin.connect();
+    const reader = new LmdbSharedStates(join(dir, 'states'));
+    try {
+      await waitFor('both members in the group', async () => {
+        const g = (await admin.describeGroups([groupId])).groups[0]!;
+        return g.state === 'Stable' && g.members.length === 2;
+      }, 90_000, 250);
+      const producer = await connectProducer(brokers);
+      for (let i = 0; i < events.length; i += 100) {
+        await produceEvents(producer, topic, events.slice(i, i + 100));
+        await new Promise((r) => setTimeout(r, 300)); // a stream, not one backlog
+      }
+      await producer.disconnect();
+
+      const killed = await Promise.race([doomed.exit, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
+      expect(killed?.signal, doomed.stderr).toBe('SIGKILL');
+      expect(doomed.lines.filter((l) => 'durable' in l).length).toBe(4);
+      const total = () => [...reader.all()].reduce((s, r) => s + r.state.applied, 0);
+      await waitFor('every event applied', () => total() >= events.length, 90_000, 250);
+      await new Promise((r) => setTimeout(r, 1500)); // room for any wrongly repeated delivery to show
+      survivor.child.kill('SIGTERM');
+      const end = await survivor.exit;
+      expect(end.code, survivor.stderr).toBe(0);
+
+      const vocab = testVocab();
+      const rows = new Map([...reader.all()].map((r) => [r.state.userId, r]));
+      expect(rows.size).toBe(users);
+      for (let u = 0; u < users; u++) {
+        const r = rows.get(`u${u}`)!;
+        expect(r.state.applied, `user u${u}`).toBe(perUser);
+        const want = expectedWindow(events, `u${u}`, vocab, MAX_EVENTS);
+        expect(r.state.events).toEqual(want);
+        expect(Array.from(r.vector)).toEqual(Array.from(fakeEmbed({ events: want })));
+      }
+      expect(total()).toBe(events.length);
+      const stats = survivor.lines.find((l) => 'stats' in l)?.stats as { applied: number; skipped: number };
+      // The survivor received the killed member's unacknowledged chunks again and skipped them.
+      expect(stats.skipped).toBeGreaterThan(0);
+    } finally {
+      for (const m of [doomed, survivor]) if (m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGKILL');
+      await admin.disconnect();
+      await reader.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 240_000);
+});
