@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { createKafka } from '../../src/stream/kafka.js';
 import { LmdbSharedStates, type SharedUserRow } from '../../src/stream/shared-state.js';
 import { SharedStateProcessor } from '../../src/stream/shared-processor.js';
+import { CassandraStates, STATES_TABLE_CQL } from '../../src/stream/cassandra-states.js';
+import cassandra from 'cassandra-driver';
 import { connectProducer, createTopic, expectedWindow, fakeEmbed, fakeHead, makeEvents, produceEvents, SHORT_FEATURE, testVocab, uniqueName, waitFor } from './helpers.js';
 
 const brokers = inject('kafkaBrokers');
@@ -91,62 +93,105 @@ describe('shared realtime state: versions', () => {
   });
 });
 
-describe.skipIf(!brokers)('realtime consumer group across processes, shared state (real Kafka)', () => {
-  it('one member killed mid-stream: the other continues from the shared rows, every event applied once', async () => {
-    const topic = uniqueName('events');
-    const groupId = uniqueName('g');
-    await createTopic(brokers, topic, 4);
-    const dir = mkdtempSync(join(tmpdir(), 'aetn-group-'));
-    const env = { BROKERS: brokers, TOPIC: topic, GROUP_ID: groupId, STATE_DIR: join(dir, 'states'), CHUNK_SIZE: '20', MAX_EVENTS: String(MAX_EVENTS) };
-    const users = 40;
-    const perUser = 20;
-    const events = makeEvents({ users, perUser });
-    const doomed = startMember({ ...env, KILL_AFTER_CHUNKS: '4' });
-    const survivor = startMember(env);
-    const admin = createKafka({ brokers, clientId: 'group-check' }).admin();
-    await admin.connect();
-    const reader = new LmdbSharedStates(join(dir, 'states'));
-    try {
-      await waitFor('both members in the group', async () => {
-        const g = (await admin.describeGroups([groupId])).groups[0]!;
-        return g.state === 'Stable' && g.members.length === 2;
-      }, 90_000, 250);
-      const producer = await connectProducer(brokers);
-      for (let i = 0; i < events.length; i += 100) {
-        await produceEvents(producer, topic, events.slice(i, i + 100));
-        await new Promise((r) => setTimeout(r, 300)); // a stream, not one backlog
-      }
-      await producer.disconnect();
+interface Backend {
+  env: Record<string, string>;
+  rows(userIds: string[]): Promise<SharedUserRow[]>;
+  close(): Promise<void>;
+}
 
-      const killed = await Promise.race([doomed.exit, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
-      expect(killed?.signal, doomed.stderr).toBe('SIGKILL');
-      expect(doomed.lines.filter((l) => 'durable' in l).length).toBe(4);
-      const total = () => [...reader.all()].reduce((s, r) => s + r.state.applied, 0);
-      await waitFor('every event applied', () => total() >= events.length, 90_000, 250);
-      await new Promise((r) => setTimeout(r, 1500)); // room for any wrongly repeated delivery to show
-      survivor.child.kill('SIGTERM');
-      const end = await survivor.exit;
-      expect(end.code, survivor.stderr).toBe(0);
-
-      const vocab = testVocab();
-      const rows = new Map([...reader.all()].map((r) => [r.state.userId, r]));
-      expect(rows.size).toBe(users);
-      for (let u = 0; u < users; u++) {
-        const r = rows.get(`u${u}`)!;
-        expect(r.state.applied, `user u${u}`).toBe(perUser);
-        const want = expectedWindow(events, `u${u}`, vocab, MAX_EVENTS);
-        expect(r.state.events).toEqual(want);
-        expect(Array.from(r.vector)).toEqual(Array.from(fakeEmbed({ events: want })));
-      }
-      expect(total()).toBe(events.length);
-      const stats = survivor.lines.find((l) => 'stats' in l)?.stats as { applied: number; skipped: number };
-      // The survivor received the killed member's unacknowledged chunks again and skipped them.
-      expect(stats.skipped).toBeGreaterThan(0);
-    } finally {
-      for (const m of [doomed, survivor]) if (m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGKILL');
-      await admin.disconnect();
-      await reader.close();
-      rmSync(dir, { recursive: true, force: true });
+/**
+ * Two members of one group over one topic, sharing their state through `backend`; one killed -9
+ * right after its 4th durable chunk. Checks every user's count, window and vector.
+ */
+async function killOneMemberMidStream(makeBackend: (dir: string) => Promise<Backend>): Promise<void> {
+  const topic = uniqueName('events');
+  const groupId = uniqueName('g');
+  await createTopic(brokers, topic, 4);
+  const dir = mkdtempSync(join(tmpdir(), 'aetn-group-'));
+  const backend = await makeBackend(dir);
+  const env = { ...backend.env, BROKERS: brokers, TOPIC: topic, GROUP_ID: groupId, CHUNK_SIZE: '20', MAX_EVENTS: String(MAX_EVENTS) };
+  const users = 40;
+  const perUser = 20;
+  const userIds = Array.from({ length: users }, (_, u) => `u${u}`);
+  const events = makeEvents({ users, perUser });
+  const doomed = startMember({ ...env, KILL_AFTER_CHUNKS: '4' });
+  const survivor = startMember(env);
+  const admin = createKafka({ brokers, clientId: 'group-check' }).admin();
+  await admin.connect();
+  try {
+    await waitFor('both members in the group', async () => {
+      const g = (await admin.describeGroups([groupId])).groups[0]!;
+      return g.state === 'Stable' && g.members.length === 2;
+    }, 90_000, 250);
+    const producer = await connectProducer(brokers);
+    for (let i = 0; i < events.length; i += 100) {
+      await produceEvents(producer, topic, events.slice(i, i + 100));
+      await new Promise((r) => setTimeout(r, 300)); // a stream, not one backlog
     }
+    await producer.disconnect();
+
+    const killed = await Promise.race([doomed.exit, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
+    expect(killed?.signal, doomed.stderr).toBe('SIGKILL');
+    expect(doomed.lines.filter((l) => 'durable' in l).length).toBe(4);
+    const total = async () => (await backend.rows(userIds)).reduce((s, r) => s + r.state.applied, 0);
+    await waitFor('every event applied', async () => (await total()) >= events.length, 90_000, 250);
+    await new Promise((r) => setTimeout(r, 1500)); // room for any wrongly repeated delivery to show
+    survivor.child.kill('SIGTERM');
+    const end = await survivor.exit;
+    expect(end.code, survivor.stderr).toBe(0);
+
+    const vocab = testVocab();
+    const rows = new Map((await backend.rows(userIds)).map((r) => [r.state.userId, r]));
+    expect(rows.size).toBe(users);
+    for (const u of userIds) {
+      const r = rows.get(u)!;
+      expect(r.state.applied, `user ${u}`).toBe(perUser);
+      const want = expectedWindow(events, u, vocab, MAX_EVENTS);
+      expect(r.state.events).toEqual(want);
+      expect(Array.from(r.vector)).toEqual(Array.from(fakeEmbed({ events: want })));
+    }
+    expect(await total()).toBe(events.length);
+    const stats = survivor.lines.find((l) => 'stats' in l)?.stats as { applied: number; skipped: number };
+    // The survivor received the killed member's unacknowledged chunks again and skipped them.
+    expect(stats.skipped).toBeGreaterThan(0);
+  } finally {
+    for (const m of [doomed, survivor]) if (m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGKILL');
+    await admin.disconnect();
+    await backend.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe.skipIf(!brokers)('realtime consumer group across processes, shared state (real Kafka)', () => {
+  it('LMDB shared by the processes of one host: one member killed mid-stream, the other continues from the shared rows, every event applied once', async () => {
+    await killOneMemberMidStream(async (dir) => {
+      const stateDir = join(dir, 'states');
+      const reader = new LmdbSharedStates(stateDir);
+      return {
+        env: { STATE_DIR: stateDir },
+        rows: async (ids) => [...(await reader.read(ids)).values()],
+        close: () => reader.close(),
+      };
+    });
+  }, 240_000);
+
+  it.skipIf(!process.env.AETN_TEST_CASSANDRA_AT)('Cassandra states table: one member killed mid-stream, every event applied once', async () => {
+    await killOneMemberMidStream(async () => {
+      const contact = process.env.AETN_TEST_CASSANDRA_AT!;
+      const client = new cassandra.Client({ contactPoints: contact.split(','), localDataCenter: 'datacenter1' });
+      await client.connect();
+      const keyspace = uniqueName('g').replace('-', '_');
+      await client.execute(`CREATE KEYSPACE ${keyspace} WITH replication = {'class': 'NetworkTopologyStrategy', 'datacenter1': 1}`);
+      await client.execute(STATES_TABLE_CQL(keyspace));
+      const reader = new CassandraStates(client, keyspace);
+      return {
+        env: { CASSANDRA: contact, KEYSPACE: keyspace },
+        rows: async (ids) => [...(await reader.read(ids)).values()],
+        close: async () => {
+          await client.execute(`DROP KEYSPACE ${keyspace}`);
+          await client.shutdown();
+        },
+      };
+    });
   }, 240_000);
 });
