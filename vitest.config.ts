@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 // Two projects. `unit`: fast, needs only Node (a few spawn the compiled CLI, which the global setup
-// builds). `integration`: needs Java + Maven (the Kafka broker), Go (grpcurl), docker-compose, or
+// builds). `integration`: needs Java + Maven (the Kafka broker, Cassandra), Go (grpcurl), docker-compose, or
 // runs the whole system. `npx vitest run --project unit` runs the fast ones only.
 const INTEGRATION = [
   'test/stream/{pipeline,crash,broker-restart,cli,group}.test.ts', // Kafka
@@ -13,6 +13,8 @@ const INTEGRATION = [
   'test/eval/cli.test.ts', // generate -> train -> eval through the CLI
   'test/model/train-cli.test.ts', // training through the CLI
   'test/bench/gpu-embed.test.ts', // packs and runs the GPU bundle, minutes
+  'test/store/cassandra.test.ts', // a real Cassandra node (Java; Maven for the first fetch of its jars)
+  'test/serve/cassandra-replicas.test.ts', // Cassandra + two serving processes
 ];
 
 export default defineConfig({

@@ -5,13 +5,14 @@
 #   weaviate-server  Weaviate v1.35.2 built from its Go module (Go module proxy; a long compile)
 #   node/            the CQL client cassandra-driver (npm), kept out of the project's package.json
 # Needs Java 17 + Maven, Go, npm. Re-running skips what is already there.
-#   bench/engines/setup.sh [ENGINES_DIR] [cassandra|weaviate|all]
+#   bench/engines/setup.sh [ENGINES_DIR] [cassandra|cassandra-jars|weaviate|all]
+# cassandra-jars fetches only the jars (the project's own tests: the driver is in package.json).
 set -euo pipefail
 ENG=${1:-.cache/engines}; WHAT=${2:-all}
 mkdir -p "$ENG"; ENG=$(cd "$ENG" && pwd)
 CASSANDRA_VERSION=${CASSANDRA_VERSION:-5.0.9}
 WEAVIATE_VERSION=${WEAVIATE_VERSION:-v1.35.2}
-if [[ $WHAT == all || $WHAT == cassandra ]]; then
+if [[ $WHAT == all || $WHAT == cassandra || $WHAT == cassandra-jars ]]; then
   if [ ! -f "$ENG/cassandra/lib/cassandra-all-$CASSANDRA_VERSION.jar" ]; then
     mkdir -p "$ENG/cassandra"
     cat > "$ENG/cassandra/pom.xml" <<POM
@@ -22,7 +23,7 @@ if [[ $WHAT == all || $WHAT == cassandra ]]; then
 POM
     (cd "$ENG/cassandra" && mvn -q -B dependency:copy-dependencies -DoutputDirectory=lib)
   fi
-  if [ ! -d "$ENG/node/node_modules/cassandra-driver" ]; then
+  if [[ $WHAT != cassandra-jars && ! -d "$ENG/node/node_modules/cassandra-driver" ]]; then
     mkdir -p "$ENG/node" && echo '{"name":"aetn-engines","private":true}' > "$ENG/node/package.json"
     (cd "$ENG/node" && npm install --no-audit --no-fund cassandra-driver@4)
   fi

@@ -7,6 +7,27 @@ import { UserError } from '../util/errors.js';
 
 export interface AetnConfig {
   storeDir: string;
+  /**
+   * Where vectors, runs, installers and index files live. 'lmdb' (the default): the embedded
+   * store in storeDir on this host. 'cassandra': the shared store of the cluster mode
+   * (docs/parts/scale-out.md), reached through `store.cassandra`.
+   */
+  store: {
+    backend: 'lmdb' | 'cassandra';
+    cassandra: {
+      /** host or host:port of some nodes; the driver finds the rest of the cluster from them. */
+      contactPoints: string[];
+      /** Data center of the nodes this process talks to (a single-DC cluster: 'datacenter1'). */
+      localDataCenter: string;
+      keyspace: string;
+      /** Replication factor of the keyspace when this process creates it (an existing keyspace is left as it is). */
+      replicationFactor: number;
+      /** Consistency of every read and write. */
+      consistency: CassandraConsistency;
+      /** Driver timeout of one request, in ms. */
+      requestTimeoutMs: number;
+    };
+  };
   serve: {
     host: string;
     port: number;
@@ -28,6 +49,8 @@ export interface AetnConfig {
     lookalikeMinSeeds: number;
     /** Look-alike floor: a smaller audience (asked for, or found) than this is refused. */
     lookalikeMinAudience: number;
+    /** Cassandra backend: how often a replica looks for a new index generation of its features, in seconds. */
+    indexPollSeconds: number;
   };
   metrics: { host: string; port: number | null };
   kafka: { brokers: string[]; topic: string; dlqTopic: string; groupId: string; clientId: string };
@@ -67,9 +90,16 @@ export interface AetnConfig {
   };
 }
 
+export const CASSANDRA_CONSISTENCIES = ['one', 'localOne', 'quorum', 'localQuorum', 'all'] as const;
+export type CassandraConsistency = (typeof CASSANDRA_CONSISTENCIES)[number];
+
 export const DEFAULTS: AetnConfig = {
   storeDir: 'aetn-data/store',
-  serve: { host: '127.0.0.1', port: 50051, tlsCert: null, tlsKey: null, apiKeys: {}, authDisabled: false, drainTimeoutMs: 10_000, lookalikeExhaustiveMaxUsers: 100_000, combinedLongWeight: 0.8, combinedShortWeight: 0.6, shortTermHorizonMs: 7 * 86_400_000, lookalikeMinSeeds: 50, lookalikeMinAudience: 100 },
+  store: {
+    backend: 'lmdb',
+    cassandra: { contactPoints: ['127.0.0.1:9042'], localDataCenter: 'datacenter1', keyspace: 'aetn', replicationFactor: 3, consistency: 'localQuorum', requestTimeoutMs: 12_000 },
+  },
+  serve: { host: '127.0.0.1', port: 50051, tlsCert: null, tlsKey: null, apiKeys: {}, authDisabled: false, drainTimeoutMs: 10_000, lookalikeExhaustiveMaxUsers: 100_000, combinedLongWeight: 0.8, combinedShortWeight: 0.6, shortTermHorizonMs: 7 * 86_400_000, lookalikeMinSeeds: 50, lookalikeMinAudience: 100, indexPollSeconds: 10 },
   metrics: { host: '127.0.0.1', port: 9464 },
   kafka: { brokers: [], topic: 'app-events', dlqTopic: 'app-events.dlq', groupId: 'aetn-realtime', clientId: 'aetn' },
   realtime: { headDir: null, maxEvents: 32 },
@@ -80,12 +110,19 @@ export const DEFAULTS: AetnConfig = {
 export const SCOPES = ['vectors:read', 'audience:write', 'events:write', 'admin'] as const;
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
-type Kind = 'string' | 'nullableString' | 'port' | 'nullablePort' | 'int' | 'nullableInt' | 'weight' | 'bool' | 'stringList' | 'keys' | 'logLevel' | 'backend' | 'nativeGemm' | 'autoOnOff';
+type Kind = 'storeBackend' | 'consistency' | 'cqlName' | 'string' | 'nullableString' | 'port' | 'nullablePort' | 'int' | 'nullableInt' | 'weight' | 'bool' | 'stringList' | 'keys' | 'logLevel' | 'backend' | 'nativeGemm' | 'autoOnOff';
 const BACKENDS = ['wasm', 'cpu', 'tensorflow', 'webgpu'];
 
 /** Every key a user may set, with its type and its environment variable. */
 const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
   storeDir: { kind: 'string', env: 'AETN_STORE_DIR' },
+  'store.backend': { kind: 'storeBackend', env: 'AETN_STORE_BACKEND' },
+  'store.cassandra.contactPoints': { kind: 'stringList', env: 'AETN_CASSANDRA_CONTACT_POINTS' },
+  'store.cassandra.localDataCenter': { kind: 'string', env: 'AETN_CASSANDRA_LOCAL_DC' },
+  'store.cassandra.keyspace': { kind: 'cqlName', env: 'AETN_CASSANDRA_KEYSPACE' },
+  'store.cassandra.replicationFactor': { kind: 'int', env: 'AETN_CASSANDRA_REPLICATION_FACTOR' },
+  'store.cassandra.consistency': { kind: 'consistency', env: 'AETN_CASSANDRA_CONSISTENCY' },
+  'store.cassandra.requestTimeoutMs': { kind: 'int', env: 'AETN_CASSANDRA_REQUEST_TIMEOUT_MS' },
   'serve.host': { kind: 'string', env: 'AETN_SERVE_HOST' },
   'serve.port': { kind: 'port', env: 'AETN_SERVE_PORT' },
   'serve.tlsCert': { kind: 'nullableString', env: 'AETN_TLS_CERT' },
@@ -99,6 +136,7 @@ const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
   'serve.shortTermHorizonMs': { kind: 'int', env: 'AETN_SHORT_TERM_HORIZON_MS' },
   'serve.lookalikeMinSeeds': { kind: 'int', env: 'AETN_LOOKALIKE_MIN_SEEDS' },
   'serve.lookalikeMinAudience': { kind: 'int', env: 'AETN_LOOKALIKE_MIN_AUDIENCE' },
+  'serve.indexPollSeconds': { kind: 'int', env: 'AETN_INDEX_POLL_SECONDS' },
   'metrics.host': { kind: 'string', env: 'AETN_METRICS_HOST' },
   'metrics.port': { kind: 'nullablePort', env: 'AETN_METRICS_PORT' },
   'kafka.brokers': { kind: 'stringList', env: 'AETN_KAFKA_BROKERS' },
@@ -141,6 +179,12 @@ export function loadConfig(opts: LoadOptions = {}): AetnConfig {
   }
   if (cfg.serve.combinedLongWeight === 0 && cfg.serve.combinedShortWeight === 0) {
     throw new UserError('config: serve.combinedLongWeight and serve.combinedShortWeight are both 0; give at least one part of `combined` a positive weight');
+  }
+  if (cfg.store.cassandra.contactPoints.length === 0) {
+    throw new UserError('config: store.cassandra.contactPoints is empty; give at least one host or host:port');
+  }
+  for (const cp of cfg.store.cassandra.contactPoints) {
+    if (!isHostPort(cp)) throw new UserError(`config: store.cassandra.contactPoints has ${JSON.stringify(cp)}, which is not a host or host:port`);
   }
   if ((cfg.serve.tlsCert === null) !== (cfg.serve.tlsKey === null)) {
     throw new UserError('config: serve.tlsCert and serve.tlsKey must be set together (or neither)');
@@ -194,6 +238,19 @@ function apply(cfg: AetnConfig, key: string, value: unknown, source: string): vo
   const bad = (why: string) => new UserError(`${source}: "${key}" ${why} (got ${spec.secret ? '[redacted]' : JSON.stringify(value)})`);
   let v: unknown;
   switch (spec.kind) {
+    case 'storeBackend':
+      if (value !== 'lmdb' && value !== 'cassandra') throw bad('must be lmdb or cassandra');
+      v = value;
+      break;
+    case 'consistency':
+      if (typeof value !== 'string' || !(CASSANDRA_CONSISTENCIES as readonly string[]).includes(value)) throw bad(`must be one of ${CASSANDRA_CONSISTENCIES.join(', ')}`);
+      v = value;
+      break;
+    case 'cqlName':
+      // Unquoted CQL identifiers: what a keyspace name may be without quoting (48 characters at most).
+      if (typeof value !== 'string' || !/^[a-zA-Z][a-zA-Z0-9_]{0,47}$/.test(value)) throw bad('must be a letter followed by at most 47 letters, digits or underscores');
+      v = value.toLowerCase();
+      break;
     case 'string':
       if (typeof value !== 'string' || value.length === 0) throw bad('must be a non-empty string');
       v = value;
@@ -299,6 +356,13 @@ function parseKeys(value: unknown, bad: (why: string) => Error): Record<string, 
     out[k] = scopes as string[];
   }
   return out;
+}
+
+/** host, host:port or [v6]:port with a port in 1..65535. */
+function isHostPort(s: string): boolean {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-_]*)(?::(\d{1,5}))?$/.exec(s);
+  if (!m) return false;
+  return m[2] === undefined || (Number(m[2]) >= 1 && Number(m[2]) <= 65535);
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../util/fs.js';
 import { StoreError, checkFeatureId, checkKey } from './errors.js';
 import type { FeatureInfo, Namespace, NewFeature, RunState, StoredVector, VectorEntry } from './types.js';
+import type { Store } from './backend.js';
 
 export { StoreError } from './errors.js';
 
@@ -70,7 +71,8 @@ export interface StoreStats {
   appKeys: number;
 }
 
-export class EmbeddingStore {
+export class EmbeddingStore implements Store {
+  readonly backend = 'lmdb' as const;
   private readonly vecDbs = new Map<string, Database<Buffer, string>>();
   private readonly featuresDb: Database<FeatureRecord, string>;
   private readonly runsDb: Database<{ state: RunState; updatedAtMs: number }, string>;
@@ -97,6 +99,10 @@ export class EmbeddingStore {
     this.appUsersDb = root.openDB({ name: 'appUsers' });
     this.forgottenDb = openForgotten(root);
     this.metaDb = root.openDB({ name: 'meta' });
+  }
+
+  get location(): string {
+    return this.dir;
   }
 
   /** Opens (and by default creates) a store; refuses directories that are not stores or are damaged. */

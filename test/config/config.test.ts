@@ -67,6 +67,23 @@ describe('configuration', () => {
     expect(() => runtimeSettings({ AETN_EMBED_OVERLAP: 'sometimes' })).toThrow(/AETN_EMBED_OVERLAP: "runtime.embedOverlap" must be auto, on .* or off/);
   });
 
+  it('selects the store backend and configures the Cassandra session (file and environment)', () => {
+    expect(DEFAULTS.store).toEqual({ backend: 'lmdb', cassandra: { contactPoints: ['127.0.0.1:9042'], localDataCenter: 'datacenter1', keyspace: 'aetn', replicationFactor: 3, consistency: 'localQuorum', requestTimeoutMs: 12_000 } });
+    expect(DEFAULTS.serve.indexPollSeconds).toBe(10);
+    const f = file({ store: { backend: 'cassandra', cassandra: { contactPoints: ['10.0.0.1', 'cass2:9142'], keyspace: 'Aetn_Prod', replicationFactor: 3 } }, serve: { indexPollSeconds: 2 } });
+    const cfg = loadConfig({ file: f, env: { AETN_CASSANDRA_CONSISTENCY: 'quorum', AETN_CASSANDRA_LOCAL_DC: 'dc2' } });
+    expect(cfg.store).toEqual({ backend: 'cassandra', cassandra: { contactPoints: ['10.0.0.1', 'cass2:9142'], localDataCenter: 'dc2', keyspace: 'aetn_prod', replicationFactor: 3, consistency: 'quorum', requestTimeoutMs: 12_000 } });
+    expect(cfg.serve.indexPollSeconds).toBe(2);
+    expect(loadConfig({ env: { AETN_STORE_BACKEND: 'cassandra', AETN_CASSANDRA_CONTACT_POINTS: '127.0.0.2:9043,[::1]:9042' } }).store.cassandra.contactPoints).toEqual(['127.0.0.2:9043', '[::1]:9042']);
+    expect(() => loadConfig({ env: { AETN_STORE_BACKEND: 'redis' } })).toThrow(/AETN_STORE_BACKEND: "store.backend" must be lmdb or cassandra/);
+    expect(() => loadConfig({ env: { AETN_CASSANDRA_CONSISTENCY: 'TWO' } })).toThrow(/"store.cassandra.consistency" must be one of one, localOne, quorum, localQuorum, all/);
+    expect(() => loadConfig({ env: { AETN_CASSANDRA_KEYSPACE: 'my-keyspace' } })).toThrow(/"store.cassandra.keyspace" must be a letter followed by/);
+    expect(() => loadConfig({ env: { AETN_CASSANDRA_REPLICATION_FACTOR: '0' } })).toThrow(/replicationFactor" must be a positive integer/);
+    expect(() => loadConfig({ env: { AETN_CASSANDRA_CONTACT_POINTS: 'host:99999' } })).toThrow(/contactPoints has "host:99999", which is not a host or host:port/);
+    expect(() => loadConfig({ env: { AETN_CASSANDRA_CONTACT_POINTS: ' , ' } })).toThrow(/contactPoints is empty/);
+    expect(() => loadConfig({ file: file({ store: { cassandra: { port: 1 } } }), env: {} })).toThrow(/unknown configuration key "store.cassandra.port"/);
+  });
+
   it('combined weights, short-term horizon, audience floors and the admin scope', () => {
     const cfg = loadConfig({
       env: { AETN_COMBINED_LONG_WEIGHT: '0.6', AETN_COMBINED_SHORT_WEIGHT: '0.8', AETN_SHORT_TERM_HORIZON_MS: '3600000', AETN_LOOKALIKE_MIN_SEEDS: '200', AETN_LOOKALIKE_MIN_AUDIENCE: '1000', AETN_API_KEYS: 'privacy-key-1=admin' },
@@ -93,6 +110,9 @@ describe('configuration', () => {
     const printed = JSON.parse(execFileSync('node', ['bin/aetn.js', 'config', 'print'], { env: { ...process.env, AETN_NATIVE_GEMM: 'off', AETN_HEAD_HOST: '0' } }).toString());
     expect(Object.keys(printed.runtime).sort()).toEqual(Object.keys(DEFAULTS.runtime).sort());
     expect(printed.runtime).toMatchObject({ nativeGemm: 'off', headHost: false, progress: false });
+    expect(printed.store).toEqual(DEFAULTS.store);
+    const cass = JSON.parse(execFileSync('node', ['bin/aetn.js', 'config', 'print'], { env: { ...process.env, AETN_STORE_BACKEND: 'cassandra', AETN_CASSANDRA_CONTACT_POINTS: 'c1:9042,c2:9042' } }).toString());
+    expect(cass.store).toMatchObject({ backend: 'cassandra', cassandra: { contactPoints: ['c1:9042', 'c2:9042'], keyspace: 'aetn' } });
     expect(JSON.parse(out).serve).toMatchObject({ port: 6001, combinedLongWeight: 0.8, combinedShortWeight: 0.6, shortTermHorizonMs: 604_800_000, lookalikeMinSeeds: 50, lookalikeMinAudience: 100 });
     expect(out).not.toContain('ranker-key-123');
     const bad = spawnSync('node', ['bin/aetn.js', 'config', 'print', '--config', file({ kafka: { brokerz: [] } })]);

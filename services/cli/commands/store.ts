@@ -21,6 +21,27 @@ export function register(program: Command): void {
     .description('Inspect and manage the embedding store: list features (model versions), retire or purge one, show statistics.');
 
   cmd
+    .command('init')
+    .description(
+      'Create the store the configuration names, if it is not there: with store.backend = cassandra the keyspace ' +
+        '(store.cassandra.replicationFactor, only when it does not exist yet) and every table; with lmdb the store directory. Safe to re-run.',
+    )
+    .option('--config <file>', 'JSON configuration file (default: $AETN_CONFIG)')
+    .option('--store <dir>', 'LMDB store directory (default: storeDir from the config)')
+    .option('--store-backend <backend>', 'lmdb or cassandra (default: store.backend from the config)')
+    .addHelpText('after', '\nExample:\n  AETN_CASSANDRA_CONTACT_POINTS=10.0.0.1,10.0.0.2 aetn store init --store-backend cassandra')
+    .action(async (opts: { config?: string; store?: string; storeBackend?: string }) => {
+      const { loadConfig } = await import('../../../src/config/config.js');
+      const { openStore } = await import('../../../src/store/open.js');
+      const cfg = loadConfig({ file: opts.config ?? null, overrides: { storeDir: opts.store, 'store.backend': opts.storeBackend } });
+      const t0 = performance.now();
+      const store = await openStore(cfg, { create: true });
+      await store.close();
+      const where = cfg.store.backend === 'cassandra' ? `keyspace ${cfg.store.cassandra.keyspace} at ${cfg.store.cassandra.contactPoints.join(', ')}` : cfg.storeDir;
+      process.stdout.write(`store ready (${cfg.store.backend}): ${where} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    });
+
+  cmd
     .command('list')
     .description('List features: id, namespace (long/short), variant, dim, users, created, status, base feature, live index generation.')
     .requiredOption('--store <dir>', 'embedding store directory')
