@@ -1,10 +1,13 @@
 // The realtime process: Kafka app-events -> per-user recent events -> short-term head -> store,
 // plus a metrics endpoint, with graceful shutdown on SIGTERM/SIGINT (stop fetching, finish the
 // chunk in flight, commit, disconnect). Wiring only; the behaviour lives in src/stream.
-import { registerHeadFeature } from './head-feature.js';
+import { registerHeadFeature, registerHeadFeatureIn } from './head-feature.js';
 import type { AetnConfig } from '../src/config/config.js';
 import { EmbeddingStore } from '../src/store/store.js';
 import { RealtimePipeline } from '../src/stream/pipeline.js';
+import { SharedStateProcessor } from '../src/stream/shared-processor.js';
+import { CassandraStates } from '../src/stream/cassandra-states.js';
+import { CassandraStore } from '../src/store/cassandra.js';
 import { parseBrokers } from '../src/stream/kafka.js';
 import type { RecentEvents } from '../src/stream/types.js';
 import { startMetricsServer, type MetricsServer } from '../src/util/metrics-http.js';
@@ -49,6 +52,8 @@ export const DEFAULT_HEAD_WORKERS = 1;
 
 export interface RealtimeProcess {
   pipeline: RealtimePipeline;
+  /** Where the state goes: the LMDB directory, or the Cassandra keyspace's `states` table. */
+  location: string;
   head: StreamHead;
   metricsUrl: string | null;
   stop(): Promise<void>;
@@ -77,34 +82,49 @@ export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): 
     h.dispose?.();
     await h.close?.();
   };
-  let store: EmbeddingStore;
+  // lmdb: state, vectors and per-partition offsets in this host's store (one consumer per store).
+  // cassandra: every consumer of the group shares the states table; offsets are checked per user.
+  let store: { close(): Promise<void> };
+  let location: string;
+  let pipeline: RealtimePipeline;
+  const embed = head.embed.bind(head);
+  const common = {
+    brokers: cfg.kafka.brokers,
+    clientId: cfg.kafka.clientId,
+    topic: cfg.kafka.topic,
+    dlqTopic: cfg.kafka.dlqTopic,
+    groupId: cfg.kafka.groupId,
+    head: (states: RecentEvents[], nowMs: number) => embed(states, nowMs),
+    featureId: head.featureId,
+    vocab: head.appIndexOfPackage,
+    maxEvents: Math.max(cfg.realtime.maxEvents, head.maxEvents),
+    partitionsConcurrently: opts.partitionsConcurrently,
+    chunkSize: opts.chunkSize,
+    chunksInFlight: opts.chunksInFlight,
+    fromBeginning: opts.fromBeginning,
+    numPartitions: opts.numPartitions,
+  };
   try {
-    store = EmbeddingStore.open(cfg.storeDir);
+    if (cfg.store.backend === 'cassandra') {
+      const cs = await CassandraStore.open(cfg.store.cassandra, { create: false });
+      store = cs;
+      location = `${cs.location} (table states)`;
+      await registerHeadFeatureIn(cs, head, log);
+      const states = new CassandraStates(cs.client, cfg.store.cassandra.keyspace);
+      const processor = new SharedStateProcessor({ states, head: common.head, featureId: head.featureId, maxEvents: common.maxEvents });
+      pipeline = new RealtimePipeline({ ...common, processor });
+    } else {
+      const es = EmbeddingStore.open(cfg.storeDir);
+      store = es;
+      location = cfg.storeDir;
+      registerHeadFeature(es, head, log);
+      pipeline = new RealtimePipeline({ ...common, store: es });
+    }
   } catch (err) {
     if (!opts.head) await closeHead(head);
     throw err;
   }
-  let pipeline: RealtimePipeline;
   try {
-    registerHeadFeature(store, head, log);
-    const embed = head.embed.bind(head);
-    pipeline = new RealtimePipeline({
-      brokers: cfg.kafka.brokers,
-      clientId: cfg.kafka.clientId,
-      topic: cfg.kafka.topic,
-      dlqTopic: cfg.kafka.dlqTopic,
-      groupId: cfg.kafka.groupId,
-      store,
-      head: (states, nowMs) => embed(states, nowMs),
-      featureId: head.featureId,
-      vocab: head.appIndexOfPackage,
-      maxEvents: Math.max(cfg.realtime.maxEvents, head.maxEvents),
-      partitionsConcurrently: opts.partitionsConcurrently,
-      chunkSize: opts.chunkSize,
-      chunksInFlight: opts.chunksInFlight,
-      fromBeginning: opts.fromBeginning,
-      numPartitions: opts.numPartitions,
-    });
     await pipeline.connect();
     await pipeline.run();
   } catch (err) {
@@ -116,7 +136,7 @@ export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): 
   if (cfg.metrics.port !== null) {
     metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, registries: [pipeline.metrics.registry] });
   }
-  log.info({ featureId: head.featureId, topic: cfg.kafka.topic, groupId: cfg.kafka.groupId, store: cfg.storeDir }, 'realtime consumer started');
+  log.info({ featureId: head.featureId, topic: cfg.kafka.topic, groupId: cfg.kafka.groupId, store: location }, 'realtime consumer started');
 
   let stopped: Promise<void> | undefined;
   const stop = () =>
@@ -148,5 +168,5 @@ export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): 
       stop().finally(() => process.exit(1));
     });
   }
-  return { pipeline, head, metricsUrl: metricsServer?.url ?? null, stop };
+  return { pipeline, location, head, metricsUrl: metricsServer?.url ?? null, stop };
 }

@@ -13,7 +13,8 @@
 //   app_users      app_key -> n                                 users keeping each app
 //   forgotten      user_id -> at_ms                             erased users (tombstones)
 //   meta           key -> value                                 forget_seq, schema version
-//   states         user_id -> events, applied                  realtime state (the stream part's)
+//   states         user_id -> events, applied, feature_id, v   realtime state + short-term vector
+//                  (src/stream/cassandra-states.ts writes and reads it)
 //   index_files    ((feature_id, generation), name, chunk) -> bytes   an index generation's files
 //   index_current  feature_id -> generation, manifest            the live generation (the swap)
 //
@@ -97,7 +98,7 @@ export function schemaStatements(keyspace: string, localDataCenter: string, repl
     `CREATE TABLE IF NOT EXISTS ${ks}.user_apps (user_id text PRIMARY KEY, apps text)`,
     `CREATE TABLE IF NOT EXISTS ${ks}.app_users (app_key text PRIMARY KEY, n int)`,
     `CREATE TABLE IF NOT EXISTS ${ks}.forgotten (user_id text PRIMARY KEY, at_ms bigint)`,
-    `CREATE TABLE IF NOT EXISTS ${ks}.states (user_id text PRIMARY KEY, events blob, applied map<int, bigint>)`,
+    `CREATE TABLE IF NOT EXISTS ${ks}.states (user_id text PRIMARY KEY, events blob, applied map<int, bigint>, feature_id text, v blob)`,
     `CREATE TABLE IF NOT EXISTS ${ks}.index_files (feature_id text, generation int, name text, chunk int, bytes blob, PRIMARY KEY ((feature_id, generation), name, chunk))`,
     `CREATE TABLE IF NOT EXISTS ${ks}.index_current (feature_id text PRIMARY KEY, generation int, manifest text)`,
   ];

@@ -2,6 +2,7 @@
 //
 //   states (user_id text PRIMARY KEY, events blob, applied map<int, bigint>, feature_id text, v blob)
 //
+// (created with the rest of the store's schema: src/store/cassandra.ts, `aetn store init`).
 // One row per user holds the recent-events window (`events`, the blob of shared-state.ts), the
 // offsets of the user's events applied per Kafka partition, and the short-term vector with its
 // feature id. A row is written whole by one INSERT, a single-partition write that Cassandra
@@ -22,9 +23,6 @@ const { Long } = cassandra.types;
 
 /** Statements in flight per read or write of a unit. */
 const CONCURRENCY = 64;
-
-export const STATES_TABLE_CQL = (keyspace: string) =>
-  `CREATE TABLE IF NOT EXISTS ${keyspace}.states (user_id text PRIMARY KEY, events blob, applied map<int, bigint>, feature_id text, v blob)`;
 
 export class CassandraStates implements SharedStateStore {
   readonly kind = 'cassandra';

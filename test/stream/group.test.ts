@@ -12,8 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { createKafka } from '../../src/stream/kafka.js';
 import { LmdbSharedStates, type SharedUserRow } from '../../src/stream/shared-state.js';
 import { SharedStateProcessor } from '../../src/stream/shared-processor.js';
-import { CassandraStates, STATES_TABLE_CQL } from '../../src/stream/cassandra-states.js';
-import cassandra from 'cassandra-driver';
+import { CassandraStates } from '../../src/stream/cassandra-states.js';
+import { CassandraStore } from '../../src/store/cassandra.js';
+import { CassandraCluster, cassandraAvailable } from '../cassandra/cluster.js';
 import { connectProducer, createTopic, expectedWindow, fakeEmbed, fakeHead, makeEvents, produceEvents, SHORT_FEATURE, testVocab, uniqueName, waitFor } from './helpers.js';
 
 const brokers = inject('kafkaBrokers');
@@ -175,23 +176,21 @@ describe.skipIf(!brokers)('realtime consumer group across processes, shared stat
     });
   }, 240_000);
 
-  it.skipIf(!process.env.AETN_TEST_CASSANDRA_AT)('Cassandra states table: one member killed mid-stream, every event applied once', async () => {
-    await killOneMemberMidStream(async () => {
-      const contact = process.env.AETN_TEST_CASSANDRA_AT!;
-      const client = new cassandra.Client({ contactPoints: contact.split(','), localDataCenter: 'datacenter1' });
-      await client.connect();
-      const keyspace = uniqueName('g').replace('-', '_');
-      await client.execute(`CREATE KEYSPACE ${keyspace} WITH replication = {'class': 'NetworkTopologyStrategy', 'datacenter1': 1}`);
-      await client.execute(STATES_TABLE_CQL(keyspace));
-      const reader = new CassandraStates(client, keyspace);
-      return {
-        env: { CASSANDRA: contact, KEYSPACE: keyspace },
-        rows: async (ids) => [...(await reader.read(ids)).values()],
-        close: async () => {
-          await client.execute(`DROP KEYSPACE ${keyspace}`);
-          await client.shutdown();
-        },
-      };
-    });
-  }, 240_000);
+  it.skipIf(!cassandraAvailable().ok)('Cassandra states table (a real node): one member killed mid-stream, every event applied once', async () => {
+    const cluster = await CassandraCluster.start({ nodes: 1 });
+    try {
+      await killOneMemberMidStream(async () => {
+        const keyspace = uniqueName('g').replace('-', '_');
+        const store = await CassandraStore.open({ contactPoints: cluster.contactPoints, localDataCenter: 'datacenter1', keyspace, replicationFactor: 1, consistency: 'localQuorum', requestTimeoutMs: 30_000 });
+        const reader = new CassandraStates(store.client, keyspace);
+        return {
+          env: { CASSANDRA: cluster.contactPoints.join(','), KEYSPACE: keyspace },
+          rows: async (ids) => [...(await reader.read(ids)).values()],
+          close: () => store.close(),
+        };
+      });
+    } finally {
+      await cluster.stop();
+    }
+  }, 420_000);
 });

@@ -6,6 +6,7 @@ const DEFAULT_HEAD_WORKERS = 1;
 
 interface Opts {
   store?: string;
+  storeBackend?: string;
   brokers?: string;
   head?: string;
   topic?: string;
@@ -29,6 +30,7 @@ export function register(program: Command): void {
       'Consume app-events from Kafka, keep each user\'s most recent install/uninstall events, run the realtime head for the users each batch touched and write their short-term vectors to the store. Bad messages go to the dead-letter topic; offsets are committed only after the store write is durable.',
     )
     .option('--store <dir>', 'embedding store directory (default: storeDir from the config)')
+    .option('--store-backend <backend>', 'lmdb (state and offsets in the local store) or cassandra (state shared by every consumer of the group, in the cluster\'s states table) (default: store.backend from the config)')
     .option('--brokers <list>', 'Kafka bootstrap brokers host:port[,host:port] (default: $AETN_KAFKA_BROKERS)')
     .option('--head <model dir>', 'realtime head checkpoint from `aetn train --head realtime` (default: realtime.headDir)')
     .option('--topic <name>', 'input topic (default app-events)')
@@ -60,6 +62,7 @@ Example:
         file: opts.config ?? null,
         overrides: {
           storeDir: opts.store,
+          'store.backend': opts.storeBackend,
           'kafka.brokers': opts.brokers,
           'kafka.topic': opts.topic,
           'kafka.dlqTopic': opts.dlqTopic,
@@ -79,7 +82,7 @@ Example:
         handleSignals: true,
       });
       process.stdout.write(
-        `aetn realtime: consuming ${cfg.kafka.topic} (group ${cfg.kafka.groupId}) into ${cfg.storeDir} as feature ${p.head.featureId}` +
+        `aetn realtime: consuming ${cfg.kafka.topic} (group ${cfg.kafka.groupId}) into ${p.location} as feature ${p.head.featureId}` +
           `${p.metricsUrl ? `, metrics ${p.metricsUrl}` : ''}\n`,
       );
     });
