@@ -16,8 +16,9 @@
 // outranks every offset, so an erased user's row cannot be written again by a late event; and a
 // topic that is recreated (offsets from 0 again) needs the table truncated first.
 import cassandra from 'cassandra-driver';
-import { bytesVector, decodeEvents, encodeEvents, vectorBytes, type SharedStateStore, type SharedUserRow } from './shared-state.js';
+import { bytesVector, decodeEvents, encodeEvents, updatedAtOf, vectorBytes, type SharedStateStore, type SharedUserRow } from './shared-state.js';
 import { UserError } from '../util/errors.js';
+import type { StoredVector } from '../store/types.js';
 
 const { Long } = cassandra.types;
 
@@ -38,7 +39,7 @@ export class CassandraStates implements SharedStateStore {
     if (!/^[a-z][a-z0-9_]{0,47}$/.test(keyspace)) throw new UserError(`keyspace ${JSON.stringify(keyspace)} is not a lower-case CQL name`);
     this.qRead = `SELECT events, applied, feature_id, v, WRITETIME(events) AS version FROM ${keyspace}.states WHERE user_id = ?`;
     this.qWrite = `INSERT INTO ${keyspace}.states (user_id, events, applied, feature_id, v) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?`;
-    this.qVector = `SELECT feature_id, v FROM ${keyspace}.states WHERE user_id = ?`;
+    this.qVector = `SELECT feature_id, v, events FROM ${keyspace}.states WHERE user_id = ?`;
   }
 
   async read(userIds: readonly string[]): Promise<Map<string, SharedUserRow>> {
@@ -67,11 +68,11 @@ export class CassandraStates implements SharedStateStore {
     });
   }
 
-  async vectors(featureId: string, userIds: readonly string[]): Promise<(Float32Array | undefined)[]> {
-    const out: (Float32Array | undefined)[] = new Array(userIds.length).fill(undefined);
+  async vectors(featureId: string, userIds: readonly string[]): Promise<(StoredVector | undefined)[]> {
+    const out: (StoredVector | undefined)[] = new Array(userIds.length).fill(undefined);
     await forEachLimit([...userIds.keys()], CONCURRENCY, async (i) => {
       const r = (await this.client.execute(this.qVector, [userIds[i]!], { prepare: true, isIdempotent: true })).first();
-      if (r && r.get('feature_id') === featureId && r.get('v')) out[i] = bytesVector(r.get('v') as Buffer);
+      if (r && r.get('feature_id') === featureId && r.get('v') && r.get('events')) out[i] = { featureId, vector: bytesVector(r.get('v') as Buffer), updatedAtMs: updatedAtOf(r.get('events') as Buffer) };
     });
     return out;
   }

@@ -18,6 +18,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { mkdirSync } from 'node:fs';
 import { UserError } from '../util/errors.js';
 import type { RecentEvents } from './types.js';
+import type { StoredVector } from '../store/types.js';
 
 /** One user's row as stored. */
 export interface SharedUserRow {
@@ -39,8 +40,11 @@ export interface SharedStateStore {
    * version is higher than the written one keeps the stored one (last version wins).
    */
   write(featureId: string, rows: readonly SharedUserRow[]): Promise<void>;
-  /** The short-term vectors of `featureId` of these users (the serving path). */
-  vectors(featureId: string, userIds: readonly string[]): Promise<(Float32Array | undefined)[]>;
+  /**
+   * The short-term vectors of `featureId` of these users, for the serving path (the time of the
+   * user's last change as updatedAtMs).
+   */
+  vectors(featureId: string, userIds: readonly string[]): Promise<(StoredVector | undefined)[]>;
   close(): Promise<void>;
 }
 
@@ -81,6 +85,12 @@ export function decodeEvents(userId: string, b: Buffer): RecentEvents {
     o += 15 + len;
   }
   return { userId, applied: b.readUInt32LE(2), updatedAtMs: b.readDoubleLE(6), events };
+}
+
+/** The state's time of last change, read from the blob's header without decoding its events. */
+export function updatedAtOf(b: Buffer): number {
+  if (b.length < HEAD || b.readUInt8(0) !== BLOB_VERSION) throw new Error('shared state is damaged or of an unknown version');
+  return b.readDoubleLE(6);
 }
 
 export function vectorBytes(v: Float32Array): Buffer {
@@ -139,9 +149,9 @@ export class LmdbSharedStates implements SharedStateStore {
     });
   }
 
-  async vectors(featureId: string, userIds: readonly string[]): Promise<(Float32Array | undefined)[]> {
+  async vectors(featureId: string, userIds: readonly string[]): Promise<(StoredVector | undefined)[]> {
     const got = await this.rows.getMany(userIds as string[]);
-    return got.map((r) => (r && r.featureId === featureId ? bytesVector(Buffer.from(r.v)) : undefined));
+    return got.map((r) => (r && r.featureId === featureId ? { featureId, vector: bytesVector(Buffer.from(r.v)), updatedAtMs: updatedAtOf(Buffer.from(r.events)) } : undefined));
   }
 
   /** Every row (checks and tools). */

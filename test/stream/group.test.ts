@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createKafka } from '../../src/stream/kafka.js';
-import { LmdbSharedStates, type SharedUserRow } from '../../src/stream/shared-state.js';
+import { LmdbSharedStates, type SharedStateStore, type SharedUserRow } from '../../src/stream/shared-state.js';
 import { SharedStateProcessor } from '../../src/stream/shared-processor.js';
 import { CassandraStates } from '../../src/stream/cassandra-states.js';
 import { CassandraStore } from '../../src/store/cassandra.js';
@@ -62,7 +62,8 @@ describe('shared realtime state: versions', () => {
       expect(got.version).toBe(10);
       expect(got.state.applied).toBe(2);
       expect(got.applied.get(0)).toBe(10);
-      expect(Array.from((await s.vectors('f', ['u1', 'u2']))[0]!)).toEqual([10]);
+      expect(Array.from((await s.vectors('f', ['u1', 'u2']))[0]!.vector)).toEqual([10]);
+      expect((await s.vectors('f', ['u1']))[0]!.updatedAtMs).toBe(1);
       expect((await s.vectors('f', ['u2']))[0]).toBeUndefined();
     } finally {
       await s.close();
@@ -96,7 +97,8 @@ describe('shared realtime state: versions', () => {
 
 interface Backend {
   env: Record<string, string>;
-  rows(userIds: string[]): Promise<SharedUserRow[]>;
+  /** The shared store as the test process reads it (a third process). */
+  states: SharedStateStore;
   close(): Promise<void>;
 }
 
@@ -110,6 +112,7 @@ async function killOneMemberMidStream(makeBackend: (dir: string) => Promise<Back
   await createTopic(brokers, topic, 4);
   const dir = mkdtempSync(join(tmpdir(), 'aetn-group-'));
   const backend = await makeBackend(dir);
+  const rowsOf = async (ids: string[]) => [...(await backend.states.read(ids)).values()];
   const env = { ...backend.env, BROKERS: brokers, TOPIC: topic, GROUP_ID: groupId, CHUNK_SIZE: '20', MAX_EVENTS: String(MAX_EVENTS) };
   const users = 40;
   const perUser = 20;
@@ -134,7 +137,7 @@ async function killOneMemberMidStream(makeBackend: (dir: string) => Promise<Back
     const killed = await Promise.race([doomed.exit, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
     expect(killed?.signal, doomed.stderr).toBe('SIGKILL');
     expect(doomed.lines.filter((l) => 'durable' in l).length).toBe(4);
-    const total = async () => (await backend.rows(userIds)).reduce((s, r) => s + r.state.applied, 0);
+    const total = async () => (await rowsOf(userIds)).reduce((s, r) => s + r.state.applied, 0);
     await waitFor('every event applied', async () => (await total()) >= events.length, 90_000, 250);
     await new Promise((r) => setTimeout(r, 1500)); // room for any wrongly repeated delivery to show
     survivor.child.kill('SIGTERM');
@@ -142,7 +145,7 @@ async function killOneMemberMidStream(makeBackend: (dir: string) => Promise<Back
     expect(end.code, survivor.stderr).toBe(0);
 
     const vocab = testVocab();
-    const rows = new Map((await backend.rows(userIds)).map((r) => [r.state.userId, r]));
+    const rows = new Map((await rowsOf(userIds)).map((r) => [r.state.userId, r]));
     expect(rows.size).toBe(users);
     for (const u of userIds) {
       const r = rows.get(u)!;
@@ -152,6 +155,13 @@ async function killOneMemberMidStream(makeBackend: (dir: string) => Promise<Back
       expect(Array.from(r.vector)).toEqual(Array.from(fakeEmbed({ events: want })));
     }
     expect(await total()).toBe(events.length);
+    // The serving read of the short-term vectors: the rows' vectors, with their time of change.
+    const served = await backend.states.vectors(SHORT_FEATURE, userIds);
+    for (let i = 0; i < users; i++) {
+      expect(Array.from(served[i]!.vector)).toEqual(Array.from(rows.get(userIds[i]!)!.vector));
+      expect(served[i]!.updatedAtMs).toBe(rows.get(userIds[i]!)!.state.updatedAtMs);
+    }
+    expect(await backend.states.vectors('another-feature', userIds.slice(0, 1))).toEqual([undefined]);
     const stats = survivor.lines.find((l) => 'stats' in l)?.stats as { applied: number; skipped: number };
     // The survivor received the killed member's unacknowledged chunks again and skipped them.
     expect(stats.skipped).toBeGreaterThan(0);
@@ -170,7 +180,7 @@ describe.skipIf(!brokers)('realtime consumer group across processes, shared stat
       const reader = new LmdbSharedStates(stateDir);
       return {
         env: { STATE_DIR: stateDir },
-        rows: async (ids) => [...(await reader.read(ids)).values()],
+        states: reader,
         close: () => reader.close(),
       };
     });
@@ -185,7 +195,7 @@ describe.skipIf(!brokers)('realtime consumer group across processes, shared stat
         const reader = new CassandraStates(store.client, keyspace);
         return {
           env: { CASSANDRA: cluster.contactPoints.join(','), KEYSPACE: keyspace },
-          rows: async (ids) => [...(await reader.read(ids)).values()],
+          states: reader,
           close: () => store.close(),
         };
       });
