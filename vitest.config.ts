@@ -17,6 +17,9 @@ const INTEGRATION = [
   'test/serve/cassandra-replicas.test.ts', // Cassandra + two serving processes
 ];
 
+// The cluster mode end to end: its own run, `npm run test:cluster` (vitest.cluster.config.ts).
+const CLUSTER = ['test/cluster/**'];
+
 export default defineConfig({
   test: {
     testTimeout: 120_000,
@@ -29,7 +32,7 @@ export default defineConfig({
     env: { AETN_LOG_LEVEL: 'warn', AETN_PROGRESS: '0' },
     // In each project (not at the root, which would run it a third time).
     projects: [
-      { extends: true, test: { name: 'unit', include: ['test/**/*.test.ts', 'src/**/*.test.ts'], exclude: INTEGRATION, globalSetup: ['test/global-setup.ts'], sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'unit', include: ['test/**/*.test.ts', 'src/**/*.test.ts'], exclude: [...INTEGRATION, ...CLUSTER], globalSetup: ['test/global-setup.ts'], sequence: { groupOrder: 0 } } },
       // After the unit project, not beside it: two projects at once would double the forks.
       { extends: true, test: { name: 'integration', include: INTEGRATION, globalSetup: ['test/global-setup.ts'], sequence: { groupOrder: 1 } } },
     ],
