@@ -4,7 +4,9 @@
 //
 // Crash safety: each batch of vectors is committed in one LMDB transaction together with the run's
 // progress marker (shard, position), so after a crash the store holds exactly the batches before the
-// marker and a re-run resumes after it. Re-running a finished run embeds again from the start
+// marker and a re-run resumes after it. On the Cassandra store (`cassandra` option) the marker is
+// written after every vector of its batch is acknowledged: after a crash the store holds at least
+// the batches before the marker, and the re-run rewrites the rest with the same bits. Re-running a finished run embeds again from the start
 // (overwriting the same users with bit-identical vectors), which is what "feature updating" wants.
 import { createHash } from 'node:crypto';
 import { runtimeSettings } from '../src/config/config.js';
@@ -14,6 +16,8 @@ import { resolveBackendName } from '../src/model/backend.js';
 import { createEmbedder } from '../src/model/infer.js';
 import { documentFrequency, idfOf, project, randomizedSvd, tfidfRows } from '../src/audience/tfidf-svd.js';
 import { EmbeddingStore } from '../src/store/store.js';
+import { CassandraStore, type CassandraOptions } from '../src/store/cassandra.js';
+import type { Store } from '../src/store/backend.js';
 import { UserError } from '../src/util/errors.js';
 import { fnv1a32 } from '../src/util/hash.js';
 import { child } from '../src/util/log.js';
@@ -25,6 +29,8 @@ export interface EmbedJobOptions {
   modelDir: string;
   dataDir: string;
   storeDir: string;
+  /** Write into this Cassandra keyspace instead of the LMDB store in storeDir (the cluster mode). */
+  cassandra?: CassandraOptions;
   /** YYYY-MM-DD: embed only users with a kept event on or after this day (UTC). */
   activeSince?: string;
   backend?: string;
@@ -131,12 +137,18 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
   const ds = await openPrepared(opts.dataDir);
   const embedder = await createEmbedder(opts.modelDir, { vocabHash: ds.vocab.hash, backend: opts.backend, workers: opts.workers, gpuMemoryBudgetMiB: opts.gpuMemoryBudgetMiB, overlap });
   const batchSize = opts.batchSize ?? embedder.batchUsers;
-  const store = EmbeddingStore.open(opts.storeDir);
+  let store: Store;
+  try {
+    store = await openJobStore(opts);
+  } catch (err) {
+    await embedder.close();
+    throw err;
+  }
   const started = performance.now();
   try {
     const { manifest } = embedder;
     const featureId = manifest.featureId;
-    store.registerFeature({
+    await store.registerFeature({
       featureId,
       namespace: 'long',
       dim: embedder.dim,
@@ -146,7 +158,7 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
     // One run id per (model, dataset, activity filter, user shard): a re-run of the same job resumes it.
     const shardKey = userShard ? `|shard ${userShard.index}/${userShard.count}` : '';
     const runId = `embed:${featureId}:${createHash('sha256').update(`${ds.manifest.vocabHash}|${JSON.stringify(ds.manifest.shards)}|${opts.activeSince ?? ''}${shardKey}`).digest('hex').slice(0, 16)}`;
-    let prog = store.getRunState<RunProgress>(runId);
+    let prog = (await store.getRunState(runId)) as RunProgress | undefined;
     if (!prog || prog.done || opts.restart) prog = { shard: 0, position: 0, users: 0, done: false };
     const resumedFrom = prog.shard > 0 || prog.position > 0 ? { shard: prog.shard, position: prog.position } : null;
     if (resumedFrom) log.info({ runId, ...resumedFrom, users: prog.users }, 'resuming an unfinished embed run');
@@ -295,6 +307,8 @@ export async function runEmbedJob(opts: EmbedJobOptions): Promise<EmbedJobResult
 export interface SvdEmbedJobOptions {
   dataDir: string;
   storeDir: string;
+  /** Write into this Cassandra keyspace instead of the LMDB store in storeDir. */
+  cassandra?: CassandraOptions;
   /** Dimensions of the reduced vectors (default 64; at most the number of users or apps). */
   dim?: number;
   /** Seed of the randomized SVD (same data and seed: bit-identical vectors). */
@@ -360,12 +374,12 @@ export async function runSvdEmbedJob(opts: SvdEmbedJobOptions): Promise<SvdEmbed
   for (const s of svd.sigma) kept += s * s;
   const hash = createHash('sha256').update(`${ds.manifest.vocabHash}|${JSON.stringify(ds.manifest.shards)}|svd|${k}|${seed}`).digest('hex').slice(0, 8);
   const featureId = `svd-${k}-${hash}`;
-  const store = EmbeddingStore.open(opts.storeDir);
+  const store = await openJobStore(opts);
   let written = 0;
   let skippedEmpty = 0;
   let installerApps = 0;
   try {
-    store.registerFeature({
+    await store.registerFeature({
       featureId,
       namespace: 'long',
       dim: k,
@@ -420,7 +434,11 @@ export async function runSvdEmbedJob(opts: SvdEmbedJobOptions): Promise<SvdEmbed
  * seeds of the AudienceService. One pass over the prepared data; user id strings are shared, so
  * memory is one pointer per (user, app).
  */
-async function writeInstallers(store: EmbeddingStore, ds: Awaited<ReturnType<typeof openPrepared>>): Promise<number> {
+function openJobStore(opts: { storeDir: string; cassandra?: CassandraOptions }): Promise<Store> | Store {
+  return opts.cassandra ? CassandraStore.open(opts.cassandra) : EmbeddingStore.open(opts.storeDir);
+}
+
+async function writeInstallers(store: Store, ds: Awaited<ReturnType<typeof openPrepared>>): Promise<number> {
   const lists = new Map<string, string[]>();
   const add = (appId: string, user: string) => {
     let l = lists.get(appId);

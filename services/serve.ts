@@ -5,6 +5,10 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { AetnConfig } from '../src/config/config.js';
 import { EmbeddingStore } from '../src/store/store.js';
+import { CassandraStore } from '../src/store/cassandra.js';
+import type { FeatureInfo } from '../src/store/types.js';
+import { CassandraServingStore, SharedIndexes } from '../src/serve/shared.js';
+import type { ServingStore } from '../src/serve/backend.js';
 import { ApiKeyAuth } from '../src/serve/auth.js';
 import { ServingBackend } from '../src/serve/backend.js';
 import { StoreIndexes } from '../src/serve/indexes.js';
@@ -17,7 +21,7 @@ import { UserError } from '../src/util/errors.js';
 export interface ServeOptions {
   /** Worker threads per feature index (0 = search on the serving thread). */
   searchThreads?: number;
-  /** Poll interval for new features and rebuilt indexes. */
+  /** Poll interval for new features and rebuilt indexes (default 2 s; with the Cassandra store serve.indexPollSeconds). */
   pollMs?: number;
   /** Install SIGTERM/SIGINT handlers that drain and exit (the CLI does; tests do not). */
   handleSignals?: boolean;
@@ -33,29 +37,75 @@ export interface ServeProcess {
   stop(): Promise<void>;
 }
 
+/** The store and indexes a replica serves from: the LMDB directory, or the shared Cassandra keyspace. */
+interface Opened {
+  store: ServingStore;
+  lmdb: EmbeddingStore | undefined;
+  indexes: StoreIndexes | SharedIndexes;
+  defaultLong: FeatureInfo | undefined;
+  pollMs: number;
+  hasIndex?: (featureId: string) => boolean;
+  close(): Promise<void>;
+}
+
+async function openStoreAndIndexes(cfg: AetnConfig, opts: ServeOptions, log: Logger): Promise<Opened> {
+  const threads = opts.searchThreads ?? 0;
+  if (cfg.store.backend === 'cassandra') {
+    const shared = await CassandraStore.open(cfg.store.cassandra, { create: false });
+    try {
+      const store = await CassandraServingStore.open(shared);
+      const indexes = SharedIndexes.create(shared, { threads, log, dimOf: (id) => store.features().find((f) => f.featureId === id)?.dim });
+      const defaultLong = store
+        .features()
+        .filter((f) => f.namespace === 'long' && !f.retired)
+        .sort((a, b) => b.createdAtMs - a.createdAtMs || (a.featureId < b.featureId ? 1 : -1))
+        .find((f) => store.hasIndex(f.featureId));
+      return {
+        store,
+        lmdb: undefined,
+        indexes,
+        defaultLong,
+        pollMs: opts.pollMs ?? cfg.serve.indexPollSeconds * 1000,
+        hasIndex: (id) => store.hasIndex(id),
+        close: async () => {
+          await indexes.close();
+          await shared.close();
+        },
+      };
+    } catch (err) {
+      await shared.close();
+      throw err;
+    }
+  }
+  const store = EmbeddingStore.open(cfg.storeDir, { create: false });
+  const indexes = new StoreIndexes(cfg.storeDir, {
+    threads,
+    log,
+    dimOf: (id) => store.getFeature(id)?.dim,
+  });
+  return { store, lmdb: store, indexes, defaultLong: store.defaultFeature('long'), pollMs: opts.pollMs ?? 2000, close: () => store.close() };
+}
+
 export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promise<ServeProcess> {
   const log = child('serve');
-  const store = EmbeddingStore.open(cfg.storeDir, { create: false });
-  const auth = new ApiKeyAuth(cfg.serve.apiKeys, cfg.serve.authDisabled);
-  if (auth.disabled) log.warn('authentication is DISABLED: every caller has every scope (local demos only)');
-  else if (auth.keyCount === 0) log.warn('no API keys configured: every call will be refused (set serve.apiKeys or AETN_API_KEYS)');
   let tls: { cert: Buffer; key: Buffer } | undefined;
   if (cfg.serve.tlsCert && cfg.serve.tlsKey) {
     try {
       tls = { cert: readFileSync(cfg.serve.tlsCert), key: readFileSync(cfg.serve.tlsKey) };
     } catch (err) {
-      await store.close();
       throw new UserError(`cannot read the TLS certificate or key: ${(err as Error).message}`);
     }
   }
-  const indexes = new StoreIndexes(cfg.storeDir, {
-    threads: opts.searchThreads ?? 0,
-    log,
-    dimOf: (id) => store.getFeature(id)?.dim,
-  });
+  if (cfg.store.backend === 'cassandra' && cfg.realtime.headDir && cfg.kafka.brokers.length === 0) {
+    throw new UserError('with store.backend = cassandra, EventService needs kafka.brokers (events go to the Kafka topic and the realtime consumers); the direct path writes to a local store');
+  }
+  const opened = await openStoreAndIndexes(cfg, opts, log);
+  const { store, indexes, defaultLong } = opened;
+  const auth = new ApiKeyAuth(cfg.serve.apiKeys, cfg.serve.authDisabled);
+  if (auth.disabled) log.warn('authentication is DISABLED: every caller has every scope (local demos only)');
+  else if (auth.keyCount === 0) log.warn('no API keys configured: every call will be refused (set serve.apiKeys or AETN_API_KEYS)');
   // Load the default feature's index before listening: with search threads, loading it on the
   // first audience call made that call wait ~2 s at 200k users while every worker read the file.
-  const defaultLong = store.defaultFeature('long');
   if (defaultLong) {
     const t0 = performance.now();
     try {
@@ -66,14 +116,14 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
       log.warn({ featureId: defaultLong.featureId, err: (err as Error).message }, 'index not preloaded');
     }
   }
-  const backend = new ServingBackend(store, indexes, { log, pollMs: opts.pollMs ?? 2000, exhaustiveMaxUsers: cfg.serve.lookalikeExhaustiveMaxUsers });
+  const backend = new ServingBackend(store, indexes, { log, pollMs: opened.pollMs, exhaustiveMaxUsers: cfg.serve.lookalikeExhaustiveMaxUsers, ...(opened.hasIndex ? { hasIndex: opened.hasIndex } : {}) });
   const metrics = new RpcMetrics();
   let events: Awaited<ReturnType<typeof openEventService>>;
   try {
-    events = await openEventService(cfg, store, opts, log);
+    events = await openEventService(cfg, opened.lmdb, store, opts, log);
   } catch (err) {
     await backend.stop();
-    await store.close();
+    await opened.close();
     throw err;
   }
   let server: RunningServer;
@@ -88,7 +138,7 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
   } catch (err) {
     await events?.close();
     await backend.stop();
-    await store.close();
+    await opened.close();
     throw new UserError(`cannot listen on ${cfg.serve.host}:${cfg.serve.port}: ${(err as Error).message}`);
   }
   let metricsServer: MetricsServer | undefined;
@@ -110,7 +160,9 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
       // After the drain: every acknowledged event batch is already durable in its sink.
       await events?.close();
       await metricsServer?.close();
-      await store.close();
+      // The shared store's poller reads Cassandra: stop it before the session closes.
+      if (!opened.lmdb) await backend.stop();
+      await opened.close();
     })());
 
   if (opts.handleSignals) {
@@ -135,7 +187,7 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
  * Kafka topic when kafka.brokers is set, otherwise straight into the realtime head through the same
  * processing code as the Kafka consumer (EventProcessor), durable before the acknowledgement.
  */
-async function openEventService(cfg: AetnConfig, store: EmbeddingStore, opts: ServeOptions, log: Logger) {
+async function openEventService(cfg: AetnConfig, lmdb: EmbeddingStore | undefined, store: ServingStore, opts: ServeOptions, log: Logger) {
   if (!cfg.realtime.headDir) return undefined;
   const { loadHeadPool } = await import('../src/model/head-pool.js');
   const { registerEventService } = await import('../src/serve/events.js');
@@ -150,9 +202,10 @@ async function openEventService(cfg: AetnConfig, store: EmbeddingStore, opts: Se
     if (cfg.kafka.brokers.length > 0) {
       sink = await KafkaSink.open({ brokers: cfg.kafka.brokers, topic: cfg.kafka.topic, clientId: cfg.kafka.clientId });
     } else {
-      registerHeadFeature(store, head, log);
+      if (!lmdb) throw new UserError('EventService without kafka.brokers writes to the local LMDB store');
+      registerHeadFeature(lmdb, head, log);
       const embed = head.embed.bind(head);
-      sink = new DirectSink(new EventProcessor({ store, head: (states, nowMs) => embed(states, nowMs), featureId: head.featureId, maxEvents: Math.max(cfg.realtime.maxEvents, head.maxEvents) }));
+      sink = new DirectSink(new EventProcessor({ store: lmdb, head: (states, nowMs) => embed(states, nowMs), featureId: head.featureId, maxEvents: Math.max(cfg.realtime.maxEvents, head.maxEvents) }));
     }
   } catch (err) {
     await head.close();

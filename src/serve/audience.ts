@@ -45,7 +45,10 @@ export function lookalikeDeps(
 ): LookalikeDeps {
   return {
     dim: f.dim,
-    getVectors: (ids) => backend.getMany(f.featureId, ids).map((v) => v?.vector),
+    getVectors: (ids) => {
+      const got = backend.getMany(f.featureId, ids);
+      return got instanceof Promise ? got.then((vs) => vs.map((v) => v?.vector)) : got.map((v) => v?.vector);
+    },
     search: (v, k) => search(backend, idx, v, k, k),
     samplePopulation: (n) => backend.population(f.featureId, n, salt),
     maxSearchK: Math.min(idx.size, maxSearchK),
@@ -72,7 +75,7 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
         switch (req.query.case) {
           case 'userId': {
             checkUserId(req.query.value, 'user_id');
-            const sv = backend.getMany(f.featureId, [req.query.value])[0];
+            const sv = (await backend.getMany(f.featureId, [req.query.value]))[0];
             if (!sv) throw notFound(`user "${req.query.value}" has no vector in feature ${f.featureId}`);
             q = sv.vector;
             self = req.query.value;
@@ -116,7 +119,7 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
           const app = req.seeds.value;
           if (!app) throw invalid('seed_app_id is empty: give a catalog app id');
           if (Buffer.byteLength(app) > LIMITS.appIdBytes) throw invalid(`seed_app_id is longer than ${LIMITS.appIdBytes} bytes`);
-          const inst = backend.installersOf(app);
+          const inst = await backend.installersOf(app);
           if (!inst || inst.length === 0) throw notFound(`no installers of app "${app}" are recorded in the store`);
           seeds = inst.length > LIMITS.seedUsers ? inst.slice(0, LIMITS.seedUsers) : inst;
           break;
@@ -127,7 +130,7 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
       const { f, res } = await backend.withFeature('long', req.featureId, 'feature_id', async (f) => {
         // Seeds that can take part (distinct, with a vector): the floor counts those, not ids sent.
         const distinct = [...new Set(seeds)];
-        const known = backend.getMany(f.featureId, distinct).filter((v) => v !== undefined).length;
+        const known = (await backend.getMany(f.featureId, distinct)).filter((v) => v !== undefined).length;
         // None known at all stays NOT_FOUND (the look-alike says so); a few known is below the floor.
         if (known > 0 && known < minSeeds) {
           throw new RpcError(

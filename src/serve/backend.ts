@@ -3,7 +3,7 @@
 // path does not scan the feature registry; indexes are polled for swaps (a rebuilt index is picked
 // up while calls are in flight: a call keeps the searcher it started with).
 import type { Logger } from 'pino';
-import type { EmbeddingStore } from '../store/store.js';
+import type { MaybePromise } from '../store/backend.js';
 import type { FeatureInfo, Namespace, StoredVector } from '../store/types.js';
 import { RpcError, notFound, invalid } from './errors.js';
 import { status } from '@grpc/grpc-js';
@@ -31,6 +31,32 @@ export interface IndexSource {
   close?(): void | Promise<void>;
 }
 
+/**
+ * What serving reads from a store. The LMDB EmbeddingStore is one as it is (every read
+ * synchronous); the Cassandra store is served through CassandraServingStore (cassandra.ts here),
+ * which keeps the registry, tombstones and counts as a snapshot refreshed by the poller and reads
+ * vectors, installers and kept apps from Cassandra per call.
+ */
+export interface ServingStore {
+  /** Where it lives (a directory, or cassandra://...), for messages. */
+  readonly location: string;
+  /** The LMDB directory (its indexes live under it); absent for a shared store. */
+  readonly dir?: string;
+  features(): FeatureInfo[];
+  count(featureId: string): number;
+  getMany(featureId: string, userIds: readonly string[]): MaybePromise<(StoredVector | undefined)[]>;
+  installersOf(appKey: string): MaybePromise<string[] | undefined>;
+  userAppsMany(userIds: readonly string[]): MaybePromise<(string[] | undefined)[]>;
+  appUsersMany(appIds: readonly string[]): MaybePromise<(number | undefined)[]>;
+  userAppsCount(): number;
+  userIds(featureId: string): Iterable<string> | AsyncIterable<string>;
+  forgetSeq(): number;
+  forgottenUsers(): string[];
+  isForgotten(userId: string): boolean;
+  /** Re-reads what the synchronous methods answer from (called by the poller before anything else). */
+  refresh?(): Promise<void>;
+}
+
 export interface BackendOptions {
   /** How often to re-read the feature registry and look for new indexes. */
   pollMs?: number;
@@ -42,6 +68,8 @@ export interface BackendOptions {
    * all (default 100,000; 0 = always search candidates in the index).
    */
   exhaustiveMaxUsers?: number;
+  /** Whether a feature has a published index (default: an index generation under the LMDB store's directory). */
+  hasIndex?: (featureId: string) => boolean;
 }
 
 const FEATURE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -67,7 +95,7 @@ export class ServingBackend {
   private forgetSeq = -1;
 
   constructor(
-    readonly store: EmbeddingStore,
+    readonly store: ServingStore,
     readonly indexes: IndexSource,
     private readonly opts: BackendOptions,
   ) {
@@ -89,6 +117,7 @@ export class ServingBackend {
     if (this.polling) return;
     this.polling = true;
     try {
+      await this.store.refresh?.();
       this.refreshFeatures();
       await this.indexes.refresh?.();
     } catch (err) {
@@ -145,6 +174,8 @@ export class ServingBackend {
   }
 
   private hasIndex(featureId: string): boolean {
+    if (this.opts.hasIndex) return this.opts.hasIndex(featureId);
+    if (this.store.dir === undefined) return false;
     try {
       return readCurrent(featureIndexDir(this.store.dir, featureId)) !== undefined;
     } catch {
@@ -209,11 +240,11 @@ export class ServingBackend {
     }
   }
 
-  getMany(featureId: string, userIds: readonly string[]): (StoredVector | undefined)[] {
+  getMany(featureId: string, userIds: readonly string[]): MaybePromise<(StoredVector | undefined)[]> {
     return this.store.getMany(featureId, userIds);
   }
 
-  installersOf(appId: string): string[] | undefined {
+  installersOf(appId: string): MaybePromise<string[] | undefined> {
     return this.store.installersOf(appId);
   }
 
@@ -263,14 +294,31 @@ export class ServingBackend {
     const r = mulberry32(hashStrings([featureId, String(count)]));
     const res: string[] = [];
     let i = 0;
-    // A snapshot read: the sample is of one consistent state of the feature however long it takes.
-    for (const id of this.store.userIds(featureId)) {
+    const take = (id: string) => {
       if (res.length < keep) res.push(id);
       else {
         const j = Math.floor(r() * (i + 1));
         if (j < keep) res[j] = id;
       }
-      if (++i % POPULATION_YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    };
+    const ids = this.store.userIds(featureId);
+    if (Symbol.asyncIterator in ids) {
+      // A shared store reads bucket by bucket (each read yields to the event loop by itself), in
+      // hash order: the ids are sorted first so that the sample is the one the LMDB store's key
+      // order gives (the same answers as the embedded mode). Ids only: ~60 bytes per user.
+      const all: string[] = [];
+      for await (const id of ids) all.push(id);
+      all.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      for (const id of all) {
+        take(id);
+        i++;
+      }
+    } else {
+      // A snapshot read: the sample is of one consistent state of the feature however long it takes.
+      for (const id of ids) {
+        take(id);
+        if (++i % POPULATION_YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
     }
     // Shuffle: below `keep` users the reservoir is in key order, and slices of it must not be.
     for (let k = res.length - 1; k > 0; k--) {
@@ -299,12 +347,12 @@ export class ServingBackend {
   }
 
   /** The kept vocabulary apps of each user (look-alike app features); undefined where not recorded. */
-  userApps(userIds: readonly string[]): (string[] | undefined)[] {
+  userApps(userIds: readonly string[]): MaybePromise<(string[] | undefined)[]> {
     return this.store.userAppsMany(userIds);
   }
 
   /** How many users keep each app (undefined where not recorded). */
-  appUsers(appIds: readonly string[]): (number | undefined)[] {
+  appUsers(appIds: readonly string[]): MaybePromise<(number | undefined)[]> {
     return this.store.appUsersMany(appIds);
   }
 
@@ -313,13 +361,13 @@ export class ServingBackend {
     return this.store.userAppsCount() > 0;
   }
 
-  private slice(featureId: string, pop: Population, n: number, salt: string): { userIds: string[]; vectors: Float32Array[] } {
+  private async slice(featureId: string, pop: Population, n: number, salt: string): Promise<{ userIds: string[]; vectors: Float32Array[] }> {
     const ids = pop.userIds;
     const m = Math.min(n, ids.length);
     const start = ids.length > 0 ? hashStrings([salt]) % ids.length : 0;
     const pick: string[] = new Array(m);
     for (let i = 0; i < m; i++) pick[i] = ids[(start + i) % ids.length]!;
-    const vecs = this.store.getMany(featureId, pick);
+    const vecs = await this.store.getMany(featureId, pick);
     const userIds: string[] = [];
     const vectors: Float32Array[] = [];
     vecs.forEach((v, i) => {

@@ -98,19 +98,34 @@ function age(ss: (StoredVector | undefined)[], now: number, horizonMs: number): 
  * Reads both parts. A feature retired between resolving it and reading it (a swap in flight) is
  * retried once against the new defaults, so swaps never fail a call that asked for the default.
  */
-function read(backend: ServingBackend, view: VectorView, longId: string, shortId: string, ids: readonly string[], weights: CombinedWeights) {
+function read(backend: ServingBackend, view: VectorView, longId: string, shortId: string, ids: readonly string[], weights: CombinedWeights): ReadResult | Promise<ReadResult> {
   for (let attempt = 0; ; attempt++) {
     const p = plan(backend, view, longId, shortId, weights);
+    const retryable = (err: unknown) => attempt === 0 && (!longId || !shortId) && (err as { code?: unknown }).code !== undefined && !(err instanceof RpcError);
     try {
       const ls = p.long ? backend.getMany(p.long.featureId, ids) : [];
       const ss = p.short ? backend.getMany(p.short.featureId, ids) : [];
-      return { p, ls, ss };
+      // The LMDB store answers synchronously (the embedded mode's path); a shared store with promises.
+      if (!(ls instanceof Promise) && !(ss instanceof Promise)) return { p, ls, ss };
+      return Promise.all([ls, ss]).then(
+        ([l, s]) => ({ p, ls: l, ss: s }),
+        (err: unknown) => {
+          if (!retryable(err)) throw err;
+          backend.refreshFeatures();
+          return read(backend, view, longId, shortId, ids, weights);
+        },
+      );
     } catch (err) {
-      const retryable = attempt === 0 && (!longId || !shortId) && (err as { code?: unknown }).code !== undefined && !(err instanceof RpcError);
-      if (!retryable) throw err;
+      if (!retryable(err)) throw err;
       backend.refreshFeatures();
     }
   }
+}
+
+interface ReadResult {
+  p: Plan;
+  ls: (StoredVector | undefined)[];
+  ss: (StoredVector | undefined)[];
 }
 
 export function userVectorHandlers(backend: ServingBackend, opts: UserVectorOptions = {}): ServiceImpl<typeof UserVectorService> {
@@ -121,25 +136,31 @@ export function userVectorHandlers(backend: ServingBackend, opts: UserVectorOpti
     getUserVector(req) {
       checkUserId(req.userId, 'user_id');
       const weights = weightsOf(req.combinedWeights, defaults);
-      const { p, ls, ss } = read(backend, req.view, req.longTermFeatureId, req.shortTermFeatureId, [req.userId], weights);
-      const now = clock();
-      const l = ls[0];
-      const s = age(ss, now, horizonMs)[0];
-      if (l === undefined && !live(s)) {
-        const where = [p.long?.featureId, p.short?.featureId].filter(Boolean).join(' or ');
-        const old = ss[0];
-        const why = old ? ` (its short-term vector is ${Math.round((now - old.updatedAtMs) / 3_600_000)} h old, past the ${Math.round(horizonMs / 3_600_000)} h horizon)` : '';
-        throw notFound(`user "${req.userId}" has no vector in feature ${where}${why}`);
-      }
-      return encodeGetUserVectorResponse(p, req.userId, l, s, now);
+      const one = ({ p, ls, ss }: ReadResult) => {
+        const now = clock();
+        const l = ls[0];
+        const s = age(ss, now, horizonMs)[0];
+        if (l === undefined && !live(s)) {
+          const where = [p.long?.featureId, p.short?.featureId].filter(Boolean).join(' or ');
+          const old = ss[0];
+          const why = old ? ` (its short-term vector is ${Math.round((now - old.updatedAtMs) / 3_600_000)} h old, past the ${Math.round(horizonMs / 3_600_000)} h horizon)` : '';
+          throw notFound(`user "${req.userId}" has no vector in feature ${where}${why}`);
+        }
+        return encodeGetUserVectorResponse(p, req.userId, l, s, now);
+      };
+      const r = read(backend, req.view, req.longTermFeatureId, req.shortTermFeatureId, [req.userId], weights);
+      return r instanceof Promise ? r.then(one) : one(r);
     },
 
     batchGetUserVectors(req) {
       checkUserIds(req.userIds, 'user_ids', LIMITS.batchUsers);
       const weights = weightsOf(req.combinedWeights, defaults);
-      const { p, ls, ss } = read(backend, req.view, req.longTermFeatureId, req.shortTermFeatureId, req.userIds, weights);
-      const now = clock();
-      return encodeBatchGetUserVectorsResponse(p, req.userIds, ls, age(ss, now, horizonMs), now);
+      const many = ({ p, ls, ss }: ReadResult) => {
+        const now = clock();
+        return encodeBatchGetUserVectorsResponse(p, req.userIds, ls, age(ss, now, horizonMs), now);
+      };
+      const r = read(backend, req.view, req.longTermFeatureId, req.shortTermFeatureId, req.userIds, weights);
+      return r instanceof Promise ? r.then(many) : many(r);
     },
   };
 }

@@ -20,7 +20,9 @@ export function register(program: Command): void {
       return x;
     })
     .requiredOption('--data <dir>', 'prepared dataset (aetn prepare --out)')
-    .requiredOption('--store <dir>', 'embedding store directory (created if missing)')
+    .option('--store <dir>', 'embedding store directory (created if missing); required with the lmdb backend')
+    .option('--store-backend <backend>', 'lmdb (the store directory) or cassandra (the shared keyspace of store.cassandra.*, the cluster mode); default store.backend from the config')
+    .option('--config <file>', 'JSON configuration file for store.* (default: $AETN_CONFIG)')
     .option('--active-since <YYYY-MM-DD>', 'only users with an install/uninstall on or after this day (feature updating)')
     .option('--backend <name>', 'wasm | webgpu | tensorflow | cpu (default: $AETN_BACKEND, else tensorflow when installed, else wasm)')
     .option('--workers <n>', 'worker threads (default: 1 on the native OpenBLAS GEMM, which uses every core itself; else number of cores)', int('--workers'))
@@ -33,17 +35,23 @@ export function register(program: Command): void {
     .option('--max-users <n>', 'stop after N users (the run stays resumable)', int('--max-users'))
     .option('--shard <i/n>', 'embed only user shard i of n (users by hash of the user id), so n machines split one run; each shard resumes on its own and their union equals the unsharded run')
     .option('--json', 'print the result as JSON on stdout')
-    .action(async (o: { method: string; model?: string; dim?: number; seed?: number; data: string; store: string; activeSince?: string; backend?: string; workers?: number; batchSize?: number; gpuMemoryBudget?: number; overlap: boolean; installers: boolean; restart?: boolean; maxUsers?: number; shard?: string; json?: boolean }, cmd: Command) => {
+    .action(async (o: { method: string; model?: string; dim?: number; seed?: number; data: string; store?: string; storeBackend?: string; config?: string; activeSince?: string; backend?: string; workers?: number; batchSize?: number; gpuMemoryBudget?: number; overlap: boolean; installers: boolean; restart?: boolean; maxUsers?: number; shard?: string; json?: boolean }, cmd: Command) => {
       const { UserError } = await import('../../../src/util/errors.js');
       if (o.method !== 'model' && o.method !== 'svd') throw new UserError(`--method must be model or svd, got '${o.method}'`);
       const { runEmbedJob, runSvdEmbedJob, parseShard } = await import('../../embed.js');
+      const { loadConfig } = await import('../../../src/config/config.js');
+      const cfg = loadConfig({ file: o.config ?? null, overrides: { 'store.backend': o.storeBackend } });
+      const cassandra = cfg.store.backend === 'cassandra' ? cfg.store.cassandra : undefined;
+      if (!cassandra && o.store === undefined) throw new UserError('--store <dir> is required (or --store-backend cassandra for the shared store)');
+      if (cassandra && o.store !== undefined) throw new UserError('--store names an LMDB directory; with --store-backend cassandra the store is the keyspace of store.cassandra.* (drop --store)');
+      const storeDir = o.store ?? cfg.storeDir;
       if (o.method === 'svd') {
         const bad = (['model', 'activeSince', 'backend', 'workers', 'restart', 'maxUsers', 'shard'] as const).filter((k) => o[k] !== undefined);
         if (bad.length > 0) {
           const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
           throw new UserError(`--method svd takes no ${bad.map(flag).join(', ')}: it fits on the whole dataset, without a model (re-run it on new data)`);
         }
-        const r = await runSvdEmbedJob({ dataDir: o.data, storeDir: o.store, dim: o.dim, seed: o.seed, batchSize: o.batchSize ?? 1000, installers: o.installers });
+        const r = await runSvdEmbedJob({ dataDir: o.data, storeDir, ...(cassandra ? { cassandra } : {}), dim: o.dim, seed: o.seed, batchSize: o.batchSize ?? 1000, installers: o.installers });
         const { openPrepared } = await import('../../../src/data/prepared.js');
         const pm = (await openPrepared(o.data)).manifest;
         const usersWithoutVector = (pm.usersWithoutVector ?? pm.counts['users.empty-skipped'] ?? 0) + r.skippedEmpty;
@@ -61,7 +69,8 @@ export function register(program: Command): void {
       const r = await runEmbedJob({
         modelDir: o.model,
         dataDir: o.data,
-        storeDir: o.store,
+        storeDir,
+        ...(cassandra ? { cassandra } : {}),
         activeSince: o.activeSince,
         backend: o.backend,
         workers: o.workers,
@@ -81,7 +90,7 @@ export function register(program: Command): void {
       if (o.json) process.stdout.write(`${JSON.stringify({ ...r, usersWithoutVector })}\n`);
       else
         process.stdout.write(
-          `embedded ${r.users} users into feature ${r.featureId} (${r.variant}, ${r.dim}-d) in ${r.seconds.toFixed(1)}s: ` +
+          `embedded ${r.users} users into feature ${r.featureId} (${r.variant}, ${r.dim}-d${cassandra ? `, Cassandra keyspace ${cassandra.keyspace}` : ''}) in ${r.seconds.toFixed(1)}s: ` +
             `${r.usersPerSecond.toFixed(0)} users/s, ${r.gflopsPerSecond.toFixed(1)} GFLOP/s on ${r.backend} x${r.workers}` +
             `${r.skippedInactive ? `; ${r.skippedInactive} inactive users skipped` : ''}${r.resumedFrom ? `; resumed at shard ${r.resumedFrom.shard}` : ''}` +
             `${r.userShard ? `; user shard ${r.userShard} (${r.otherShards} users left to the other shards)` : ''}` +

@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 
 interface Opts {
   store?: string;
+  storeBackend?: string;
+  indexPollSeconds?: string;
   port?: string;
   host?: string;
   config?: string;
@@ -18,6 +20,8 @@ export function register(program: Command): void {
     .command('serve')
     .description('Serve UserVectorService and AudienceService over gRPC (with health checking and reflection) from a store and its indexes.')
     .option('--store <dir>', 'embedding store directory (default: storeDir from the config)')
+    .option('--store-backend <backend>', 'lmdb (the store directory) or cassandra (a stateless replica of the shared keyspace store.cassandra.*); default store.backend from the config')
+    .option('--index-poll-seconds <n>', 'cassandra backend: how often to look for new features and index generations (default serve.indexPollSeconds, 10)')
     .option('--port <n>', 'gRPC port (0 = any free port; default 50051)')
     .option('--host <addr>', 'address to listen on (default 127.0.0.1)')
     .option('--config <file>', 'JSON configuration file (default: $AETN_CONFIG); API keys go in serve.apiKeys: {"<key>": ["vectors:read"]}')
@@ -33,6 +37,8 @@ export function register(program: Command): void {
 Example:
   AETN_API_KEYS='ranker-key-123=vectors:read;ads-key-4567=audience:write' \\
     aetn serve --store aetn-data/store --port 50051
+  # a replica of the shared store (cluster mode): any number of them, behind round robin
+  AETN_CASSANDRA_CONTACT_POINTS=10.0.0.1,10.0.0.2 aetn serve --store-backend cassandra --host 0.0.0.0
   grpcurl -plaintext -H 'x-api-key: ranker-key-123' -d '{"user_id":"u42"}' \\
     127.0.0.1:50051 aetn.v1.UserVectorService/GetUserVector`,
     )
@@ -40,12 +46,15 @@ Example:
       const { loadConfig } = await import('../../../src/config/config.js');
       const { runServe } = await import('../../serve.js');
       const { UserError } = await import('../../../src/util/errors.js');
+      if (opts.store !== undefined && opts.storeBackend === 'cassandra') throw new UserError('--store names an LMDB directory; with --store-backend cassandra the store is the keyspace of store.cassandra.* (drop --store)');
       const threads = Number(opts.searchThreads);
       if (!Number.isInteger(threads) || threads < 0 || threads > 64) throw new UserError(`--search-threads must be an integer 0..64, got ${opts.searchThreads}`);
       const cfg = loadConfig({
         file: opts.config ?? null,
         overrides: {
           storeDir: opts.store,
+          'store.backend': opts.storeBackend,
+          'serve.indexPollSeconds': opts.indexPollSeconds,
           'serve.port': opts.port,
           'serve.host': opts.host,
           'serve.tlsCert': opts.tlsCert,
@@ -58,7 +67,7 @@ Example:
       const p = await runServe(cfg, { searchThreads: threads, handleSignals: true });
       const auth = cfg.serve.authDisabled ? 'auth off' : `auth on (${Object.keys(cfg.serve.apiKeys).length} keys)`;
       process.stdout.write(
-        `aetn serve: listening on ${p.server.address} (${cfg.serve.tlsCert ? 'TLS' : 'plaintext'}, ${auth}${p.metricsUrl ? `, metrics ${p.metricsUrl}` : ''})\n`,
+        `aetn serve: listening on ${p.server.address} (${cfg.store.backend === 'cassandra' ? `replica of keyspace ${cfg.store.cassandra.keyspace} at ${cfg.store.cassandra.contactPoints.join(',')}, ` : ''}${cfg.serve.tlsCert ? 'TLS' : 'plaintext'}, ${auth}${p.metricsUrl ? `, metrics ${p.metricsUrl}` : ''})\n`,
       );
     });
 }
