@@ -11,6 +11,7 @@ import type { FeatureInfo, StoredVector } from '../store/types.js';
 import { materializeGeneration, newIndexCacheDir } from '../index/shared.js';
 import type { AnnSearcher, IndexSource, ServingStore } from './backend.js';
 import { StoreIndexes, type StoreIndexesOptions } from './indexes.js';
+import { CassandraStates } from '../stream/cassandra-states.js';
 
 export class CassandraServingStore implements ServingStore {
   private byId = new Map<string, FeatureInfo>();
@@ -18,7 +19,12 @@ export class CassandraServingStore implements ServingStore {
   private seq = 0;
   private hasUserApps = 0;
 
-  private constructor(readonly shared: CassandraStore) {}
+  /** Short-term vectors live in the realtime consumers' `states` rows (src/stream/cassandra-states.ts). */
+  private readonly states: CassandraStates;
+
+  private constructor(readonly shared: CassandraStore) {
+    this.states = new CassandraStates(shared.client, shared.opts.keyspace);
+  }
 
   get location(): string {
     return this.shared.location;
@@ -48,6 +54,7 @@ export class CassandraServingStore implements ServingStore {
   }
 
   getMany(featureId: string, userIds: readonly string[]): Promise<(StoredVector | undefined)[]> {
+    if (this.byId.get(featureId)?.namespace === 'short') return this.states.vectors(featureId, userIds);
     // The dimension from the snapshot saves a registry read per call.
     return this.shared.getMany(featureId, userIds, this.byId.get(featureId)?.dim);
   }
