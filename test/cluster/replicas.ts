@@ -1,7 +1,9 @@
 // A client of interchangeable serving replicas, as the cluster mode documents it
 // (docs/parts/scale-out.md): calls go round robin over the replicas' addresses, and a call that
-// fails with UNAVAILABLE (the replica is gone or cannot reach its data) is retried once on the next
-// replica. Anything else, or a second failure, is a failed call. It counts both.
+// fails with UNAVAILABLE (the replica is gone or cannot reach its data) is retried once on another
+// replica. Anything else, or a second failure, is a failed call. It counts both. As gRPC's own
+// round_robin policy does with a subchannel in failure, a replica that answered UNAVAILABLE is
+// left out of the rotation for a while (DOWN_MS) and then tried again.
 import * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import { createClient, type TypedClient } from '../../src/serve/client.js';
@@ -35,9 +37,12 @@ export interface CallCounts {
   errors: string[];
 }
 
+const DOWN_MS = 5_000;
+
 export class ReplicaClient {
   private readonly replicas: Replica[];
   private next = 0;
+  private readonly downUntil = new Map<Replica, number>();
   readonly counts: CallCounts = { calls: 0, retried: 0, failed: 0, errors: [] };
 
   constructor(addresses: string[], private readonly apiKey: string, private readonly timeoutMs = 20_000) {
@@ -53,9 +58,19 @@ export class ReplicaClient {
     });
   }
 
+  /** The next replica in the rotation that is not marked down (any, when all are). */
+  private pick(except?: Replica): Replica {
+    const now = Date.now();
+    for (let i = 0; i < this.replicas.length; i++) {
+      const r = this.replicas[this.next++ % this.replicas.length]!;
+      if (r !== except && (this.downUntil.get(r) ?? 0) <= now) return r;
+    }
+    return this.replicas.find((r) => r !== except) ?? this.replicas[0]!;
+  }
+
   private async call<T>(fn: (r: Replica) => Promise<T>): Promise<T> {
     this.counts.calls++;
-    const first = this.replicas[this.next++ % this.replicas.length]!;
+    const first = this.pick();
     try {
       return await fn(first);
     } catch (err) {
@@ -66,9 +81,9 @@ export class ReplicaClient {
         throw err;
       }
       this.counts.retried++;
-      const other = this.replicas[this.next++ % this.replicas.length]!;
+      this.downUntil.set(first, Date.now() + DOWN_MS);
       try {
-        return await fn(other === first ? this.replicas[(this.replicas.indexOf(first) + 1) % this.replicas.length]! : other);
+        return await fn(this.pick(first));
       } catch (err2) {
         this.counts.failed++;
         this.counts.errors.push(`retry: ${(err2 as Error).message}`);
@@ -81,11 +96,14 @@ export class ReplicaClient {
     return this.call((r) => r.audience.searchNeighbors({ query: { case: 'userId', value: userId }, k, ef }, { timeoutMs: this.timeoutMs }));
   }
 
-  /** The whole look-alike answer: user ids in order. */
-  lookalike(seeds: string[], audienceSize: number): Promise<string[]> {
+  /**
+   * The whole look-alike answer: user ids in order. The request id salts the server's population
+   * sample, so the same id gives the same answer on any replica (and in the embedded mode).
+   */
+  lookalike(seeds: string[], audienceSize: number, requestId: string): Promise<string[]> {
     return this.call(async (r) => {
       const out: string[] = [];
-      for await (const m of r.audience.extendLookalike({ seeds: { case: 'seedUsers', value: { userIds: seeds } }, audienceSize }, { timeoutMs: this.timeoutMs * 3 })) {
+      for await (const m of r.audience.extendLookalike({ seeds: { case: 'seedUsers', value: { userIds: seeds } }, audienceSize }, { timeoutMs: this.timeoutMs * 3, metadata: { 'x-request-id': requestId } })) {
         if (m.message.case === 'chunk') for (const u of m.message.value.users) out.push(u.userId);
       }
       return out;
