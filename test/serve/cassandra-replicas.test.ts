@@ -195,15 +195,17 @@ describe.skipIf(!avail.ok)('serving replicas on the shared Cassandra store', () 
       }
       const notFound = await Promise.all(au.map((c) => c.searchNeighbors({ query: { case: 'userId', value: 'nobody' }, k: 5 }).then(() => 0, (e: { code: number }) => e.code)));
       expect(notFound).toEqual([5, 5, 5]); // NOT_FOUND everywhere
-      const look = async (i: number) => {
+      const look = (salt: string, seeds: string[]) => async (i: number) => {
         const msgs: unknown[] = [];
-        for await (const m of au[i]!.extendLookalike({ seeds: { case: 'seedUsers', value: { userIds: users.slice(0, 12) } }, audienceSize: 80 }, { metadata: { 'x-request-id': 'same-salt-1' } })) msgs.push(m);
+        for await (const m of au[i]!.extendLookalike({ seeds: { case: 'seedUsers', value: { userIds: seeds } }, audienceSize: 80 }, { metadata: { 'x-request-id': salt } })) msgs.push(m);
         type M = { message: { case: string; value: { users?: { userId: string; score: number }[]; seedsUsed?: number } } };
         const chunks = (msgs as M[]).filter((m) => m.message.case === 'chunk').flatMap((m) => m.message.value.users!.map((x) => [x.userId, x.score]));
         const sum = { ...(msgs as M[]).find((m) => m.message.case === 'summary')!.message.value, elapsedMs: 0 };
         return { sum, seedsUsed: sum.seedsUsed, chunks };
       };
-      const aud = await same(look);
+      const aud = await same(look('same-salt-1', users.slice(0, 12)));
+      // Other seeds and salts (another population slice): still the same on every server.
+      for (const k of [2, 3, 4]) expect((await same(look(`salt-${k}`, users.slice(k, k + 12)))).chunks).toHaveLength(80);
       expect(aud.chunks).toHaveLength(80);
       expect(aud.seedsUsed).toBe(12);
       // Seeds from an app's installers (read from Cassandra by the replicas).
