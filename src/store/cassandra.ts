@@ -392,6 +392,22 @@ export class CassandraStore implements Store {
     await this.client.execute(`INSERT INTO ${this.q('runs')} (run_id, state, updated_ms) VALUES (?, ?, ?)`, [checkKey('run id', runId), JSON.stringify(state), cassandra.types.Long.fromNumber(Date.now())]);
   }
 
+  /** Every run marker whose id starts with `prefix` (the runs table is small: one row per job). */
+  async runStates(prefix: string): Promise<{ runId: string; state: RunState }[]> {
+    this.checkOpen();
+    const out: { runId: string; state: RunState }[] = [];
+    let pageState: string | undefined;
+    do {
+      const rs = await this.client.execute(`SELECT run_id, state FROM ${this.q('runs')}`, [], { fetchSize: 1000, ...(pageState ? { pageState } : {}) });
+      for (const r of rs.rows) {
+        const id = r.get('run_id') as string;
+        if (id.startsWith(prefix)) out.push({ runId: id, state: JSON.parse(r.get('state') as string) as RunState });
+      }
+      pageState = rs.pageState ?? undefined;
+    } while (pageState);
+    return out.sort((a, b) => (a.runId < b.runId ? -1 : 1));
+  }
+
   async deleteRunState(runId: string): Promise<boolean> {
     const had = (await this.getRunState(runId)) !== undefined;
     await this.client.execute(`DELETE FROM ${this.q('runs')} WHERE run_id = ?`, [checkKey('run id', runId)]);

@@ -105,6 +105,8 @@ describe.skipIf(!avail.ok)('serving replicas on the shared Cassandra store', () 
     const embedC = async (...extra: string[]) => lastJson(await cli(env, 'embed', '--model', 'm1', '--data', 'prep', '--batch-size', '64', '--json', ...extra));
     const part = await embedC('--shard', '1/3', '--max-users', '20');
     expect(part.users).toBe(20);
+    // An index build while a shard is unfinished would miss its users: refused, naming the run.
+    await expect(cli(env, 'index', '--feature', featureId)).rejects.toThrow(new RegExp(`1 embed run\\(s\\) of ${featureId} have not finished: embed:${featureId}:\\w+ \\(20 users so far\\)`));
     const shards = [await embedC('--shard', '0/3'), await embedC('--shard', '1/3'), await embedC('--shard', '2/3')];
     expect(shards[1]!.resumedFrom).not.toBeNull(); // the stopped shard resumed from its marker in Cassandra
     expect(shards.reduce((s, r) => s + (r.users as number), 20)).toBe(ref.users);
