@@ -11,7 +11,7 @@
 // Replicas (`materializeGeneration`) copy the live generation into a local cache directory with
 // the same layout, checksums verified by IndexHandle on load, so that serving uses the unchanged
 // IndexHandle / SearchPool and their reload-on-new-generation.
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StoreError } from '../store/errors.js';
@@ -74,7 +74,7 @@ export async function buildSharedIndex(store: CassandraStore, featureId: string,
     const dir = join(featureIndexDir(scratch, featureId), genName(local.generation));
     writeFileSync(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
     let chunks = 0;
-    for (const name of FILES) chunks += await store.putIndexFile(featureId, gen, name, readFileSync(join(dir, name)), CHUNK_BYTES);
+    for (const name of FILES) chunks += await store.putIndexFile(featureId, gen, name, join(dir, name), CHUNK_BYTES);
     if (!(await store.flipIndexCurrent(featureId, cur?.generation, gen, JSON.stringify(manifest)))) {
       await store.deleteIndexGeneration(featureId, gen);
       throw new StoreError('FAILED_PRECONDITION', `another build of ${featureId} published a generation while this one was written; nothing was changed by this build (run it again if needed)`);
@@ -105,12 +105,13 @@ export async function materializeGeneration(store: CassandraStore, cacheDir: str
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   for (const name of FILES) {
-    const bytes = await store.getIndexFile(featureId, cur.generation, name);
-    if (!bytes) {
-      rmSync(dir, { recursive: true, force: true });
-      throw new StoreError('FAILED_PRECONDITION', `index generation ${cur.generation} of ${featureId} has no ${name} in the shared store; rebuild it with \`aetn index --store-backend cassandra --feature ${featureId}\``);
+    let ok = false;
+    try {
+      ok = await store.getIndexFile(featureId, cur.generation, name, join(dir, name));
+    } finally {
+      if (!ok) rmSync(dir, { recursive: true, force: true });
     }
-    writeFileSync(join(dir, name), bytes);
+    if (!ok) throw new StoreError('FAILED_PRECONDITION', `index generation ${cur.generation} of ${featureId} has no ${name} in the shared store; rebuild it with \`aetn index --store-backend cassandra --feature ${featureId}\``);
   }
   publishGeneration(fdir, cur.generation);
   return cur.generation;

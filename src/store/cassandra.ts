@@ -21,6 +21,7 @@
 // Writes of one vector are single-row upserts, so re-running a job (a resumed shard) rewrites the
 // same bytes. Every statement runs at `store.cassandra.consistency`.
 import cassandra from 'cassandra-driver';
+import { closeSync, fsyncSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { fnv1a32 } from '../util/hash.js';
 import { StoreError, checkFeatureId, checkKey } from './errors.js';
 import type { MaybePromise, Store, StoredEntryLike } from './backend.js';
@@ -392,6 +393,22 @@ export class CassandraStore implements Store {
     await this.client.execute(`INSERT INTO ${this.q('runs')} (run_id, state, updated_ms) VALUES (?, ?, ?)`, [checkKey('run id', runId), JSON.stringify(state), cassandra.types.Long.fromNumber(Date.now())]);
   }
 
+  /** Every run marker whose id starts with `prefix` (the runs table is small: one row per job). */
+  async runStates(prefix: string): Promise<{ runId: string; state: RunState }[]> {
+    this.checkOpen();
+    const out: { runId: string; state: RunState }[] = [];
+    let pageState: string | undefined;
+    do {
+      const rs = await this.client.execute(`SELECT run_id, state FROM ${this.q('runs')}`, [], { fetchSize: 1000, ...(pageState ? { pageState } : {}) });
+      for (const r of rs.rows) {
+        const id = r.get('run_id') as string;
+        if (id.startsWith(prefix)) out.push({ runId: id, state: JSON.parse(r.get('state') as string) as RunState });
+      }
+      pageState = rs.pageState ?? undefined;
+    } while (pageState);
+    return out.sort((a, b) => (a.runId < b.runId ? -1 : 1));
+  }
+
   async deleteRunState(runId: string): Promise<boolean> {
     const had = (await this.getRunState(runId)) !== undefined;
     await this.client.execute(`DELETE FROM ${this.q('runs')} WHERE run_id = ?`, [checkKey('run id', runId)]);
@@ -513,31 +530,51 @@ export class CassandraStore implements Store {
     return row ? { generation: row.get('generation') as number, manifest: row.get('manifest') as string } : undefined;
   }
 
-  /** Writes one file of a generation as chunks (each an idempotent row). */
-  async putIndexFile(featureId: string, generation: number, name: string, bytes: Buffer, chunkBytes: number): Promise<number> {
+  /**
+   * Writes one file of a generation as chunks (each an idempotent row), read from `path` one chunk
+   * at a time: an index of several GB is never held in memory whole.
+   */
+  async putIndexFile(featureId: string, generation: number, name: string, path: string, chunkBytes: number): Promise<number> {
     const q = `INSERT INTO ${this.q('index_files')} (feature_id, generation, name, chunk, bytes) VALUES (?, ?, ?, ?, ?)`;
-    const n = Math.max(1, Math.ceil(bytes.length / chunkBytes));
-    // A few at a time: each chunk is a multi-MB mutation.
-    await forEachLimit(range(n), 2, async (i) => {
-      await this.client.execute(q, [featureId, generation, name, i, bytes.subarray(i * chunkBytes, Math.min(bytes.length, (i + 1) * chunkBytes))], { isIdempotent: true });
-    });
+    const size = statSync(path).size;
+    const n = Math.max(1, Math.ceil(size / chunkBytes));
+    const fd = openSync(path, 'r');
+    try {
+      // Two at a time: each chunk is a multi-MB mutation.
+      await forEachLimit(range(n), 2, async (i) => {
+        const len = Math.min(chunkBytes, size - i * chunkBytes);
+        const buf = Buffer.alloc(Math.max(0, len));
+        if (len > 0 && readSync(fd, buf, 0, len, i * chunkBytes) !== len) throw new StoreError('FAILED_PRECONDITION', `short read of ${path}`);
+        await this.client.execute(q, [featureId, generation, name, i, buf], { isIdempotent: true });
+      });
+    } finally {
+      closeSync(fd);
+    }
     return n;
   }
 
-  /** Reads one file of a generation back (its chunks in order); undefined when it has none. */
-  async getIndexFile(featureId: string, generation: number, name: string): Promise<Buffer | undefined> {
-    const parts: Buffer[] = [];
+  /** Copies one file of a generation to `path` chunk by chunk; false when the store has none of it. */
+  async getIndexFile(featureId: string, generation: number, name: string, path: string): Promise<boolean> {
+    let next = 0;
     let pageState: string | undefined;
-    do {
-      // One chunk per page: a page of several multi-MB chunks would be one very large response.
-      const rs = await this.client.execute(`SELECT chunk, bytes FROM ${this.q('index_files')} WHERE feature_id = ? AND generation = ? AND name = ?`, [featureId, generation, name], { fetchSize: 1, ...(pageState ? { pageState } : {}) });
-      for (const r of rs.rows) {
-        if ((r.get('chunk') as number) !== parts.length) throw new StoreError('FAILED_PRECONDITION', `index file ${name} of ${featureId} generation ${generation} misses chunk ${parts.length}`);
-        parts.push(r.get('bytes') as Buffer);
-      }
-      pageState = rs.pageState ?? undefined;
-    } while (pageState);
-    return parts.length ? Buffer.concat(parts) : undefined;
+    const fd = openSync(path, 'w');
+    try {
+      do {
+        // One chunk per page: a page of several multi-MB chunks would be one very large response.
+        const rs = await this.client.execute(`SELECT chunk, bytes FROM ${this.q('index_files')} WHERE feature_id = ? AND generation = ? AND name = ?`, [featureId, generation, name], { fetchSize: 1, ...(pageState ? { pageState } : {}) });
+        for (const r of rs.rows) {
+          if ((r.get('chunk') as number) !== next) throw new StoreError('FAILED_PRECONDITION', `index file ${name} of ${featureId} generation ${generation} misses chunk ${next}`);
+          const bytes = r.get('bytes') as Buffer;
+          writeSync(fd, bytes, 0, bytes.length);
+          next++;
+        }
+        pageState = rs.pageState ?? undefined;
+      } while (pageState);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    return next > 0;
   }
 
   /** The highest generation that has any file (written or being written), 0 when none. */

@@ -105,6 +105,8 @@ describe.skipIf(!avail.ok)('serving replicas on the shared Cassandra store', () 
     const embedC = async (...extra: string[]) => lastJson(await cli(env, 'embed', '--model', 'm1', '--data', 'prep', '--batch-size', '64', '--json', ...extra));
     const part = await embedC('--shard', '1/3', '--max-users', '20');
     expect(part.users).toBe(20);
+    // An index build while a shard is unfinished would miss its users: refused, naming the run.
+    await expect(cli(env, 'index', '--feature', featureId)).rejects.toThrow(new RegExp(`1 embed run\\(s\\) of ${featureId} have not finished: embed:${featureId}:\\w+ \\(20 users so far\\)`));
     const shards = [await embedC('--shard', '0/3'), await embedC('--shard', '1/3'), await embedC('--shard', '2/3')];
     expect(shards[1]!.resumedFrom).not.toBeNull(); // the stopped shard resumed from its marker in Cassandra
     expect(shards.reduce((s, r) => s + (r.users as number), 20)).toBe(ref.users);
@@ -195,15 +197,17 @@ describe.skipIf(!avail.ok)('serving replicas on the shared Cassandra store', () 
       }
       const notFound = await Promise.all(au.map((c) => c.searchNeighbors({ query: { case: 'userId', value: 'nobody' }, k: 5 }).then(() => 0, (e: { code: number }) => e.code)));
       expect(notFound).toEqual([5, 5, 5]); // NOT_FOUND everywhere
-      const look = async (i: number) => {
+      const look = (salt: string, seeds: string[]) => async (i: number) => {
         const msgs: unknown[] = [];
-        for await (const m of au[i]!.extendLookalike({ seeds: { case: 'seedUsers', value: { userIds: users.slice(0, 12) } }, audienceSize: 80 }, { metadata: { 'x-request-id': 'same-salt-1' } })) msgs.push(m);
+        for await (const m of au[i]!.extendLookalike({ seeds: { case: 'seedUsers', value: { userIds: seeds } }, audienceSize: 80 }, { metadata: { 'x-request-id': salt } })) msgs.push(m);
         type M = { message: { case: string; value: { users?: { userId: string; score: number }[]; seedsUsed?: number } } };
         const chunks = (msgs as M[]).filter((m) => m.message.case === 'chunk').flatMap((m) => m.message.value.users!.map((x) => [x.userId, x.score]));
         const sum = { ...(msgs as M[]).find((m) => m.message.case === 'summary')!.message.value, elapsedMs: 0 };
         return { sum, seedsUsed: sum.seedsUsed, chunks };
       };
-      const aud = await same(look);
+      const aud = await same(look('same-salt-1', users.slice(0, 12)));
+      // Other seeds and salts (another population slice): still the same on every server.
+      for (const k of [2, 3, 4]) expect((await same(look(`salt-${k}`, users.slice(k, k + 12)))).chunks).toHaveLength(80);
       expect(aud.chunks).toHaveLength(80);
       expect(aud.seedsUsed).toBe(12);
       // Seeds from an app's installers (read from Cassandra by the replicas).

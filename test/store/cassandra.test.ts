@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CassandraCluster, cassandraAvailable } from '../cassandra/cluster.js';
 import { CassandraStore, BUCKETS, bucketOf, connectCassandra, ensureSchema, type CassandraOptions } from '../../src/store/cassandra.js';
 import { EmbeddingStore } from '../../src/store/store.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -103,5 +103,29 @@ describe.skipIf(!avail.ok)('Cassandra store', () => {
     expect(await store.appUsersMany(['app1', 'app9'])).toEqual([2, undefined]);
     expect(await store.userAppsCount()).toBe(1);
     await expect(store.putAppUsersMany([['app1', -1]])).rejects.toThrow(/non-negative integer/);
+  });
+
+  it('keeps index generations as chunked files and flips the live one only from the generation it replaces', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'aetn-cass-files-'));
+    try {
+      const src = join(dir, 'in.bin');
+      const bytes = Buffer.from(Array.from({ length: 5500 }, (_, i) => (i * 7) % 251));
+      writeFileSync(src, bytes);
+      expect(await store.putIndexFile('f-idx', 1, 'index.hnsw', src, 1000)).toBe(6);
+      expect(await store.getIndexFile('f-idx', 1, 'index.hnsw', join(dir, 'out.bin'))).toBe(true);
+      expect(readFileSync(join(dir, 'out.bin')).equals(bytes)).toBe(true);
+      expect(await store.getIndexFile('f-idx', 1, 'labels.json', join(dir, 'none.bin'))).toBe(false);
+      expect(await store.maxIndexGeneration('f-idx', 0)).toBe(1);
+      expect(await store.indexCurrent('f-idx')).toBeUndefined();
+      expect(await store.flipIndexCurrent('f-idx', undefined, 1, '{"count":1}')).toBe(true);
+      expect(await store.flipIndexCurrent('f-idx', undefined, 1, '{"count":1}')).toBe(false); // already published
+      expect(await store.flipIndexCurrent('f-idx', 1, 2, '{"count":2}')).toBe(true);
+      expect(await store.flipIndexCurrent('f-idx', 1, 3, '{"count":3}')).toBe(false); // a stale build loses
+      expect(await store.indexCurrent('f-idx')).toEqual({ generation: 2, manifest: '{"count":2}' });
+      await store.deleteIndexGeneration('f-idx', 1);
+      expect(await store.maxIndexGeneration('f-idx', 0)).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

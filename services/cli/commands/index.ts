@@ -11,6 +11,7 @@ function int(name: string, min: number, max: number) {
 }
 
 interface Opts {
+  allowUnfinished?: boolean;
   store?: string;
   storeBackend?: string;
   config?: string;
@@ -39,6 +40,7 @@ export function register(program: Command): void {
     .option('--m <n>', 'graph degree M (default 16)', int('m', 2, 128))
     .option('--ef-construction <n>', 'beam width while building (default 200)', int('ef-construction', 1, 10000))
     .option('--ef-search <n>', 'default beam width of searches, stored with the index (default 96 below 500k users, 192 from 500k on)', int('ef-search', 1, 10000))
+    .option('--allow-unfinished', 'cassandra backend: build even while an embed run of the feature (a --shard i/n) has not finished')
     .option('--update', 'incremental: upsert changed users and remove deleted ones instead of rebuilding')
     .option('--check', 'only load and verify the live index (checksums, feature id, dimension); build nothing')
     .option('--json', 'print the resulting manifest as JSON')
@@ -121,6 +123,13 @@ async function sharedIndex(cass: import('../../../src/store/cassandra.js').Cassa
         rmSync(dir, { recursive: true, force: true });
       }
     } else {
+      // The shards of an embed job run on several machines: an index built before all of them
+      // finished would miss their users. Their run markers in the store say.
+      const open = (await store.runStates(`embed:${featureId}:`)).filter((r) => r.state.done !== true);
+      if (open.length > 0 && !opts.allowUnfinished) {
+        const list = open.map((r) => `${r.runId} (${String(r.state.users ?? 0)} users so far)`).join(', ');
+        throw new UserError(`${open.length} embed run(s) of ${featureId} have not finished: ${list}; finish them (re-run the same aetn embed command) or pass --allow-unfinished`);
+      }
       const r = await buildSharedIndex(store, featureId, { m: opts.m, efConstruction: opts.efConstruction, efSearch: opts.efSearch });
       manifest = r.manifest;
       what = `built from the shared store (read ${r.readSeconds.toFixed(1)} s, build ${r.buildSeconds.toFixed(1)} s, ${r.chunks} chunks written in ${r.writeSeconds.toFixed(1)} s)${r.replaced !== undefined ? `, replacing generation ${r.replaced}` : ''}`;
