@@ -211,6 +211,40 @@ describe('building blocks', () => {
     expect(knnScoreFrom(kw, 0, heavy)).toBe(knnScore({ ...p, userNorm: 0 }, heavy, false));
   });
 
+  it('history member: apps users ever installed (uninstalled trials) find look-alikes the kept apps and vectors cannot; absent without such history', async () => {
+    // 1,200 users, vectors and kept apps pure noise; group g (users 0-99) once tried, and
+    // uninstalled, 3 of 6 apps t0-t5; everyone else 3 of 60 other apps.
+    const r = mulberry32(5);
+    const n = 1200;
+    const ids = Array.from({ length: n }, (_, i) => `h${i}`);
+    const inGroup = (i: number) => i < 100;
+    const vecs = new Map(ids.map((id) => [id, Float32Array.from({ length: D }, () => gauss(r))]));
+    const kept = new Map(ids.map((id) => [id, Array.from({ length: 8 }, () => `k${Math.floor(r() * 200)}`)]));
+    const ever = new Map(
+      ids.map((id, i) => [id, [...kept.get(id)!, ...Array.from({ length: 3 }, () => (inGroup(i) ? `t${Math.floor(r() * 6)}` : `o${Math.floor(r() * 60)}`))]]),
+    );
+    // A fresh population sampler per call (the sampler is a seeded stream).
+    const deps = (withEver: boolean, sameAsKept = false): LookalikeDeps => ({
+      ...exactDeps({ ids, vecs, cluster: new Map() }),
+      allUsers: () => ids,
+      populationSize: n,
+      getApps: (us) => us.map((u) => kept.get(u)),
+      ...(withEver ? { getEverApps: (us: string[]) => us.map((u) => (sameAsKept ? kept.get(u) : ever.get(u))) } : {}),
+    });
+    const seedIds = ids.slice(0, 50);
+    const hidden = new Set(ids.slice(50, 100));
+    const recall = (res: { users: Neighbor[] }) => res.users.slice(0, 50).filter((u) => hidden.has(u.userId)).length / 50;
+    const withHistory = await extendLookalike(seedIds, { audienceSize: n - 50 }, deps(true));
+    const without = await extendLookalike(seedIds, { audienceSize: n - 50 }, deps(false));
+    const optedOut = await extendLookalike(seedIds, { audienceSize: n - 50, useHistory: false }, deps(true));
+    expect(recall(withHistory)).toBeGreaterThan(0.8);
+    expect(recall(without)).toBeLessThan(0.3);
+    expect(optedOut.users).toEqual(without.users);
+    // Lists that hold nothing beyond the kept apps add no member: the same audience as without.
+    const noHistory = await extendLookalike(seedIds, { audienceSize: n - 50 }, deps(true, true));
+    expect(noHistory.users).toEqual(without.users);
+  });
+
   it('a penalty path is the same models as one fit per penalty (bit for bit), batched', () => {
     const r = mulberry32(11);
     for (const [n, p] of [[403, 37], [41, 5], [120, 1]] as const) {
