@@ -17,10 +17,11 @@
 // and the look-alike is also profiled in-process per phase (CPU time of the process next to wall
 // time) before the server starts.
 //
-// The store and index are cached in .cache/bench-serve-<users>-apps (built once; --fresh rebuilds).
-// Like a store written by `aetn embed`, it holds every user's kept apps (6 of 8 apps of the
-// user's cluster and 8 popular ones), so the look-alike scores with its app members (item-kNN,
-// activity) as it does in serving.
+// The store and index are cached in .cache/bench-serve-<users>-apps-history (built once; --fresh
+// rebuilds). Like a store written by `aetn embed` from data with install events, it holds every
+// user's kept apps (6 of 8 apps of the user's cluster and 8 popular ones) and the apps they ever
+// installed (the kept ones and 3 uninstalled trials), so the look-alike scores with all its app
+// members (item-kNN, activity, history item-kNN) as it does in serving.
 // ghz is installed with `go install` on first use. Writes bench/results/serve-grpc.json.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -71,7 +72,7 @@ const CLUSTERS = 500;
 const KEY = 'bench-key-000001';
 const LONG = 'aetn-bench';
 const SHORT = 'rt-bench';
-const cacheDir = join(REPO_ROOT, '.cache', `bench-serve-${N}-apps`);
+const cacheDir = join(REPO_ROOT, '.cache', `bench-serve-${N}-apps-history`);
 const storeDir = join(cacheDir, 'store');
 
 function gauss(r: () => number): number {
@@ -102,6 +103,14 @@ function userApps(i: number, r: () => number, count: Map<string, number>): strin
   return [...apps];
 }
 
+/** Apps user i ever installed: the kept ones and 3 trials (since uninstalled) of 12 apps of its cluster. */
+function everApps(i: number, kept: string[], r: () => number, count: Map<string, number>): string[] {
+  const apps = new Set(kept);
+  for (let k = 0; k < 3; k++) apps.add(`t${i % CLUSTERS}-${Math.floor(r() * 12)}`);
+  for (const a of apps) count.set(a, (count.get(a) ?? 0) + 1);
+  return [...apps];
+}
+
 async function buildStore(): Promise<void> {
   if (args.includes('--fresh')) rmSync(cacheDir, { recursive: true, force: true });
   if (existsSync(join(cacheDir, 'READY'))) return;
@@ -114,7 +123,9 @@ async function buildStore(): Promise<void> {
   const cs = centres();
   const r = mulberry32(2);
   const ra = mulberry32(3);
+  const rh = mulberry32(4);
   const appCount = new Map<string, number>();
+  const everCount = new Map<string, number>();
   for (let s = 0; s < N; s += 10_000) {
     const batch = [];
     const sb = [];
@@ -124,9 +135,12 @@ async function buildStore(): Promise<void> {
     }
     await store.putMany(LONG, batch);
     await store.putMany(SHORT, sb);
-    await store.putUserAppsMany(batch.map((b) => [b.userId, userApps(Number(b.userId.slice(1)), ra, appCount)] as const));
+    const kept = batch.map((b) => [b.userId, userApps(Number(b.userId.slice(1)), ra, appCount)] as const);
+    await store.putUserAppsMany(kept);
+    await store.putUserEverAppsMany(kept.map(([u, apps]) => [u, everApps(Number(u.slice(1)), apps, rh, everCount)] as const));
   }
   await store.putAppUsersMany(appCount);
+  await store.putAppEverUsersMany(everCount);
   const tw = performance.now();
   await buildIndex(store, LONG, { m: 16, efConstruction: 100, efSearch: 64 });
   const tb = performance.now();
@@ -226,10 +240,11 @@ function lookalikeSeeds(): { seeds: string[]; seedClusters: number[] } {
 /**
  * The look-alike in-process, on the same store and index, per phase: wall time per phase, and the
  * process's CPU time for the whole call (all threads; less sensitive to other load than wall time).
- * Each rep is a pair, run back to back in alternating order: the served scoring (ensemble with the
- * users' apps) and the baseline, the vector-only scoring (useApps false: one logistic regression
- * on the vector and the seed-cluster similarities); the pair's CPU ratio is the figure that other
- * load disturbs least.
+ * Each rep is a triple, run back to back in alternating order: the served scoring (ensemble with
+ * the users' apps and apps ever installed), the same without the history member, and the baseline,
+ * the vector-only scoring (useApps false: one logistic regression on the vector and the
+ * seed-cluster similarities); CPU ratios within a rep are the figures that other load disturbs
+ * least.
  */
 async function profileLookalike(reps: number): Promise<unknown> {
   const log = child('bench');
@@ -242,10 +257,10 @@ async function profileLookalike(reps: number): Promise<unknown> {
     await backend.population(f.featureId, 10, 'warm-up');
     const { seeds } = lookalikeSeeds();
     type Run = { wallMs: number; cpuMs: number; load1: number; phasesMs: Record<string, number> };
-    const one = async (r: number, useApps: boolean): Promise<Run> => {
+    const one = async (r: number, useApps: boolean, useHistory = true): Promise<Run> => {
       const c0 = process.cpuUsage();
       const t = performance.now();
-      const res = await extendLookalike(seeds, { audienceSize: 10_000, useApps }, lookalikeDeps(backend, f, idx, `profile-${r}`));
+      const res = await extendLookalike(seeds, { audienceSize: 10_000, useApps, useHistory }, lookalikeDeps(backend, f, idx, `profile-${r}`));
       const wallMs = performance.now() - t;
       const cpu = process.cpuUsage(c0);
       const phasesMs = Object.fromEntries(Object.entries(res.timings).map(([k, v]) => [k, Math.round(v * 10) / 10]));
@@ -254,24 +269,32 @@ async function profileLookalike(reps: number): Promise<unknown> {
     // One untimed pair first (compilation of both paths).
     await one(-1, true);
     await one(-1, false);
+    await one(-1, true, false);
     const runs: Run[] = [];
     const vectorOnly: Run[] = [];
+    const noHistory: Run[] = [];
     for (let r = 0; r < reps; r++) {
       if (r % 2 === 0) {
         runs.push(await one(r, true));
+        noHistory.push(await one(r, true, false));
         vectorOnly.push(await one(r, false));
       } else {
         vectorOnly.push(await one(r, false));
+        noHistory.push(await one(r, true, false));
         runs.push(await one(r, true));
       }
     }
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const cpuRatio = med(runs.map((x, i) => x.cpuMs / vectorOnly[i]!.cpuMs));
+    const cpuRatioNoHistory = med(noHistory.map((x, i) => x.cpuMs / vectorOnly[i]!.cpuMs));
     return {
       searchThreads: SEARCH_THREADS,
       simd: simdAvailable(),
       runs,
       vectorOnlyRuns: vectorOnly,
+      noHistoryRuns: noHistory,
+      noHistoryMedianCpuMs: med(noHistory.map((x) => x.cpuMs)),
+      cpuRatioNoHistoryToVectorOnly: Math.round(cpuRatioNoHistory * 1000) / 1000,
       medianWallMs: med(runs.map((x) => x.wallMs)),
       medianCpuMs: med(runs.map((x) => x.cpuMs)),
       minWallMs: Math.min(...runs.map((x) => x.wallMs)),
@@ -437,10 +460,11 @@ async function main(): Promise<void> {
     // Nearest-rank percentiles.
     const pct = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
     results.extendLookalike = { loadBefore, seeds: seeds.length, audience: 10_000, calls: CALLS, latencyMs: lat, load1PerCall: loads, p50ms: pct(0.5), p99ms: pct(0.99), minMs: sorted[0], maxMs: sorted[sorted.length - 1], shareInSeedClusters: precision, attainableShare: ideal, summary, loadAfter: loadavg() };
-    const prof = results.lookalikeProfile as { medianWallMs: number; medianCpuMs: number; minWallMs: number; vectorOnlyMedianCpuMs: number; cpuRatioToVectorOnly: number };
+    const prof = results.lookalikeProfile as { medianWallMs: number; medianCpuMs: number; minWallMs: number; vectorOnlyMedianCpuMs: number; cpuRatioToVectorOnly: number; noHistoryMedianCpuMs: number; cpuRatioNoHistoryToVectorOnly: number };
     rows.push([`ExtendLookalike ${seeds.length} -> 10000 over gRPC (scored with the users' apps), p50 / p99 / min of ${CALLS}`, `${pct(0.5).toFixed(0)} / ${pct(0.99).toFixed(0)} / ${sorted[0]!.toFixed(0)} ms`, `target < 500 ms; load ${Math.min(...loads)}-${Math.max(...loads)}; ${(precision * 100).toFixed(1)}% in seed clusters (attainable ${(ideal * 100).toFixed(1)}%)`]);
     rows.push(['ExtendLookalike in-process, median wall / CPU (min wall)', `${prof.medianWallMs} / ${prof.medianCpuMs} ms`, `min wall ${prof.minWallMs} ms`]);
     rows.push(['  CPU per call vs the vector-only scoring (paired, median ratio)', `${prof.cpuRatioToVectorOnly.toFixed(2)}x`, `vector-only median CPU ${prof.vectorOnlyMedianCpuMs} ms`]);
+    rows.push(['  without the history member, vs the vector-only scoring', `${prof.cpuRatioNoHistoryToVectorOnly.toFixed(2)}x`, `median CPU ${prof.noHistoryMedianCpuMs} ms`]);
   }
 
   echo.close();
