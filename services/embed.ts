@@ -449,6 +449,10 @@ async function writeInstallers(store: Store, ds: Awaited<ReturnType<typeof openP
   // The kept vocabulary apps of each user, for the look-alike's app features, in the same pass.
   let kept: [string, string[]][] = [];
   const keptBy = new Map<string, number>();
+  // Every app each user ever installed (kept, or installed and uninstalled in the history), for the
+  // look-alike's history item-kNN; written only for users whose history holds more than they keep.
+  let ever: [string, string[]][] = [];
+  const everBy = new Map<string, number>();
   for await (const ex of ds.examples()) {
     const seen = new Set<number>();
     for (const arr of [ex.retention, ex.installs]) for (const i of arr) seen.add(i);
@@ -456,13 +460,22 @@ async function writeInstallers(store: Store, ds: Awaited<ReturnType<typeof openP
     const apps = [...new Set(Array.from(ex.retention, (i) => appIdOf[i]!))];
     kept.push([ex.userId, apps]);
     for (const a of apps) keptBy.set(a, (keptBy.get(a) ?? 0) + 1);
+    const everApps = [...new Set([...apps, ...Array.from(ex.installs, (i) => appIdOf[i]!), ...Array.from(ex.uninstalls, (i) => appIdOf[i]!)])];
+    if (everApps.length > apps.length) ever.push([ex.userId, everApps]);
+    for (const a of everApps) everBy.set(a, (everBy.get(a) ?? 0) + 1);
     if (kept.length >= 5000) {
       await store.putUserAppsMany(kept);
       kept = [];
     }
+    if (ever.length >= 5000) {
+      await store.putUserEverAppsMany(ever);
+      ever = [];
+    }
   }
   if (kept.length > 0) await store.putUserAppsMany(kept);
   await store.putAppUsersMany(keptBy);
+  if (ever.length > 0) await store.putUserEverAppsMany(ever);
+  await store.putAppEverUsersMany(everBy);
   for await (const o of ds.outOfVocab()) for (const a of new Set(o.appIds)) add(a, o.userId);
   const all = [...lists.entries()];
   for (let i = 0; i < all.length; i += 500) await store.putInstallersMany(all.slice(i, i + 500));

@@ -20,7 +20,7 @@
 // scoring overlap the remaining searches. The dense math (k-means, fit, scoring) is batched dot
 // products in a WebAssembly SIMD kernel (simd.ts).
 import { auc } from './logistic.js';
-import { appLayout, appLogit, appRows, DEFAULT_L2_GRID, denseColumns, fitScoring, knnScore, rowLogit, seedProfile, selectApps, vectorLayout, type Family, type HeldOutEstimate } from './scoring.js';
+import { appLayout, appRows, appScorer, DEFAULT_L2_GRID, denseColumns, fitScoring, historyColumn, knnScore, knnScoreFrom, knnWeights, rowLogit, seedProfile, selectApps, vectorLayout, type Family, type HeldOutEstimate } from './scoring.js';
 import { sphericalKMeans } from './kmeans.js';
 import { dot, normalizedMatrix } from './linalg.js';
 import { hashStrings } from '../util/hash.js';
@@ -48,6 +48,15 @@ export interface LookalikeDeps {
    * also sees activity and a TF-IDF row of the apps (scoring.ts); without it, the vector alone.
    */
   getApps?(userIds: string[]): (readonly string[] | undefined)[] | Promise<(readonly string[] | undefined)[]>;
+  /**
+   * Every app each user ever installed in the history, kept or since uninstalled (the install
+   * sequence's apps; undefined: none recorded, the user's kept apps stand in). With it the ensemble gains a member, item-kNN over
+   * these lists (scoring.ts 'history'): trials and bursts that were uninstalled still say what a
+   * user looked for, which the kept apps no longer show.
+   */
+  getEverApps?(userIds: string[]): (readonly string[] | undefined)[] | Promise<(readonly string[] | undefined)[]>;
+  /** How many users ever installed each app (exact weights of the history item-kNN; estimated from the population sample without it). */
+  appEverUsers?(appIds: string[]): (number | undefined)[] | Promise<(number | undefined)[]>;
   /** How many users keep each app (exact item-kNN weights; without it they are estimated from the population sample). */
   appUsers?(appIds: string[]): (number | undefined)[] | Promise<(number | undefined)[]>;
   /**
@@ -90,6 +99,11 @@ export interface LookalikeOptions {
   l2Grid?: readonly number[];
   /** Use the users' apps in the scoring model when the deps can give them (default true). */
   useApps?: boolean;
+  /**
+   * Use the apps users ever installed (the history item-kNN member) when the deps can give them
+   * and some training row has any (default true; needs useApps).
+   */
+  useHistory?: boolean;
   /** Model families the cross-validation chooses among (default: all that the features allow). */
   families?: Family[];
 }
@@ -309,7 +323,20 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   // for every training row and candidate would be work thrown away).
   const families = opts.families;
   const tfidf = (families ?? []).some((f) => f === 'hybrid' || f === 'tfidf');
-  const layout = useApps ? appLayout(d, K, trainApps, nF, tfidf ? selectApps(trainApps, 2, 1024) : []) : vectorLayout(d, K);
+  // Every app ever installed: a member only when some training row has a history beyond its kept
+  // apps (a store without sequences gives nothing new, and the ensemble stays as it was).
+  let trainEver: (readonly string[] | undefined)[] = [];
+  if (useApps && (opts.useHistory ?? true) && deps.getEverApps) {
+    const got = [
+      ...(await deps.getEverApps(fitRows.map((r) => knownIds[trainIdx[r]!]!))),
+      ...(await deps.getEverApps(negIdx.map((i) => pop.userIds[i]!))),
+    ];
+    // A user without a list kept everything they installed: their kept apps stand in.
+    if (got.some((l, r) => l !== undefined && new Set(l).size > new Set(trainApps[r] ?? []).size)) trainEver = got.map((l, r) => l ?? trainApps[r]);
+  }
+  const history = trainEver.length > 0;
+  const layout = { ...(useApps ? appLayout(d, K, trainApps, nF, tfidf ? selectApps(trainApps, 2, 1024) : []) : vectorLayout(d, K)), history };
+  const hCol = historyColumn(layout);
   const P = denseColumns(layout);
   const X = new Float32Array(nTrain * P);
   const app = useApps ? appRows(layout, trainApps) : undefined;
@@ -323,13 +350,25 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
       if (c !== undefined) profile!.users.set(a, Math.max(c, profile!.inter.get(a)!));
     });
   }
+  let historyProfile = history ? seedProfile(trainEver.slice(0, nF), trainEver.slice(nF), popSize) : undefined;
+  if (historyProfile && deps.appEverUsers) {
+    const apps = [...historyProfile.inter.keys()];
+    const counts = await deps.appEverUsers(apps);
+    apps.forEach((a, i) => {
+      const c = counts[i];
+      if (c !== undefined) historyProfile!.users.set(a, Math.max(c, historyProfile!.inter.get(a)!));
+    });
+  }
+  const kw = profile ? knnWeights(profile) : undefined;
+  const hw = historyProfile ? knnWeights(historyProfile) : undefined;
   for (let r = 0; r < nTrain; r++) {
     X.set(Xraw.subarray(r * d, r * d + d), r * P);
     for (let j = 0; j < K; j++) X[r * P + d + j] = Math.exp(-(1 - sims[r * K + j]!) / spreadOf[j]!);
     if (app) {
       X[r * P + d + K] = app.activity[r]!;
-      X[r * P + d + K + 1] = knnScore(profile!, trainApps[r], r < nF);
+      X[r * P + d + K + 1] = r < nF ? knnScore(profile!, trainApps[r], true) : knnScoreFrom(kw!, profile!.userNorm, trainApps[r]);
     }
+    if (historyProfile) X[r * P + hCol] = r < nF ? knnScore(historyProfile, trainEver[r], true) : knnScoreFrom(hw!, historyProfile.userNorm, trainEver[r]);
   }
   const y = new Uint8Array(nTrain);
   y.fill(1, 0, nF);
@@ -356,7 +395,14 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
       for (const a of pf.users.keys()) pf.users.set(a, Math.max(profile.users.get(a) ?? 0, pf.inter.get(a)!));
       const inFold = new Uint8Array(nTrain);
       for (const r of seedsIn) inFold[r] = 1;
-      for (let r = 0; r < nTrain; r++) Xf[r * P + d + K + 1] = knnScore(pf, trainApps[r], inFold[r] === 1);
+      const pw = knnWeights(pf);
+      for (let r = 0; r < nTrain; r++) Xf[r * P + d + K + 1] = inFold[r] === 1 ? knnScore(pf, trainApps[r], true) : knnScoreFrom(pw, pf.userNorm, trainApps[r]);
+      if (historyProfile) {
+        const hf = seedProfile(seedsIn.map((r) => trainEver[r]), [], popSize);
+        for (const a of hf.users.keys()) hf.users.set(a, Math.max(historyProfile.users.get(a) ?? 0, hf.inter.get(a)!));
+        const hfw = knnWeights(hf);
+        for (let r = 0; r < nTrain; r++) Xf[r * P + hCol] = inFold[r] === 1 ? knnScore(hf, trainEver[r], true) : knnScoreFrom(hfw, hf.userNorm, trainEver[r]);
+      }
     }
     return Xf;
   };
@@ -369,7 +415,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     prevalence: knownIds.length / popSize,
     ...(families ? { families } : {}),
     foldDense,
-  }, profile);
+  }, profile, historyProfile);
   const model = scoring.model;
   const trainScores = new Float64Array(nTrain);
   for (let i = 0; i < nTrain; i++) trainScores[i] = rowLogit(model, X, app?.rows, i);
@@ -403,6 +449,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     wc[j] = model.weights[d + j - 1]!;
     invSpread[j] = 1 / spreadOf[j - 1]!;
   }
+  const appPart = appScorer(scoring);
   const seen = new Set<string>();
   const top = new TopN(N);
   let scoredCount = 0;
@@ -424,6 +471,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
       const tv = performance.now();
       const vecs = await deps.getVectors(part);
       const appsOf = useApps ? await deps.getApps!(part) : undefined;
+      const everOf = history ? await deps.getEverApps!(part) : undefined;
       tVectors += performance.now() - tv;
       if (invNorm.length < part.length) {
         Xc = new Float32Array(part.length * d);
@@ -448,7 +496,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
         const inv = invNorm[q]!;
         let z = dots[o]! * inv + model.bias;
         for (let j = 1; j < R; j++) z += wc[j]! * Math.exp((dots[o + j]! * inv - 1) * invSpread[j]!);
-        if (appsOf) z += appLogit(scoring, appsOf[rowOf[q]!]);
+        if (appsOf) z += appPart(appsOf[rowOf[q]!], everOf?.[rowOf[q]!] ?? appsOf[rowOf[q]!]);
         top.push(1 / (1 + Math.exp(-z)), part[rowOf[q]!]!);
       }
       scoredCount += n;

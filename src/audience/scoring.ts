@@ -13,7 +13,7 @@
 // an honest estimate of the audience's quality before buying it: the held-out AUC, and the
 // expected recall at an audience as large as the hidden adopters (recall@1x), from the score
 // distributions of held-out seeds and held-out population users at the seeds' prevalence.
-import { auc, fitLogistic, fitLogisticHybrid, hybridLogit, type HybridModel, type SparseRows } from './logistic.js';
+import { auc, fitLogistic, fitLogisticHybrid, fitLogisticPath, hybridLogit, type HybridModel, type SparseRows } from './logistic.js';
 import { mulberry32 } from '../util/random.js';
 
 /** What the fitted model needs to score any user: its layout, weights and seed profile. */
@@ -21,6 +21,8 @@ export interface ScoringModel extends Layout {
   model: HybridModel;
   /** The seeds' app profile of the item-kNN column (with apps). */
   profile?: SeedProfile;
+  /** The seeds' profile over every app they ever installed (the history item-kNN column). */
+  historyProfile?: SeedProfile;
   l2: number;
   /** The model family the cross-validation chose. */
   family: Family;
@@ -65,6 +67,11 @@ export interface Layout {
   /** The TF-IDF block's scale (see the file comment). */
   tfidfScale: number;
   usesApps: boolean;
+  /**
+   * One more column after the app columns: item-kNN over every app the user ever installed in the
+   * history, kept or since uninstalled (the install sequence's apps; see SeedProfile).
+   */
+  history: boolean;
 }
 
 /**
@@ -82,19 +89,24 @@ export function appLayout(d: number, K: number, apps: readonly (readonly string[
   const idf = new Float32Array(selected.length);
   for (let c = 0; c < selected.length; c++) idf[c] = Math.log((1 + nPop) / (1 + df[c]!)) + 1;
   const dense = d + K + 1;
-  return { d, K, appColumn, idf, idfUnseen: Math.log(1 + nPop) + 1, tfidfScale: Math.sqrt(dense), usesApps: true };
+  return { d, K, appColumn, idf, idfUnseen: Math.log(1 + nPop) + 1, tfidfScale: Math.sqrt(dense), usesApps: true, history: false };
 }
 
 export function vectorLayout(d: number, K: number): Layout {
-  return { d, K, appColumn: new Map(), idf: new Float32Array(0), idfUnseen: 0, tfidfScale: 0, usesApps: false };
+  return { d, K, appColumn: new Map(), idf: new Float32Array(0), idfUnseen: 0, tfidfScale: 0, usesApps: false, history: false };
 }
 
 export function columns(l: Layout): number {
-  return l.d + l.K + (l.usesApps ? 1 + l.appColumn.size : 0);
+  return denseColumns(l) + l.appColumn.size;
 }
 
-/** Dense columns of the layout: vector, centroid similarities and (with apps) activity and item-kNN. */
+/** Dense columns of the layout: vector, centroid similarities, (with apps) activity and item-kNN, then the history item-kNN. */
 export function denseColumns(l: Layout): number {
+  return historyColumn(l) + (l.history ? 1 : 0);
+}
+
+/** The column of the history item-kNN (when the layout has it). */
+export function historyColumn(l: Layout): number {
   return l.d + l.K + (l.usesApps ? 2 : 0);
 }
 
@@ -205,12 +217,62 @@ export function appLogit(m: ScoringModel, apps: readonly string[] | undefined): 
     const idf = c === undefined ? m.idfUnseen : m.idf[c]!;
     norm += idf * idf;
   }
+  const sparseFrom = denseColumns(m);
   for (const a of new Set(list)) {
     const c = m.appColumn.get(a);
-    if (c !== undefined) dotw += w[base + 2 + c]! * m.idf[c]!;
+    if (c !== undefined) dotw += w[sparseFrom + c]! * m.idf[c]!;
   }
   if (norm > 0) z += (dotw * m.tfidfScale) / Math.sqrt(norm);
   return z;
+}
+
+/**
+ * Each seed app's item-kNN weight for a user who is not a seed, |S ∩ U_a| / |S ∪ U_a| (the terms
+ * knnScore adds up, computed once): what scores thousands of candidates or training rows against
+ * one profile. Read the profile's counts when called: make it after the last change to `users`.
+ */
+export function knnWeights(p: SeedProfile): Map<string, number> {
+  const w = new Map<string, number>();
+  for (const [a, i] of p.inter) if (i > 0) w.set(a, i / (p.nSeeds + p.users.get(a)! - 0 - i));
+  return w;
+}
+
+/** knnScore(p, apps, false) from knnWeights(p): the same number, one map look-up per app. */
+export function knnScoreFrom(weights: Map<string, number>, userNorm: number, apps: readonly string[] | undefined): number {
+  if (!apps || apps.length === 0) return 0;
+  const uniq = new Set(apps);
+  let s = 0;
+  for (const a of uniq) {
+    const w = weights.get(a);
+    if (w !== undefined) s += w;
+  }
+  if (userNorm !== 0) s /= Math.pow(uniq.size, userNorm);
+  return s;
+}
+
+/**
+ * appLogit of a fitted model as a function of one user's apps, with the per-request work done once
+ * (the item-kNN weights): what the candidate loop calls for every candidate.
+ */
+export function appScorer(m: ScoringModel): (apps: readonly string[] | undefined, everApps?: readonly string[]) => number {
+  if (!m.usesApps) return () => 0;
+  const base = m.d + m.K;
+  const w = m.model.weights;
+  const wAct = w[base]!;
+  const wKnn = m.profile ? w[base + 1]! : 0;
+  const kw = m.profile ? knnWeights(m.profile) : undefined;
+  const norm = m.profile?.userNorm ?? 0;
+  const hp = m.history ? m.historyProfile : undefined;
+  const wHist = hp ? w[historyColumn(m)]! : 0;
+  const hw = hp ? knnWeights(hp) : undefined;
+  const hNorm = hp?.userNorm ?? 0;
+  const history = (everApps: readonly string[] | undefined) => (hw && wHist !== 0 ? wHist * knnScoreFrom(hw, hNorm, everApps) : 0);
+  if (m.appColumn.size > 0) return (apps, everApps) => appLogit(m, apps) + history(everApps);
+  return (apps, everApps) => {
+    let z = wAct * Math.log1p(apps?.length ?? 0);
+    if (kw && wKnn !== 0) z += wKnn * knnScoreFrom(kw, norm, apps);
+    return z + history(everApps);
+  };
 }
 
 /** Stratified fold of each row (positives and negatives dealt round-robin after a seeded shuffle). */
@@ -315,12 +377,24 @@ export interface FitScoringOptions {
  *   hybrid: everything;
  *   knn, activity: the fixed item-kNN and activity scores;
  *   tfidf: the sparse TF-IDF app columns alone (a stacked member on request; measured: AUC up by
- *   ~0.005, recall@1x not, at 3-5x the fit's cost, so not a default).
+ *   ~0.005, recall@1x not, at 3-5x the fit's cost, so not a default);
+ *   history: the fixed item-kNN score over every app the user ever installed (kept or since
+ *   uninstalled): the install sequence's apps, which the kept set no longer shows.
  */
-export type Family = 'vector' | 'apps' | 'hybrid' | 'knn' | 'activity' | 'tfidf' | 'ensemble';
+export type Family = 'vector' | 'apps' | 'hybrid' | 'knn' | 'activity' | 'tfidf' | 'history' | 'ensemble';
 
-/** Families that are a fixed score of one column (no fit, no penalty): item-kNN and activity. */
-const FIXED: Partial<Record<Family, number>> = { activity: 0, knn: 1 };
+/**
+ * The members of the default ensemble: the vector (when there is one), item-kNN and activity (with
+ * apps), and the history item-kNN (when the layout has that column).
+ */
+export function defaultFamilies(l: Layout): Family[] {
+  const f: Family[] = l.usesApps ? (l.d > 0 ? ['vector', 'knn', 'activity'] : ['knn', 'activity']) : ['vector'];
+  if (l.history) f.push('history');
+  return f;
+}
+
+/** Families that are a fixed score of one column (no fit, no penalty): item-kNN, activity, history item-kNN. */
+const FIXED: Partial<Record<Family, number>> = { activity: 0, knn: 1, history: 2 };
 
 function familyColumns(l: Layout, f: Family): { from: number; to: number; sparse: boolean } {
   const dv = l.d + l.K;
@@ -329,6 +403,7 @@ function familyColumns(l: Layout, f: Family): { from: number; to: number; sparse
   if (f === 'activity') return { from: dv, to: dv + 1, sparse: false };
   if (f === 'knn') return { from: dv + 1, to: dv + 2, sparse: false };
   if (f === 'tfidf') return { from: dv + 2, to: dv + 2, sparse: true };
+  if (f === 'history') return { from: historyColumn(l), to: historyColumn(l) + 1, sparse: false };
   if (f === 'ensemble') throw new Error('an ensemble is not a single family');
   return { from: 0, to: denseColumns(l), sparse: true };
 }
@@ -381,10 +456,10 @@ function negStats(scores: Float64Array, y: Uint8Array, n: number): { mean: numbe
  * The out-of-fold scores of the same procedure give the held-out estimate. Without enough
  * positives for two folds, each family is fitted at the middle of the grid and no estimate is made.
  */
-export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint8Array, n: number, layout: Layout, o: FitScoringOptions, profile?: SeedProfile): { scoring: ScoringModel; estimate: HeldOutEstimate } {
+export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint8Array, n: number, layout: Layout, o: FitScoringOptions, profile?: SeedProfile, historyProfile?: SeedProfile): { scoring: ScoringModel; estimate: HeldOutEstimate } {
   const pd = denseColumns(layout);
   const ps = sp?.ps ?? 0;
-  const families: Family[] = o.families ?? (layout.usesApps ? (layout.d > 0 ? ['vector', 'knn', 'activity'] : ['knn', 'activity']) : ['vector']);
+  const families: Family[] = o.families ?? defaultFamilies(layout);
   let npos = 0;
   for (let i = 0; i < n; i++) npos += y[i]!;
   const k = Math.min(o.folds, npos, n - npos);
@@ -402,6 +477,17 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
     const m: HybridModel = c.sparse ? fitLogisticHybrid(Xf, w, s, yy, nn, { l2, iterations: o.iterations }) : (({ weights, bias }) => ({ pd: w, ps: 0, weights, bias }))(fitLogistic(Xf, yy, nn, w, { l2, iterations: o.iterations }));
     return widen(m, layout, c, ps);
   };
+  // A family at every penalty of the grid: a fixed score once (it has no penalty), a dense family
+  // in one batched fit (fitLogisticPath: the same models as one fit per penalty, at a fraction of
+  // the cost), a sparse one penalty by penalty.
+  const fitFamilyGrid = (f: Family, X: Float32Array, s: SparseRows | undefined, yy: Uint8Array, nn: number): HybridModel[] => {
+    const c = familyColumns(layout, f);
+    if (FIXED[f] !== undefined) return o.grid.map(() => fitFamily(f, X, s, yy, nn, 0));
+    if (c.sparse) return o.grid.map((l2) => fitFamily(f, X, s, yy, nn, l2));
+    const w = c.to - c.from;
+    const Xf = sliceColumns(X, pd, nn, c.from, c.to);
+    return fitLogisticPath(Xf, yy, nn, w, o.grid, { iterations: o.iterations }).map(({ weights, bias }) => widen({ pd: w, ps: 0, weights, bias }, layout, c, ps));
+  };
   if (k >= 2 && o.grid.length > 0) {
     const fold = stratifiedFolds(y.subarray(0, n), k, o.seed);
     // oof[f][g]: out-of-fold logits of family f at penalty g.
@@ -413,12 +499,14 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
       const XdF = o.foldDense ? o.foldDense(trIdx) : Xd;
       const tr = subsetRows(XdF, pd, sp, trIdx);
       const ytr = Uint8Array.from(trIdx, (i) => y[i]!);
-      families.forEach((fam, fi) =>
-        o.grid.forEach((l2, g) => {
-          const m = fitFamily(fam, tr.Xd, tr.sp, ytr, trIdx.length, l2);
-          for (const row of teIdx) oof[fi]![g]![row] = rowLogit(m, XdF, sp, row);
-        }),
-      );
+      families.forEach((fam, fi) => {
+        const fixed = FIXED[fam] !== undefined;
+        fitFamilyGrid(fam, tr.Xd, tr.sp, ytr, trIdx.length).forEach((m, g) => {
+          // A fixed score is the same at every penalty: computed once, copied.
+          if (fixed && g > 0) for (const row of teIdx) oof[fi]![g]![row] = oof[fi]![0]![row]!;
+          else for (const row of teIdx) oof[fi]![g]![row] = rowLogit(m, XdF, sp, row);
+        });
+      });
     }
     const yy = y.subarray(0, n);
     const ens = new Float64Array(n);
@@ -469,7 +557,7 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
   const model: HybridModel = { pd, ps, weights: W.map((w) => w * a), bias: a * B + cal.bias };
   const family: Family = families.length === 1 ? families[0]! : 'ensemble';
   return {
-    scoring: { ...layout, model, ...(profile ? { profile } : {}), l2: chosenL2[0]!, family },
+    scoring: { ...layout, model, ...(profile ? { profile } : {}), ...(historyProfile ? { historyProfile } : {}), l2: chosenL2[0]!, family },
     estimate,
   };
 }

@@ -308,7 +308,7 @@ export const SPARSE_L2_GRID = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2];
  * AudienceService uses; the audience asked for is every non-seed user, so the whole ranking is
  * measured.
  */
-export async function servedScorer(ids: string[], V: Float32Array, d: number, appIds: readonly string[][] | undefined, label: string, seed: number): Promise<LaoMethod> {
+export async function servedScorer(ids: string[], V: Float32Array, d: number, appIds: readonly string[][] | undefined, label: string, seed: number, everIds?: readonly string[][]): Promise<LaoMethod> {
   const { EmbeddingStore } = await import('../store/store.js');
   const { ServingBackend } = await import('../serve/backend.js');
   const { lookalikeDeps } = await import('../serve/audience.js');
@@ -330,6 +330,19 @@ export async function servedScorer(ids: string[], V: Float32Array, d: number, ap
     const keptBy = new Map<string, number>();
     for (const list of appIds) for (const a of new Set(list)) keptBy.set(a, (keptBy.get(a) ?? 0) + 1);
     await store.putAppUsersMany(keptBy);
+  }
+  if (everIds) {
+    // As aetn embed writes them: a list for each user whose history holds more than they keep, and
+    // every app's count of users who ever installed it.
+    const longer = (i: number) => everIds[i]!.length > new Set(appIds?.[i] ?? []).size;
+    for (let s = 0; s < n; s += 5000) {
+      const part: [string, string[]][] = [];
+      for (let i = s; i < Math.min(n, s + 5000); i++) if (longer(i)) part.push([ids[i]!, everIds[i]!]);
+      if (part.length > 0) await store.putUserEverAppsMany(part);
+    }
+    const everBy = new Map<string, number>();
+    for (const list of everIds) for (const a of new Set(list)) everBy.set(a, (everBy.get(a) ?? 0) + 1);
+    await store.putAppEverUsersMany(everBy);
   }
   const U = normalizeRows(V, d);
   const exact = {

@@ -307,12 +307,19 @@ async function runLeaveAppOutProtocol(ds: PreparedDataset, loaded: LoadedUsers, 
   const appIdOf = ds.vocab.apps.map((a) => a.appId);
   const appIds = users.retention.map((r) => Array.from(r, (i) => appIdOf[i]!));
   const numApps = ds.vocab.apps.length;
+  // Every vocabulary app a user ever installed (kept, or installed and uninstalled in the history):
+  // the served look-alike's history member reads them, and so does the matching classical row. The
+  // left-out apps are outside the vocabulary, so no list holds them.
+  const ever = users.retention.map((r, i) => Int32Array.from(new Set([...r, ...users.installs[i]!, ...users.uninstalls[i]!])));
+  const hasHistory = ever.some((e, i) => e.length > new Set(users.retention[i]!).size);
   const methods: import('./leave-app-out.js').LaoMethod[] = [
     { name: 'random', vectors: '–', scorer: lao.randomScorer(n, o.seed) },
     { name: 'activity (number of kept apps)', vectors: '–', scorer: lao.activityScorer(users.retention) },
     { name: 'item-kNN (Jaccard over kept apps)', vectors: '–', scorer: lao.itemKnnScorer(users.retention, numApps) },
+    ...(hasHistory ? [{ name: 'item-kNN (Jaccard over apps ever installed)', vectors: '–', scorer: lao.itemKnnScorer(ever, numApps) }] : []),
     { name: 'logistic regression', vectors: 'sparse TF-IDF of kept apps', scorer: lao.sparseLrScorer(tfidf, o.seed) },
   ];
+  const everIds = hasHistory ? ever.map((e) => Array.from(e, (i) => appIdOf[i]!)) : undefined;
   // Sets made for Test #1 alone (the head, the sequence baselines) stay out of the look-alike methods.
   const test1Only = new Set(['realtime', 'aetn+realtime', 'recent', 'tfidf-svd+recent']);
   const vecSets = sets.filter((s) => s.dim > 1 && !test1Only.has(s.variant));
@@ -320,7 +327,7 @@ async function runLeaveAppOutProtocol(ds: PreparedDataset, loaded: LoadedUsers, 
   if (o.serving) {
     for (const s of vecSets) {
       if (s.variant === 'projection') continue;
-      methods.push(await lao.servedScorer(users.ids, s.vectors, s.dim, appIds, s.name, o.seed));
+      methods.push(await lao.servedScorer(users.ids, s.vectors, s.dim, appIds, s.name, o.seed, everIds));
     }
   }
   return lao.runLeaveAppOut(tasks, n, methods, [1, 5, 10], { minUsers, maxUsers });

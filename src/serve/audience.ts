@@ -55,6 +55,7 @@ export function lookalikeDeps(
     allUsers: () => backend.allUsers(f.featureId),
     populationSize: backend.count(f.featureId),
     ...(backend.hasUserApps() ? { getApps: (ids: string[]) => backend.userApps(ids), appUsers: (apps: string[]) => backend.appUsers(apps) } : {}),
+    ...(backend.hasUserEverApps() ? { getEverApps: (ids: string[]) => backend.userEverApps(ids), appEverUsers: (apps: string[]) => backend.appEverUsers(apps) } : {}),
     ...(checkCancelled ? { checkCancelled } : {}),
   };
 }

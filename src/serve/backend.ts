@@ -356,6 +356,21 @@ export class ServingBackend {
     return this.store.appUsersMany(appIds);
   }
 
+  /** Every app each user ever installed, kept or since uninstalled (undefined where not recorded). */
+  userEverApps(userIds: readonly string[]): (string[] | undefined)[] {
+    return this.store.userEverAppsMany(userIds);
+  }
+
+  /** How many users ever installed each app (undefined where not recorded). */
+  appEverUsers(appIds: readonly string[]): (number | undefined)[] {
+    return this.store.appEverUsersMany(appIds);
+  }
+
+  /** Whether the store records the apps users ever installed (stores embedded before they were recorded, or from data without install events, do not). */
+  hasUserEverApps(): boolean {
+    return this.store.userEverAppsCount() > 0;
+  }
+
   /** Whether the store records users' kept apps at all (stores embedded before they were recorded do not). */
   hasUserApps(): boolean {
     return this.store.userAppsCount() > 0;

@@ -79,6 +79,8 @@ export class EmbeddingStore implements Store {
   private readonly installersDb: Database<string[], string>;
   private readonly userAppsDb: Database<string[], string>;
   private readonly appUsersDb: Database<number, string>;
+  private readonly userEverAppsDb: Database<string[], string>;
+  private readonly appEverUsersDb: Database<number, string>;
   private readonly forgottenDb: Database<number, string>;
   private readonly metaDb: Database<unknown, string>;
   private txnDepth = 0;
@@ -97,6 +99,8 @@ export class EmbeddingStore implements Store {
     this.installersDb = root.openDB({ name: 'installers' });
     this.userAppsDb = root.openDB({ name: 'userApps' });
     this.appUsersDb = root.openDB({ name: 'appUsers' });
+    this.userEverAppsDb = root.openDB({ name: 'userEverApps' });
+    this.appEverUsersDb = root.openDB({ name: 'appEverUsers' });
     this.forgottenDb = openForgotten(root);
     this.metaDb = root.openDB({ name: 'meta' });
   }
@@ -522,13 +526,48 @@ export class EmbeddingStore implements Store {
 
   /** Replaces the number of users keeping each of these apps (one transaction). */
   async putAppUsersMany(counts: Iterable<readonly [string, number]>): Promise<void> {
+    this.putCounts(this.appUsersDb, counts);
+  }
+
+  /**
+   * Replaces, for several users in one transaction, every vocabulary app they ever installed in the
+   * history: kept, or installed and since uninstalled (the look-alike's history item-kNN reads them).
+   */
+  async putUserEverAppsMany(lists: Iterable<readonly [string, readonly string[]]>): Promise<void> {
+    this.putKeyLists(this.userEverAppsDb, lists, 'user id', 'app key', (k) => `apps ever installed by ${k} must be an array of app ids`, 'keys');
+  }
+
+  /** Replaces the number of users who ever installed each of these apps (one transaction). */
+  async putAppEverUsersMany(counts: Iterable<readonly [string, number]>): Promise<void> {
+    this.putCounts(this.appEverUsersDb, counts);
+  }
+
+  /** Apps each user ever installed (undefined: none recorded). */
+  userEverAppsMany(userIds: readonly string[]): (string[] | undefined)[] {
+    this.checkOpen();
+    return userIds.map((u) => this.userEverAppsDb.get(u));
+  }
+
+  /** How many users ever installed each app (undefined: not recorded). */
+  appEverUsersMany(appIds: readonly string[]): (number | undefined)[] {
+    this.checkOpen();
+    return appIds.map((a) => this.appEverUsersDb.get(a));
+  }
+
+  /** Users with a list of apps ever installed. */
+  userEverAppsCount(): number {
+    this.checkOpen();
+    return (this.userEverAppsDb.getStats() as { entryCount: number }).entryCount;
+  }
+
+  private putCounts(db: Database<number, string>, counts: Iterable<readonly [string, number]>): void {
     const all = [...counts];
     for (const [appId, c] of all) {
       checkKey('app key', appId);
       if (!Number.isInteger(c) || c < 0) throw new StoreError('INVALID_ARGUMENT', `user count of ${appId} must be a non-negative integer, got ${String(c)}`);
     }
     this.transactionSync(() => {
-      for (const [appId, c] of all) this.appUsersDb.putSync(appId, c);
+      for (const [appId, c] of all) db.putSync(appId, c);
     });
   }
 
@@ -559,8 +598,8 @@ export class EmbeddingStore implements Store {
 
   /**
    * Erases users from the store in one durable transaction: their vectors in every feature
-   * (retired ones too), their realtime state, their kept-apps list (decrementing the apps' user
-   * counts) and every installer list; then records a tombstone so no later write (batch embed over
+   * (retired ones too), their realtime state, their kept-apps list and list of apps ever installed
+   * (decrementing the apps' user counts) and every installer list; then records a tombstone so no later write (batch embed over
    * old data, realtime events) brings them back, until `unforget`. Indexes are files next to the
    * store: src/index/erase.ts marks the users deleted there.
    */
@@ -578,14 +617,17 @@ export class EmbeddingStore implements Store {
       }
       const states = this.root.openDB<Buffer, string>({ name: REALTIME_STATE_DB, encoding: 'binary' });
       for (const u of ids) if (states.removeSync(u)) c.realtimeStatesRemoved++;
-      for (const u of ids) {
-        const apps = this.userAppsDb.get(u);
-        if (!apps) continue;
-        this.userAppsDb.removeSync(u);
-        c.keptAppListsRemoved++;
-        for (const a of apps) {
-          const n = this.appUsersDb.get(a);
-          if (n !== undefined && n > 0) this.appUsersDb.putSync(a, n - 1);
+      // Kept-app lists (counted) and lists of apps ever installed, each with its per-app user counts.
+      for (const [lists, counts, counted] of [[this.userAppsDb, this.appUsersDb, true], [this.userEverAppsDb, this.appEverUsersDb, false]] as const) {
+        for (const u of ids) {
+          const apps = lists.get(u);
+          if (!apps) continue;
+          lists.removeSync(u);
+          if (counted) c.keptAppListsRemoved++;
+          for (const a of apps) {
+            const n = counts.get(a);
+            if (n !== undefined && n > 0) counts.putSync(a, n - 1);
+          }
         }
       }
       for (const { key, value } of this.installersDb.getRange()) {

@@ -209,6 +209,27 @@ describe('aetn embed --method svd (the classical feature kind)', () => {
       expect(String(f.meta!.what)).toMatch(/TF-IDF.*SVD/);
       // Kept apps and installer lists, as for a model's feature (the look-alike reads them).
       expect(store.userAppsCount()).toBe(ds.manifest.numUsers);
+      // Apps ever installed (the look-alike's history member): a list for each user whose
+      // history holds more than they keep (this world has install events, so some do), always a
+      // superset of the kept apps; per-app counts over every user.
+      const everyone: string[] = [];
+      for await (const ex of ds.examples()) everyone.push(ex.userId);
+      const kept = store.userAppsMany(everyone);
+      const ever = store.userEverAppsMany(everyone);
+      const withList = ever.filter((l) => l !== undefined).length;
+      expect(withList).toBeGreaterThan(0);
+      expect(store.userEverAppsCount()).toBe(withList);
+      const everBy = new Map<string, number>();
+      ever.forEach((l, i) => {
+        const k = new Set(kept[i] ?? []);
+        if (l) {
+          expect(l.length).toBeGreaterThan(k.size);
+          for (const x of k) expect(l).toContain(x);
+        }
+        for (const x of l ?? k) everBy.set(x, (everBy.get(x) ?? 0) + 1);
+      });
+      const everApps = [...everBy.keys()];
+      expect(store.appEverUsersMany(everApps)).toEqual(everApps.map((x) => everBy.get(x)));
       expect(r1.installerApps).toBe(store.appKeys().length);
       // The vectors carry the users' apps: a user's nearest neighbour keeps far more of the same
       // apps than a random other user does.

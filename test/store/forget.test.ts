@@ -33,6 +33,15 @@ describe('EmbeddingStore.forget', () => {
       ['app1', 2],
       ['app2', 1],
     ]);
+    await store.putUserEverAppsMany([
+      ['a', ['app1', 'app3']],
+      ['b', ['app1', 'app2', 'app3']],
+    ]);
+    await store.putAppEverUsersMany([
+      ['app1', 2],
+      ['app2', 1],
+      ['app3', 2],
+    ]);
     const sdb = new StateDb(store.root);
     store.transactionSync(() => sdb.putInTxn({ userId: 'b', events: [], applied: 0, updatedAtMs: 1 }));
     const seq = store.forgetSeq();
@@ -44,6 +53,8 @@ describe('EmbeddingStore.forget', () => {
     expect(store.installersOf('app2')).toEqual(['c']);
     expect(store.userAppsMany(['a', 'b'])).toEqual([['app1'], undefined]);
     expect(store.appUsersMany(['app1', 'app2'])).toEqual([1, 0]);
+    expect(store.userEverAppsMany(['a', 'b'])).toEqual([['app1', 'app3'], undefined]);
+    expect(store.appEverUsersMany(['app1', 'app2', 'app3'])).toEqual([1, 0, 1]);
     expect(sdb.get('b')).toBeUndefined();
     expect(store.count('old')).toBe(2); // retired features too
     expect(store.get('new', 'b')).toBeUndefined();

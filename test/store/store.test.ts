@@ -207,6 +207,25 @@ describe('EmbeddingStore', () => {
     expect(store.userAppsCount()).toBe(2);
   });
 
+  it('apps users ever installed and per-app counts persist apart from the kept apps; bad input is refused', async () => {
+    const sdir = join(dir, 'ever');
+    store = EmbeddingStore.open(sdir);
+    expect(store.userEverAppsCount()).toBe(0);
+    await store.putUserAppsMany([['a', ['x']]]);
+    await store.putUserEverAppsMany([['a', ['x', 'w', 'x']]]);
+    await store.putAppEverUsersMany([['x', 1], ['w', 1]]);
+    await expect(store.putUserEverAppsMany([['', ['x']]])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(store.putUserEverAppsMany([['c', 'x' as unknown as string[]]])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/ever installed/) });
+    await expect(store.putAppEverUsersMany([['z', -1]])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await store.close();
+    store = EmbeddingStore.open(sdir);
+    expect(store.userEverAppsMany(['a', 'b'])).toEqual([['x', 'w'], undefined]);
+    expect(store.appEverUsersMany(['x', 'w', 'z'])).toEqual([1, 1, undefined]);
+    expect(store.userAppsMany(['a'])).toEqual([['x']]);
+    expect(store.appUsersMany(['w'])).toEqual([undefined]);
+    expect(store.userEverAppsCount()).toBe(1);
+  });
+
   it('refuses directories that are not stores or are damaged', async () => {
     const notStore = join(dir, 'other');
     mkdirSync(notStore);
