@@ -49,6 +49,9 @@ export interface ServingStore {
   userAppsMany(userIds: readonly string[]): MaybePromise<(string[] | undefined)[]>;
   appUsersMany(appIds: readonly string[]): MaybePromise<(number | undefined)[]>;
   userAppsCount(): number;
+  userEverAppsMany(userIds: readonly string[]): MaybePromise<(string[] | undefined)[]>;
+  appEverUsersMany(appIds: readonly string[]): MaybePromise<(number | undefined)[]>;
+  userEverAppsCount(): number;
   userIds(featureId: string): Iterable<string> | AsyncIterable<string>;
   forgetSeq(): number;
   forgottenUsers(): string[];
@@ -357,12 +360,12 @@ export class ServingBackend {
   }
 
   /** Every app each user ever installed, kept or since uninstalled (undefined where not recorded). */
-  userEverApps(userIds: readonly string[]): (string[] | undefined)[] {
+  userEverApps(userIds: readonly string[]): MaybePromise<(string[] | undefined)[]> {
     return this.store.userEverAppsMany(userIds);
   }
 
   /** How many users ever installed each app (undefined where not recorded). */
-  appEverUsers(appIds: readonly string[]): (number | undefined)[] {
+  appEverUsers(appIds: readonly string[]): MaybePromise<(number | undefined)[]> {
     return this.store.appEverUsersMany(appIds);
   }
 

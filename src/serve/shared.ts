@@ -18,6 +18,7 @@ export class CassandraServingStore implements ServingStore {
   private forgotten = new Set<string>();
   private seq = 0;
   private hasUserApps = 0;
+  private hasUserEverApps = 0;
 
   /** Short-term vectors live in the realtime consumers' `states` rows (src/stream/cassandra-states.ts). */
   private readonly states: CassandraStates;
@@ -37,11 +38,12 @@ export class CassandraServingStore implements ServingStore {
   }
 
   async refresh(): Promise<void> {
-    const [features, seq, apps] = await Promise.all([this.shared.features(), this.shared.forgetSeq(), this.shared.userAppsCount()]);
+    const [features, seq, apps, everApps] = await Promise.all([this.shared.features(), this.shared.forgetSeq(), this.shared.userAppsCount(), this.shared.userEverAppsCount()]);
     this.byId = new Map(features.map((f) => [f.featureId, f]));
     if (seq !== this.seq || this.forgotten.size === 0) this.forgotten = new Set(await this.shared.forgottenUsers());
     this.seq = seq;
     this.hasUserApps = apps;
+    this.hasUserEverApps = everApps;
   }
 
   features(): FeatureInfo[] {
@@ -73,6 +75,18 @@ export class CassandraServingStore implements ServingStore {
 
   userAppsCount(): number {
     return this.hasUserApps;
+  }
+
+  userEverAppsMany(userIds: readonly string[]): Promise<(string[] | undefined)[]> {
+    return this.shared.userEverAppsMany(userIds);
+  }
+
+  appEverUsersMany(appIds: readonly string[]): Promise<(number | undefined)[]> {
+    return this.shared.appEverUsersMany(appIds);
+  }
+
+  userEverAppsCount(): number {
+    return this.hasUserEverApps;
   }
 
   userIds(featureId: string): AsyncIterable<string> {

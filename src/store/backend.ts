@@ -43,6 +43,11 @@ export interface Store {
   userAppsMany(userIds: readonly string[]): MaybePromise<(string[] | undefined)[]>;
   appUsersMany(appIds: readonly string[]): MaybePromise<(number | undefined)[]>;
   userAppsCount(): MaybePromise<number>;
+  putUserEverAppsMany(lists: Iterable<readonly [string, readonly string[]]>): Promise<void>;
+  putAppEverUsersMany(counts: Iterable<readonly [string, number]>): Promise<void>;
+  userEverAppsMany(userIds: readonly string[]): MaybePromise<(string[] | undefined)[]>;
+  appEverUsersMany(appIds: readonly string[]): MaybePromise<(number | undefined)[]>;
+  userEverAppsCount(): MaybePromise<number>;
 
   isForgotten(userId: string): MaybePromise<boolean>;
   forgottenUsers(): MaybePromise<string[]>;

@@ -11,6 +11,8 @@
 //   installers     app_key -> users (JSON list)                 look-alike seeds
 //   user_apps      user_id -> apps (JSON list)                  look-alike app features
 //   app_users      app_key -> n                                 users keeping each app
+//   user_ever_apps user_id -> apps (JSON list)                  apps ever installed (history member)
+//   app_ever_users app_key -> n                                 users who ever installed each app
 //   forgotten      user_id -> at_ms                             erased users (tombstones)
 //   meta           key -> value                                 forget_seq, schema version
 //   states         user_id -> events, applied, feature_id, v   realtime state + short-term vector
@@ -98,6 +100,8 @@ export function schemaStatements(keyspace: string, localDataCenter: string, repl
     `CREATE TABLE IF NOT EXISTS ${ks}.installers (app_key text PRIMARY KEY, users text)`,
     `CREATE TABLE IF NOT EXISTS ${ks}.user_apps (user_id text PRIMARY KEY, apps text)`,
     `CREATE TABLE IF NOT EXISTS ${ks}.app_users (app_key text PRIMARY KEY, n int)`,
+    `CREATE TABLE IF NOT EXISTS ${ks}.user_ever_apps (user_id text PRIMARY KEY, apps text)`,
+    `CREATE TABLE IF NOT EXISTS ${ks}.app_ever_users (app_key text PRIMARY KEY, n int)`,
     `CREATE TABLE IF NOT EXISTS ${ks}.forgotten (user_id text PRIMARY KEY, at_ms bigint)`,
     `CREATE TABLE IF NOT EXISTS ${ks}.states (user_id text PRIMARY KEY, events blob, applied map<int, bigint>, feature_id text, v blob)`,
     `CREATE TABLE IF NOT EXISTS ${ks}.index_files (feature_id text, generation int, name text, chunk int, bytes blob, PRIMARY KEY ((feature_id, generation), name, chunk))`,
@@ -425,6 +429,11 @@ export class CassandraStore implements Store {
     await this.putLists('user_apps', 'user_id', 'apps', lists, 'user id', 'app key', (k) => `apps of ${k} must be an array of app ids`, 'keys');
   }
 
+  /** Every vocabulary app each user ever installed (kept, or installed and since uninstalled). */
+  async putUserEverAppsMany(lists: Iterable<readonly [string, readonly string[]]>): Promise<void> {
+    await this.putLists('user_ever_apps', 'user_id', 'apps', lists, 'user id', 'app key', (k) => `apps ever installed by ${k} must be an array of app ids`, 'keys');
+  }
+
   private async putLists(
     table: string,
     keyCol: string,
@@ -458,13 +467,22 @@ export class CassandraStore implements Store {
   }
 
   async putAppUsersMany(counts: Iterable<readonly [string, number]>): Promise<void> {
+    await this.putCounts('app_users', counts);
+  }
+
+  /** How many users ever installed each app. */
+  async putAppEverUsersMany(counts: Iterable<readonly [string, number]>): Promise<void> {
+    await this.putCounts('app_ever_users', counts);
+  }
+
+  private async putCounts(table: 'app_users' | 'app_ever_users', counts: Iterable<readonly [string, number]>): Promise<void> {
     this.checkOpen();
     const all = [...counts];
     for (const [appId, c] of all) {
       checkKey('app key', appId);
       if (!Number.isInteger(c) || c < 0) throw new StoreError('INVALID_ARGUMENT', `user count of ${appId} must be a non-negative integer, got ${String(c)}`);
     }
-    const q = `INSERT INTO ${this.q('app_users')} (app_key, n) VALUES (?, ?)`;
+    const q = `INSERT INTO ${this.q(table)} (app_key, n) VALUES (?, ?)`;
     await forEachLimit(all, CONCURRENCY, async ([a, c]) => void (await this.client.execute(q, [a, c], { isIdempotent: true })));
   }
 
@@ -474,6 +492,14 @@ export class CassandraStore implements Store {
 
   async appUsersMany(appIds: readonly string[]): Promise<(number | undefined)[]> {
     return this.lookupMany(appIds, `SELECT n FROM ${this.q('app_users')} WHERE app_key = ?`, (r) => r.get('n') as number);
+  }
+
+  async userEverAppsMany(userIds: readonly string[]): Promise<(string[] | undefined)[]> {
+    return this.lookupMany(userIds, `SELECT apps FROM ${this.q('user_ever_apps')} WHERE user_id = ?`, (r) => JSON.parse(r.get('apps') as string) as string[]);
+  }
+
+  async appEverUsersMany(appIds: readonly string[]): Promise<(number | undefined)[]> {
+    return this.lookupMany(appIds, `SELECT n FROM ${this.q('app_ever_users')} WHERE app_key = ?`, (r) => r.get('n') as number);
   }
 
   private async lookupMany<T>(keys: readonly string[], q: string, f: (r: cassandra.types.Row) => T): Promise<(T | undefined)[]> {
@@ -490,6 +516,12 @@ export class CassandraStore implements Store {
   async userAppsCount(): Promise<number> {
     this.checkOpen();
     return (await this.client.execute(`SELECT user_id FROM ${this.q('user_apps')} LIMIT 1`)).rowLength;
+  }
+
+  /** Whether any user's apps ever installed are recorded (the look-alike's history member needs them). */
+  async userEverAppsCount(): Promise<number> {
+    this.checkOpen();
+    return (await this.client.execute(`SELECT user_id FROM ${this.q('user_ever_apps')} LIMIT 1`)).rowLength;
   }
 
   // ---------------------------------------------------------------- erasure (as serving needs it)
