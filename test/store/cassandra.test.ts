@@ -38,7 +38,7 @@ describe.skipIf(!avail.ok)('Cassandra store', () => {
       const ks = c.metadata.keyspaces['aetn_store_test'] as unknown as { strategyOptions: Record<string, string> };
       expect(ks.strategyOptions).toMatchObject({ datacenter1: '1' });
       const tables = (await c.execute(`SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'aetn_store_test'`)).rows.map((r) => r.get('table_name') as string);
-      expect(tables.sort()).toEqual(['app_users', 'features', 'forgotten', 'index_current', 'index_files', 'installers', 'meta', 'runs', 'states', 'user_apps', 'vectors']);
+      expect(tables.sort()).toEqual(['app_ever_users', 'app_users', 'features', 'forgotten', 'index_current', 'index_files', 'installers', 'meta', 'runs', 'states', 'user_apps', 'user_ever_apps', 'vectors']);
     } finally {
       await c.shutdown();
     }
@@ -93,7 +93,7 @@ describe.skipIf(!avail.ok)('Cassandra store', () => {
     expect((await store.features()).map((f) => f.featureId)).toEqual(expect.arrayContaining(['f-reg', 'f-rt']));
   });
 
-  it('stores installers, kept apps and app counts', async () => {
+  it('stores installers, kept apps, apps ever installed and their counts', async () => {
     await store.putInstallersMany([['app1', ['u1', 'u2', 'u1']]]);
     expect(await store.installersOf('app1')).toEqual(['u1', 'u2']);
     expect(await store.installersOf('app-none')).toBeUndefined();
@@ -103,6 +103,15 @@ describe.skipIf(!avail.ok)('Cassandra store', () => {
     expect(await store.appUsersMany(['app1', 'app9'])).toEqual([2, undefined]);
     expect(await store.userAppsCount()).toBe(1);
     await expect(store.putAppUsersMany([['app1', -1]])).rejects.toThrow(/non-negative integer/);
+    // The apps users ever installed (the look-alike's history member), kept apart from the kept apps.
+    expect(await store.userEverAppsCount()).toBe(0);
+    await store.putUserEverAppsMany([['u1', ['app1', 'app2', 'app3', 'app3']]]);
+    await store.putAppEverUsersMany([['app3', 1]]);
+    expect(await store.userEverAppsMany(['u1', 'u9'])).toEqual([['app1', 'app2', 'app3'], undefined]);
+    expect(await store.appEverUsersMany(['app3', 'app1'])).toEqual([1, undefined]);
+    expect(await store.userAppsMany(['u1'])).toEqual([['app1', 'app2']]);
+    expect(await store.userEverAppsCount()).toBe(1);
+    await expect(store.putAppEverUsersMany([['app3', 1.5]])).rejects.toThrow(/non-negative integer/);
   });
 
   it('keeps index generations as chunked files and flips the live one only from the generation it replaces', async () => {
