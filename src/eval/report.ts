@@ -17,6 +17,8 @@ export interface DatasetStats {
   meanUninstalls: number;
   /** Weeks after the reference date whose installs are the labels (default 1). */
   labelWeeks?: number;
+  /** `aetn eval --sample`: a uniform sample of the users, plus every niche adopter outside it for Test #1. */
+  sample?: { uniform: number; adoptersAdded: number; total: number };
 }
 
 export interface ReportInput {
@@ -156,6 +158,10 @@ export function renderMarkdown(input: ReportInput): string {
   L.push('| | |', '|---|---|');
   L.push(`| prepared data | \`${esc(ds.path)}\` |`);
   L.push(`| users evaluated | ${ds.users.toLocaleString('en-US')}${ds.usersTotal && ds.usersTotal !== ds.users ? ` of ${ds.usersTotal.toLocaleString('en-US')}` : ''} |`);
+  if (ds.sample) {
+    L.push(`| uniform sample (Test #1 negatives; every other test) | ${ds.sample.uniform.toLocaleString('en-US')} of ${ds.sample.total.toLocaleString('en-US')} users |`);
+    L.push(`| niche adopters outside the sample, added for Test #1 | ${ds.sample.adoptersAdded.toLocaleString('en-US')} |`);
+  }
   if (ds.referenceDate) L.push(`| reference date (held-out week follows) | ${ds.referenceDate} |`);
   L.push(`| apps in the vocabulary / categories | ${ds.apps.toLocaleString('en-US')} / ${ds.categories}${ds.catalogApps ? ` (catalog: ${ds.catalogApps.toLocaleString('en-US')} apps)` : ''} |`);
   L.push(`| mean retention / installs / uninstalls per user | ${ds.meanRetention.toFixed(1)} / ${ds.meanInstalls.toFixed(1)} / ${ds.meanUninstalls.toFixed(1)} |`);
@@ -186,6 +192,10 @@ export function renderMarkdown(input: ReportInput): string {
     }
     L.push('');
     if (r.test1) L.push(`Test #1: ${r.test1.classifier}; ${r.test1.split}; mean ± sample std over ${r.test1.runs} runs (each run a new split and initialisation, the same splits for every model). Average = mean over categories per run.`);
+    if (r.test1 && ds.sample)
+      L.push(
+        `Sampled: each category's rows are all ${ds.sample.total.toLocaleString('en-US')} users' adopters of it plus the uniform sample of ${ds.sample.uniform.toLocaleString('en-US')} (${r.test1.categories.map((c) => `${c.name} ${c.rows?.toLocaleString('en-US') ?? '–'} rows`).join(', ')}); the negatives are the sample's non-adopters, a uniform sample of all non-adopters, which leaves the AUC unbiased (it compares positives with negatives only). Test #2 and the audience tests use the uniform sample alone.`,
+      );
     if (r.test2) L.push(`Test #2: ${r.test2.classifier}; ${r.test2.folds}-fold stratified cross-validation, mean ± std over folds.`);
     L.push('The paper column is the Tencent result for the same variant (average of its 4 niche categories), for orientation: different data, not a target.', '');
     if (input.chartHref) L.push(`![Test #1 AUC per model](${input.chartHref})`, '');
