@@ -20,7 +20,7 @@
 // scoring overlap the remaining searches. The dense math (k-means, fit, scoring) is batched dot
 // products in a WebAssembly SIMD kernel (simd.ts).
 import { auc } from './logistic.js';
-import { appLayout, appLogit, appRows, DEFAULT_L2_GRID, denseColumns, fitScoring, knnScore, rowLogit, seedProfile, selectApps, vectorLayout, type Family, type HeldOutEstimate } from './scoring.js';
+import { appLayout, appRows, appScorer, DEFAULT_L2_GRID, denseColumns, fitScoring, knnScore, knnScoreFrom, knnWeights, rowLogit, seedProfile, selectApps, vectorLayout, type Family, type HeldOutEstimate } from './scoring.js';
 import { sphericalKMeans } from './kmeans.js';
 import { dot, normalizedMatrix } from './linalg.js';
 import { hashStrings } from '../util/hash.js';
@@ -323,12 +323,13 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
       if (c !== undefined) profile!.users.set(a, Math.max(c, profile!.inter.get(a)!));
     });
   }
+  const kw = profile ? knnWeights(profile) : undefined;
   for (let r = 0; r < nTrain; r++) {
     X.set(Xraw.subarray(r * d, r * d + d), r * P);
     for (let j = 0; j < K; j++) X[r * P + d + j] = Math.exp(-(1 - sims[r * K + j]!) / spreadOf[j]!);
     if (app) {
       X[r * P + d + K] = app.activity[r]!;
-      X[r * P + d + K + 1] = knnScore(profile!, trainApps[r], r < nF);
+      X[r * P + d + K + 1] = r < nF ? knnScore(profile!, trainApps[r], true) : knnScoreFrom(kw!, profile!.userNorm, trainApps[r]);
     }
   }
   const y = new Uint8Array(nTrain);
@@ -356,7 +357,8 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
       for (const a of pf.users.keys()) pf.users.set(a, Math.max(profile.users.get(a) ?? 0, pf.inter.get(a)!));
       const inFold = new Uint8Array(nTrain);
       for (const r of seedsIn) inFold[r] = 1;
-      for (let r = 0; r < nTrain; r++) Xf[r * P + d + K + 1] = knnScore(pf, trainApps[r], inFold[r] === 1);
+      const pw = knnWeights(pf);
+      for (let r = 0; r < nTrain; r++) Xf[r * P + d + K + 1] = inFold[r] === 1 ? knnScore(pf, trainApps[r], true) : knnScoreFrom(pw, pf.userNorm, trainApps[r]);
     }
     return Xf;
   };
@@ -403,6 +405,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     wc[j] = model.weights[d + j - 1]!;
     invSpread[j] = 1 / spreadOf[j - 1]!;
   }
+  const appPart = appScorer(scoring);
   const seen = new Set<string>();
   const top = new TopN(N);
   let scoredCount = 0;
@@ -448,7 +451,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
         const inv = invNorm[q]!;
         let z = dots[o]! * inv + model.bias;
         for (let j = 1; j < R; j++) z += wc[j]! * Math.exp((dots[o + j]! * inv - 1) * invSpread[j]!);
-        if (appsOf) z += appLogit(scoring, appsOf[rowOf[q]!]);
+        if (appsOf) z += appPart(appsOf[rowOf[q]!]);
         top.push(1 / (1 + Math.exp(-z)), part[rowOf[q]!]!);
       }
       scoredCount += n;

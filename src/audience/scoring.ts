@@ -13,7 +13,7 @@
 // an honest estimate of the audience's quality before buying it: the held-out AUC, and the
 // expected recall at an audience as large as the hidden adopters (recall@1x), from the score
 // distributions of held-out seeds and held-out population users at the seeds' prevalence.
-import { auc, fitLogistic, fitLogisticHybrid, hybridLogit, type HybridModel, type SparseRows } from './logistic.js';
+import { auc, fitLogistic, fitLogisticHybrid, fitLogisticPath, hybridLogit, type HybridModel, type SparseRows } from './logistic.js';
 import { mulberry32 } from '../util/random.js';
 
 /** What the fitted model needs to score any user: its layout, weights and seed profile. */
@@ -213,6 +213,50 @@ export function appLogit(m: ScoringModel, apps: readonly string[] | undefined): 
   return z;
 }
 
+/**
+ * Each seed app's item-kNN weight for a user who is not a seed, |S ∩ U_a| / |S ∪ U_a| (the terms
+ * knnScore adds up, computed once): what scores thousands of candidates or training rows against
+ * one profile. Read the profile's counts when called: make it after the last change to `users`.
+ */
+export function knnWeights(p: SeedProfile): Map<string, number> {
+  const w = new Map<string, number>();
+  for (const [a, i] of p.inter) if (i > 0) w.set(a, i / (p.nSeeds + p.users.get(a)! - 0 - i));
+  return w;
+}
+
+/** knnScore(p, apps, false) from knnWeights(p): the same number, one map look-up per app. */
+export function knnScoreFrom(weights: Map<string, number>, userNorm: number, apps: readonly string[] | undefined): number {
+  if (!apps || apps.length === 0) return 0;
+  const uniq = new Set(apps);
+  let s = 0;
+  for (const a of uniq) {
+    const w = weights.get(a);
+    if (w !== undefined) s += w;
+  }
+  if (userNorm !== 0) s /= Math.pow(uniq.size, userNorm);
+  return s;
+}
+
+/**
+ * appLogit of a fitted model as a function of one user's apps, with the per-request work done once
+ * (the item-kNN weights): what the candidate loop calls for every candidate.
+ */
+export function appScorer(m: ScoringModel): (apps: readonly string[] | undefined) => number {
+  if (!m.usesApps) return () => 0;
+  const base = m.d + m.K;
+  const w = m.model.weights;
+  const wAct = w[base]!;
+  const wKnn = m.profile ? w[base + 1]! : 0;
+  const kw = m.profile ? knnWeights(m.profile) : undefined;
+  const norm = m.profile?.userNorm ?? 0;
+  if (m.appColumn.size > 0) return (apps) => appLogit(m, apps);
+  return (apps) => {
+    let z = wAct * Math.log1p(apps?.length ?? 0);
+    if (kw && wKnn !== 0) z += wKnn * knnScoreFrom(kw, norm, apps);
+    return z;
+  };
+}
+
 /** Stratified fold of each row (positives and negatives dealt round-robin after a seeded shuffle). */
 export function stratifiedFolds(y: Uint8Array, k: number, seed: number): Int32Array {
   const r = mulberry32(seed);
@@ -402,6 +446,17 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
     const m: HybridModel = c.sparse ? fitLogisticHybrid(Xf, w, s, yy, nn, { l2, iterations: o.iterations }) : (({ weights, bias }) => ({ pd: w, ps: 0, weights, bias }))(fitLogistic(Xf, yy, nn, w, { l2, iterations: o.iterations }));
     return widen(m, layout, c, ps);
   };
+  // A family at every penalty of the grid: a fixed score once (it has no penalty), a dense family
+  // in one batched fit (fitLogisticPath: the same models as one fit per penalty, at a fraction of
+  // the cost), a sparse one penalty by penalty.
+  const fitFamilyGrid = (f: Family, X: Float32Array, s: SparseRows | undefined, yy: Uint8Array, nn: number): HybridModel[] => {
+    const c = familyColumns(layout, f);
+    if (FIXED[f] !== undefined) return o.grid.map(() => fitFamily(f, X, s, yy, nn, 0));
+    if (c.sparse) return o.grid.map((l2) => fitFamily(f, X, s, yy, nn, l2));
+    const w = c.to - c.from;
+    const Xf = sliceColumns(X, pd, nn, c.from, c.to);
+    return fitLogisticPath(Xf, yy, nn, w, o.grid, { iterations: o.iterations }).map(({ weights, bias }) => widen({ pd: w, ps: 0, weights, bias }, layout, c, ps));
+  };
   if (k >= 2 && o.grid.length > 0) {
     const fold = stratifiedFolds(y.subarray(0, n), k, o.seed);
     // oof[f][g]: out-of-fold logits of family f at penalty g.
@@ -413,12 +468,14 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
       const XdF = o.foldDense ? o.foldDense(trIdx) : Xd;
       const tr = subsetRows(XdF, pd, sp, trIdx);
       const ytr = Uint8Array.from(trIdx, (i) => y[i]!);
-      families.forEach((fam, fi) =>
-        o.grid.forEach((l2, g) => {
-          const m = fitFamily(fam, tr.Xd, tr.sp, ytr, trIdx.length, l2);
-          for (const row of teIdx) oof[fi]![g]![row] = rowLogit(m, XdF, sp, row);
-        }),
-      );
+      families.forEach((fam, fi) => {
+        const fixed = FIXED[fam] !== undefined;
+        fitFamilyGrid(fam, tr.Xd, tr.sp, ytr, trIdx.length).forEach((m, g) => {
+          // A fixed score is the same at every penalty: computed once, copied.
+          if (fixed && g > 0) for (const row of teIdx) oof[fi]![g]![row] = oof[fi]![0]![row]!;
+          else for (const row of teIdx) oof[fi]![g]![row] = rowLogit(m, XdF, sp, row);
+        });
+      });
     }
     const yy = y.subarray(0, n);
     const ens = new Float64Array(n);

@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { extendLookalike, singleCentroidLookalike, LookalikeError, type LookalikeDeps, type Neighbor } from '../../src/audience/lookalike.js';
 import { mulberry32 } from '../../src/util/random.js';
 import { sphericalKMeans } from '../../src/audience/kmeans.js';
-import { fitLogistic, auc } from '../../src/audience/logistic.js';
-import { KNN_USER_NORM, knnScore, seedProfile } from '../../src/audience/scoring.js';
+import { fitLogistic, fitLogisticPath, auc } from '../../src/audience/logistic.js';
+import { KNN_USER_NORM, knnScore, knnScoreFrom, knnWeights, seedProfile } from '../../src/audience/scoring.js';
 
 const D = 32;
 
@@ -205,5 +205,29 @@ describe('building blocks', () => {
     // Duplicated apps count once; no apps, no score.
     expect(knnScore(p, ['a', 'a'], false)).toBeCloseTo(0.4, 12);
     expect(knnScore(p, [], false)).toBe(0);
+    // The precomputed weights (what candidates are scored with) give the same numbers, bit for bit.
+    const kw = knnWeights(p);
+    for (const apps of [['a'], heavy, ['a', 'a'], [], ['z'], ['c', 'b', 'a']]) expect(knnScoreFrom(kw, p.userNorm, apps)).toBe(knnScore(p, apps, false));
+    expect(knnScoreFrom(kw, 0, heavy)).toBe(knnScore({ ...p, userNorm: 0 }, heavy, false));
+  });
+
+  it('a penalty path is the same models as one fit per penalty (bit for bit), batched', () => {
+    const r = mulberry32(11);
+    for (const [n, p] of [[403, 37], [41, 5], [120, 1]] as const) {
+      const x = Float32Array.from({ length: n * p }, () => r() * 2 - 1 + (r() < 0.1 ? 3 : 0));
+      const y = Uint8Array.from({ length: n }, (_, i) => (x[i * p]! + r() > 0.7 ? 1 : 0));
+      const grid = [0.003, 0.03, 0.3];
+      const path = fitLogisticPath(x, y, n, p, grid, { iterations: 40 });
+      expect(path).toHaveLength(3);
+      grid.forEach((l2, g) => {
+        const one = fitLogistic(x, y, n, p, { l2, iterations: 40 });
+        expect(Array.from(path[g]!.weights)).toEqual(Array.from(one.weights));
+        expect(path[g]!.bias).toBe(one.bias);
+      });
+      // The penalties do differ: a stronger one shrinks the weights.
+      const size = (w: Float32Array) => Math.hypot(...w);
+      expect(size(path[2]!.weights)).toBeLessThan(size(path[0]!.weights));
+    }
+    expect(fitLogisticPath(new Float32Array(4), Uint8Array.of(0, 1, 0, 1), 4, 1, [])).toEqual([]);
   });
 });
