@@ -36,6 +36,11 @@ export interface BinaryTask {
   name: string;
   /** 1 = positive, per user row. */
   labels: Uint8Array;
+  /**
+   * Rows that take part (default: all). Test #1 on a sampled world: every positive plus the users of
+   * a uniform sample, so the negatives are a uniform sample of the non-adopters.
+   */
+  rows?: Int32Array;
 }
 
 export interface EvalTasks {
@@ -81,6 +86,8 @@ export interface EvalOptions {
   workers?: number;
   /** A fast matrix product for the big neighbour scan (optional: plain JS otherwise). */
   matmulT?: MatMulT;
+  /** Users the evaluated rows stand for (the per-million rates of Test #1; default: the rows). */
+  population?: number;
 }
 
 export interface Test1Row {
@@ -116,7 +123,7 @@ export interface EvalResults {
   seed: number;
   users: number;
   test1?: {
-    categories: { name: string; positives: number; perMillion: number }[];
+    categories: { name: string; positives: number; perMillion: number; rows?: number }[];
     runs: number;
     split: string;
     classifier: string;
@@ -139,6 +146,14 @@ export interface EvalResults {
 
 function wants(set: VectorSet, t: TestName): boolean {
   return !set.tests || set.tests.includes(t);
+}
+
+/** Positives of a task among its rows. */
+function taskPositives(t: BinaryTask): number {
+  if (!t.rows) return positives(t.labels);
+  let s = 0;
+  for (let i = 0; i < t.rows.length; i++) s += t.labels[t.rows[i]];
+  return s;
 }
 
 function positives(y: Uint8Array): number {
@@ -175,8 +190,8 @@ async function runTests(users: EvalUsers, tasks: EvalTasks, sets: VectorSet[], o
   const folds = opts.folds ?? 10;
   const seed = opts.seed;
   // Test #1: next-week installation prediction per niche category (MLP, 3:1:1, several runs).
-  const niche = tasks.niche.filter((t) => positives(t.labels) >= 5);
-  for (const t of tasks.niche) if (!niche.includes(t)) logger.warn({ category: t.name, positives: positives(t.labels) }, 'too few next-week adopters: category skipped in Test #1');
+  const niche = tasks.niche.filter((t) => taskPositives(t) >= 5);
+  for (const t of tasks.niche) if (!niche.includes(t)) logger.warn({ category: t.name, positives: taskPositives(t) }, 'too few next-week adopters: category skipped in Test #1');
   const t1sets = sets.filter((s) => wants(s, 'test1'));
   if (niche.length > 0 && t1sets.length > 0) {
     const bar = new Progress({ label: 'eval test#1', total: t1sets.length * niche.length * runs, unit: 'fits' });
@@ -188,7 +203,7 @@ async function runTests(users: EvalUsers, tasks: EvalTasks, sets: VectorSet[], o
       for (const task of niche) {
         for (let r = 0; r < runs; r++) {
           // The same split seed for every model: they are compared on identical users.
-          const job = { kind: 'holdout' as const, d: s.dim, labels: task.labels, seed: deriveSeed(seed, 'test1', task.name, r), mlp: opts.mlp };
+          const job = { kind: 'holdout' as const, d: s.dim, labels: task.labels, seed: deriveSeed(seed, 'test1', task.name, r), mlp: opts.mlp, rows: task.rows };
           jobs.push(
             pool.run(id, job).then((res) => {
               const h = res as HoldoutResult;
@@ -208,7 +223,12 @@ async function runTests(users: EvalUsers, tasks: EvalTasks, sets: VectorSet[], o
     }
     bar.finish();
     results.test1 = {
-      categories: niche.map((t) => ({ name: t.name, positives: positives(t.labels), perMillion: (positives(t.labels) / n) * 1e6 })),
+      categories: niche.map((t) => ({
+        name: t.name,
+        positives: taskPositives(t),
+        perMillion: (taskPositives(t) / (opts.population ?? n)) * 1e6,
+        ...(t.rows ? { rows: t.rows.length } : {}),
+      })),
       runs,
       split: '3:1:1 stratified train/valid/test',
       classifier: `MLP (1 hidden ReLU layer of ${opts.mlp?.hidden ?? 32}, Adam, early stop on valid AUC)`,
@@ -247,7 +267,7 @@ async function runTests(users: EvalUsers, tasks: EvalTasks, sets: VectorSet[], o
       classifier: clf === 'gbdt' ? `gradient-boosted trees (${opts.gbdt?.trees ?? 100} trees, depth ${opts.gbdt?.depth ?? 4})` : 'MLP',
       rows,
     };
-  } else if (target) {
+  } else if (target && t2sets.length > 0) {
     logger.warn({ adopters: positives(target.labels) }, 'too few look-alike target adopters: Test #2 skipped');
   }
 

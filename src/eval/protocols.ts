@@ -19,8 +19,16 @@ function count(y: Uint8Array): number {
   return s;
 }
 
-/** Paper Test #1 protocol for one run: stratified 3:1:1 split, MLP early-stopped on valid, AUC on test. */
-export function holdoutMlpAuc(X: Float32Array, y: Uint8Array, d: number, seed: number, mlp: Partial<MlpOptions> = {}): HoldoutResult {
+/**
+ * Paper Test #1 protocol for one run: stratified 3:1:1 split, MLP early-stopped on valid, AUC on test.
+ * `rows` (optional) restricts the task to those rows of X and y (e.g. every adopter plus a uniform
+ * sample of the others); the split is drawn over them alone.
+ */
+export function holdoutMlpAuc(X: Float32Array, y: Uint8Array, d: number, seed: number, mlp: Partial<MlpOptions> = {}, rows?: Int32Array): HoldoutResult {
+  if (rows) {
+    for (let i = 0; i < rows.length; i++) if (rows[i] < 0 || rows[i] >= y.length) throw new RangeError(`holdout: row ${rows[i]} outside 0..${y.length - 1}`);
+    return holdoutMlpAuc(takeRows(X, d, rows), takeLabels(y, rows), d, seed, mlp);
+  }
   const [tr, va, te] = stratifiedSplit(y, [3, 1, 1], deriveSeed(seed, 'split'));
   const ytr = takeLabels(y, tr);
   const yva = takeLabels(y, va);
@@ -101,13 +109,13 @@ export function crossValidatedAuc(X: Float32Array, y: Uint8Array, d: number, k: 
 
 /** A unit of classifier work that a worker thread can run given the shared matrix. */
 export type FitJob =
-  | { kind: 'holdout'; d: number; labels: Uint8Array; seed: number; mlp?: Partial<MlpOptions> }
+  | { kind: 'holdout'; d: number; labels: Uint8Array; seed: number; mlp?: Partial<MlpOptions>; rows?: Int32Array }
   | { kind: 'cvfold'; d: number; labels: Uint8Array; k: number; seed: number; fold: number; classifier: 'gbdt' | 'mlp'; gbdt?: Partial<GbdtOptions>; mlp?: Partial<MlpOptions> };
 
 export type FitResult = HoldoutResult | FoldResult;
 
 export function runFitJob(X: Float32Array, job: FitJob): FitResult {
-  if (job.kind === 'holdout') return holdoutMlpAuc(X, job.labels, job.d, job.seed, job.mlp);
+  if (job.kind === 'holdout') return holdoutMlpAuc(X, job.labels, job.d, job.seed, job.mlp, job.rows);
   const trainer = job.classifier === 'gbdt' ? gbdtTrainer(job.gbdt) : mlpTrainer(job.mlp);
   return crossValidationFold(X, job.labels, job.d, job.k, job.seed, job.fold, trainer);
 }

@@ -1,7 +1,7 @@
 // The evaluation report: Markdown laid out like the paper's Table 1, an SVG bar chart of Test #1
 // (dependency-free), and a JSON file with every number next to the Markdown.
 import type { EvalResults, Test1Row } from './evaluate.js';
-import type { Spread } from './metrics.js';
+import { meanStd, type Spread } from './metrics.js';
 import type { LaoResults } from './leave-app-out.js';
 
 export interface DatasetStats {
@@ -17,6 +17,8 @@ export interface DatasetStats {
   meanUninstalls: number;
   /** Weeks after the reference date whose installs are the labels (default 1). */
   labelWeeks?: number;
+  /** `aetn eval --sample`: a uniform sample of the users, plus every niche adopter outside it for Test #1. */
+  sample?: { uniform: number; adoptersAdded: number; total: number };
 }
 
 export interface ReportInput {
@@ -56,13 +58,40 @@ function esc(s: string): string {
   return s.replace(/\|/g, '\\|');
 }
 
-/** "A − B = x; spread of the difference ≈ s: verdict" for two Test #1 rows (spread: the two run-to-run spreads combined). */
+/**
+ * The gap between two Test #1 rows and its run-to-run spread. Every model is fitted on the same
+ * split in run r, so the runs pair up: the spread is the sample standard deviation of the per-run
+ * differences of the category averages (not the two rows' spreads combined, which would count the
+ * split-to-split variation both rows share twice). Falls back to the combined spreads only when the
+ * rows hold no per-run values.
+ */
+export function pairedGap(a: Test1Row, b: Test1Row): { diff: number; spread: number; runs: number; paired: boolean } {
+  const perRun = (row: Test1Row) => {
+    const byRun = new Map<number, number[]>();
+    for (const x of row.runs) if (!Number.isNaN(x.auc)) (byRun.get(x.run) ?? byRun.set(x.run, []).get(x.run)!).push(x.auc);
+    return new Map([...byRun].map(([r, v]) => [r, v.reduce((s, y) => s + y, 0) / v.length]));
+  };
+  const pa = perRun(a);
+  const pb = perRun(b);
+  const d: number[] = [];
+  for (const [r, v] of pa) if (pb.has(r)) d.push(v - pb.get(r)!);
+  if (d.length < 2) return { diff: a.average.mean - b.average.mean, spread: Math.hypot(a.average.std, b.average.std), runs: d.length, paired: false };
+  const s = meanStd(d);
+  return { diff: s.mean, spread: s.std, runs: d.length, paired: true };
+}
+
+function spreadsText(diff: number, spread: number): string {
+  if (spread === 0) return diff === 0 ? 'no difference' : 'no spread';
+  return `${(diff / spread).toFixed(1)} spreads`;
+}
+
+/** "A − B = x; paired spread of the difference s (k spreads): verdict" for two Test #1 rows. */
 export function gapLine(a: Test1Row, b: Test1Row, la: string, lb: string): string {
-  const diff = a.average.mean - b.average.mean;
-  const noise = Math.hypot(a.average.std, b.average.std);
+  const { diff, spread: noise, runs, paired } = pairedGap(a, b);
   const verdict =
     diff > 2 * noise ? `${la} is ahead by more than two spreads.` : diff > noise ? `${la} is ahead by one to two spreads.` : diff >= -noise ? 'within one spread of each other.' : `${la} is behind by more than one spread.`;
-  return `${la} − ${lb} = ${diff >= 0 ? '+' : ''}${diff.toFixed(4)}; run-to-run spread of the difference ≈ ${noise.toFixed(4)}: ${verdict}`;
+  const what = paired ? `sample std of the ${runs} paired per-run differences` : 'the two run-to-run spreads combined';
+  return `${la} − ${lb} = ${diff >= 0 ? '+' : ''}${diff.toFixed(4)}; spread of the difference ${noise.toFixed(4)} (${what}; ${spreadsText(diff, noise)}): ${verdict}`;
 }
 
 /** Does Test #1 follow the paper's ordering? One line per adjacent pair present in the results. */
@@ -81,12 +110,11 @@ export function orderingFindings(res: EvalResults): string[] {
   const dae = byVariant.get('dae');
   const aetn = byVariant.get('aetn');
   if (dae && aetn) {
-    const diff = aetn.average.mean - dae.average.mean;
-    const noise = Math.hypot(dae.average.std, aetn.average.std);
+    const { diff, spread: noise, runs, paired } = pairedGap(aetn, dae);
     out.push(
       `AETN − DAE = ${diff >= 0 ? '+' : ''}${diff.toFixed(4)} (paper: +${(PAPER_TABLE1.aetn - PAPER_TABLE1.dae).toFixed(4)}); ` +
-        `run-to-run spread of the difference ≈ ${noise.toFixed(4)}: ` +
-        (diff > 2 * noise ? 'AETN is clearly better.' : diff > 0 ? 'AETN is ahead, but within about two spreads.' : 'the paper\'s gain does NOT reproduce here.'),
+        `spread of the difference ${noise.toFixed(4)} (${paired ? `sample std of the ${runs} paired per-run differences` : 'the two run-to-run spreads combined'}; ${spreadsText(diff, noise)}): ` +
+        (diff > 2 * noise ? 'AETN is ahead by more than two spreads.' : Math.abs(diff) <= noise ? 'within one spread of each other.' : diff > 0 ? 'AETN is ahead by one to two spreads.' : 'the paper\'s gain does NOT reproduce here.'),
     );
   }
   // The questions of the synthetic world's report: does AETN beat the retention-only classical
@@ -97,6 +125,7 @@ export function orderingFindings(res: EvalResults): string[] {
   };
   const pairs: [string, string, string, string][] = [
     ['aetn', 'tfidf-svd', 'AETN', 'TF-IDF + SVD'],
+    ['aetn', 'activity', 'AETN', 'activity'],
     ['aetn+realtime', 'aetn', 'AETN + head', 'AETN'],
     ['recent', 'tfidf-svd', 'recent events (classical)', 'TF-IDF + SVD'],
     ['tfidf-svd+recent', 'aetn', 'TF-IDF + SVD ‖ recent events', 'AETN'],
@@ -109,9 +138,10 @@ export function orderingFindings(res: EvalResults): string[] {
   const inversions: string[] = [];
   for (let i = 0; i < present.length; i++)
     for (let j = i + 1; j < present.length; j++) {
-      const a = byVariant.get(present[i])!.average;
-      const b = byVariant.get(present[j])!.average;
-      if (a.mean > b.mean) inversions.push(`${variantLabel(present[i])} (${f4(a.mean)}) > ${variantLabel(present[j])} (${f4(b.mean)})${a.mean - b.mean < Math.hypot(a.std, b.std) ? ' (within spread)' : ''}`);
+      const ra = byVariant.get(present[i])!;
+      const rb = byVariant.get(present[j])!;
+      const g = pairedGap(ra, rb);
+      if (g.diff > 0) inversions.push(`${variantLabel(present[i])} (${f4(ra.average.mean)}) > ${variantLabel(present[j])} (${f4(rb.average.mean)})${g.diff <= g.spread ? ' (within spread)' : ''}`);
     }
   out.push(inversions.length === 0 ? 'The full ordering holds.' : `Out of the paper's order: ${inversions.join('; ')}.`);
   return out;
@@ -128,6 +158,10 @@ export function renderMarkdown(input: ReportInput): string {
   L.push('| | |', '|---|---|');
   L.push(`| prepared data | \`${esc(ds.path)}\` |`);
   L.push(`| users evaluated | ${ds.users.toLocaleString('en-US')}${ds.usersTotal && ds.usersTotal !== ds.users ? ` of ${ds.usersTotal.toLocaleString('en-US')}` : ''} |`);
+  if (ds.sample) {
+    L.push(`| uniform sample (Test #1 negatives; every other test) | ${ds.sample.uniform.toLocaleString('en-US')} of ${ds.sample.total.toLocaleString('en-US')} users |`);
+    L.push(`| niche adopters outside the sample, added for Test #1 | ${ds.sample.adoptersAdded.toLocaleString('en-US')} |`);
+  }
   if (ds.referenceDate) L.push(`| reference date (held-out week follows) | ${ds.referenceDate} |`);
   L.push(`| apps in the vocabulary / categories | ${ds.apps.toLocaleString('en-US')} / ${ds.categories}${ds.catalogApps ? ` (catalog: ${ds.catalogApps.toLocaleString('en-US')} apps)` : ''} |`);
   L.push(`| mean retention / installs / uninstalls per user | ${ds.meanRetention.toFixed(1)} / ${ds.meanInstalls.toFixed(1)} / ${ds.meanUninstalls.toFixed(1)} |`);
@@ -158,6 +192,10 @@ export function renderMarkdown(input: ReportInput): string {
     }
     L.push('');
     if (r.test1) L.push(`Test #1: ${r.test1.classifier}; ${r.test1.split}; mean ± sample std over ${r.test1.runs} runs (each run a new split and initialisation, the same splits for every model). Average = mean over categories per run.`);
+    if (r.test1 && ds.sample)
+      L.push(
+        `Sampled: each category's rows are all ${ds.sample.total.toLocaleString('en-US')} users' adopters of it plus the uniform sample of ${ds.sample.uniform.toLocaleString('en-US')} (${r.test1.categories.map((c) => `${c.name} ${c.rows?.toLocaleString('en-US') ?? '–'} rows`).join(', ')}); the negatives are the sample's non-adopters, a uniform sample of all non-adopters, which leaves the AUC unbiased (it compares positives with negatives only). Test #2 and the audience tests use the uniform sample alone.`,
+      );
     if (r.test2) L.push(`Test #2: ${r.test2.classifier}; ${r.test2.folds}-fold stratified cross-validation, mean ± std over folds.`);
     L.push('The paper column is the Tencent result for the same variant (average of its 4 niche categories), for orientation: different data, not a target.', '');
     if (input.chartHref) L.push(`![Test #1 AUC per model](${input.chartHref})`, '');

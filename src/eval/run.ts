@@ -18,6 +18,7 @@ import { Rng } from '../util/random.js';
 import { weightedUnit } from '../serve/encode.js';
 import { DEFAULT_WEIGHTS } from '../serve/user-vectors.js';
 import { concatRows, recentCategoryCounts } from './sequence-baseline.js';
+import { takeLabels, takeRows } from './split.js';
 
 const logger = child('eval');
 
@@ -59,6 +60,12 @@ export interface RunEvalOptions {
   svdDim?: number;
   /** Weeks of history the classical sequence baseline counts (default 4; 0 = no such baseline). */
   recentWeeks?: number;
+  /**
+   * Evaluate a uniform sample of this many users (seeded) instead of every user: Test #1 takes every
+   * niche adopter of the dataset plus the sample (its negatives are the sample's non-adopters, so the
+   * AUC stays unbiased); Test #2, the audience test, the overlap and leave-app-out use the sample alone.
+   */
+  sample?: number;
   /** Weights of the unit-normalised long and short parts of AETN + head (the served `combined`; default 0.8 / 0.6). */
   combinedWeights?: { long: number; short: number };
 }
@@ -87,20 +94,38 @@ export interface LoadedUsers {
   installDates: Int32Array[];
   uninstallDates: Int32Array[];
   total: number;
+  /** Position of each loaded user in the dataset's example order. */
+  sourceIndex: number[];
 }
 
-/** Users of the dataset (the first maxUsers in shard order: shards are by user-id hash, so a fair sample). */
-export async function loadUsers(ds: PreparedDataset, maxUsers: number | undefined, keepEvents: boolean): Promise<LoadedUsers> {
+/**
+ * Users of the dataset (the first maxUsers in shard order: shards are by user-id hash, so a fair
+ * sample), or those that `keep` picks by their position in that order and their id.
+ */
+export async function loadUsers(
+  ds: PreparedDataset,
+  maxUsers: number | undefined,
+  keepEvents: boolean,
+  keep?: { pick: (index: number, userId: string) => boolean },
+): Promise<LoadedUsers> {
   const users: EvalUsers = { ids: [], retention: [], installs: [], uninstalls: [] };
   const rowOf = new Map<string, number>();
   const events: LoadedUsers['events'] = keepEvents ? [] : undefined;
   const installDates: Int32Array[] = [];
   const uninstallDates: Int32Array[] = [];
+  const sourceIndex: number[] = [];
   const limit = maxUsers ?? Infinity;
-  const bar = new Progress({ label: 'eval read users', total: Math.min(limit, ds.manifest.numUsers), unit: 'users' });
+  const bar = new Progress({ label: 'eval read users', total: keep ? ds.manifest.numUsers : Math.min(limit, ds.manifest.numUsers), unit: 'users' });
+  let index = -1;
   for await (const ex of ds.examples()) {
     if (users.ids.length >= limit) break;
+    index++;
+    if (keep && !keep.pick(index, ex.userId)) {
+      if ((index & 1023) === 1023) bar.tick(1024);
+      continue;
+    }
     if (rowOf.has(ex.userId)) throw new UserError(`user ${ex.userId} appears twice in ${ds.dir}`);
+    sourceIndex.push(index);
     rowOf.set(ex.userId, users.ids.length);
     users.ids.push(ex.userId);
     users.retention.push(ex.retention.slice());
@@ -115,10 +140,44 @@ export async function loadUsers(ds: PreparedDataset, maxUsers: number | undefine
       ev.sort((a, b) => a.timestampMs - b.timestampMs);
       events.push(ev);
     }
-    bar.tick();
+    if (!keep) bar.tick();
   }
   bar.finish();
-  return { users, rowOf, events, installDates, uninstallDates, total: ds.manifest.numUsers };
+  if (keep && index + 1 !== ds.manifest.numUsers) throw new Error(`eval: ${ds.dir} holds ${index + 1} users, its manifest says ${ds.manifest.numUsers}`);
+  return { users, rowOf, events, installDates, uninstallDates, total: ds.manifest.numUsers, sourceIndex };
+}
+
+/** Ids of the users with a held-out install in any of the niche categories. */
+export async function nicheAdopterIds(ds: PreparedDataset, niche: string[]): Promise<Set<string>> {
+  const out = new Set<string>();
+  if (niche.length === 0) return out;
+  if (!ds.manifest.hasLabels) throw new UserError(`${ds.dir} has no held-out week (labels.ndjson): Test #1 needs one (or pass --skip test1)`);
+  const cats = new Set(niche);
+  for await (const l of ds.labels()) {
+    for (const a of l.appIds) {
+      const c = ds.catalog.categoryOf(a);
+      if (c !== undefined && cats.has(c)) {
+        out.add(l.userId);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** The loaded users at the given rows (in that order), as a world of its own. */
+export function subsetLoaded(l: LoadedUsers, rows: Int32Array): LoadedUsers {
+  const pick = <T>(a: T[]) => Array.from(rows, (r) => a[r]!);
+  const ids = pick(l.users.ids);
+  return {
+    users: { ids, retention: pick(l.users.retention), installs: pick(l.users.installs), uninstalls: pick(l.users.uninstalls) },
+    rowOf: new Map(ids.map((id, i) => [id, i])),
+    events: l.events ? pick(l.events) : undefined,
+    installDates: pick(l.installDates),
+    uninstallDates: pick(l.uninstallDates),
+    total: l.total,
+    sourceIndex: pick(l.sourceIndex),
+  };
 }
 
 /** Ground truth of the tests from the held-out week and the out-of-vocabulary installs. */
@@ -353,10 +412,36 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
   if (!target && !(skip.has('test2') && skip.has('audience'))) logger.warn('no look-alike target (no ground truth and no --target): Test #2 and the audience test skipped');
   for (const c of niche) if (!ds.catalog.apps.some((a) => a.category === c)) throw new UserError(`niche category '${c}' has no app in the catalog of ${o.data}`);
 
-  const loaded = await loadUsers(ds, o.maxUsers, Boolean(o.head));
+  // With --sample: a seeded uniform sample of the dataset's users, plus (for Test #1) every niche adopter.
+  const total = ds.manifest.numUsers;
+  let keep: Parameters<typeof loadUsers>[3];
+  let chosen: Uint8Array | undefined;
+  if (o.sample !== undefined) {
+    if (!Number.isInteger(o.sample) || o.sample < 20) throw new UserError(`--sample must be an integer >= 20, got ${o.sample}`);
+    if (o.maxUsers !== undefined) throw new UserError('--sample and --max-users exclude each other: --sample already draws a uniform sample of all users');
+    if (o.sample < total) {
+      chosen = new Uint8Array(total);
+      for (const i of new Rng(deriveSeed(o.seed, 'eval-sample')).sample(total, o.sample)) chosen[i] = 1;
+      const adopters = await nicheAdopterIds(ds, skip.has('test1') ? [] : niche);
+      const c = chosen;
+      keep = { pick: (i, id) => (i < total && c[i] === 1) || adopters.has(id) };
+    }
+  }
+  const loaded = await loadUsers(ds, o.maxUsers, Boolean(o.head), keep);
   const n = loaded.users.ids.length;
   if (n < 20) throw new UserError(`${o.data} holds only ${n} users: too few to evaluate`);
   const tasks = await loadTasks(ds, loaded.rowOf, skip.has('test1') ? [] : niche, target);
+  // Rows of the uniform sample (all rows without --sample).
+  const uniformRows = chosen ? Int32Array.from(loaded.sourceIndex.flatMap((src, row) => (chosen![src] === 1 ? [row] : []))) : undefined;
+  if (uniformRows) {
+    const inUniform = new Uint8Array(n);
+    for (const r of uniformRows) inUniform[r] = 1;
+    for (const t of tasks.niche) {
+      const rows: number[] = [];
+      for (let r = 0; r < n; r++) if (inUniform[r] === 1 || t.labels[r] === 1) rows.push(r);
+      t.rows = Int32Array.from(rows);
+    }
+  }
   timings['read data'] = (performance.now() - t0) / 1000;
 
   const allTests: TestName[] = ['test1', 'test2', 'audience', 'overlap'];
@@ -461,9 +546,13 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
     const seq = { installs: loaded.users.installs, installDates: loaded.installDates, uninstalls: loaded.users.uninstalls, uninstallDates: loaded.uninstallDates };
     recent = { vectors: recentCategoryCounts(seq, categoryOfApp, ds.vocab.categories.length, recentWeeks), dim: 2 * ds.vocab.categories.length };
   }
-  const tfidf = tfidfRows(loaded.users.retention, numApps, idfOf(documentFrequency(loaded.users.retention, numApps), n));
+  // IDF and SVD are fitted on the uniform sample (every row without --sample), then applied to every row.
+  const fitRetention = uniformRows ? Array.from(uniformRows, (r) => loaded.users.retention[r]!) : loaded.users.retention;
+  const idf = idfOf(documentFrequency(fitRetention, numApps), fitRetention.length);
+  const tfidf = tfidfRows(loaded.users.retention, numApps, idf);
+  const tfidfFit = uniformRows ? tfidfRows(fitRetention, numApps, idf) : tfidf;
   if (svdDim > 0) {
-    const svd = randomizedSvd(tfidf, svdDim, deriveSeed(o.seed, 'svd'));
+    const svd = randomizedSvd(tfidfFit, svdDim, deriveSeed(o.seed, 'svd'));
     const SV = project(tfidf, svd);
     const { normalizeRows } = await import('./neighbors.js');
     const svdVectors = normalizeRows(SV, svd.k);
@@ -518,9 +607,16 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
       return out;
     };
   }
-  const audienceMethods = o.serving && !skip.has('audience') ? [await servingLookalikeMethod(loaded.users.ids)] : [];
+  // With --sample, Test #1 runs on every row (each category: its adopters + the sample) and the other
+  // tests on the uniform sample alone, as a world of its own.
+  const uniform = uniformRows ? subsetLoaded(loaded, uniformRows) : loaded;
+  const uniformSets = uniformRows ? sets.map((s) => ({ ...s, vectors: takeRows(s.vectors, s.dim, uniformRows) })) : sets;
+  const uniformTasks: EvalTasks = uniformRows
+    ? { niche: [], ...(tasks.lookalike ? { lookalike: { name: tasks.lookalike.name, labels: takeLabels(tasks.lookalike.labels, uniformRows) } } : {}) }
+    : tasks;
+  const audienceMethods = o.serving && !skip.has('audience') ? [await servingLookalikeMethod(uniform.users.ids)] : [];
   const tEval = performance.now();
-  const results = await evaluate(loaded.users, tasks, sets, {
+  const evalOptions = {
     seed: o.seed,
     runs: o.runs,
     folds: o.folds,
@@ -531,13 +627,22 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
     audienceMethods,
     matmulT,
     workers: o.fitWorkers ?? 1,
-  });
+    population: uniformRows ? total : undefined,
+  };
+  let results: Awaited<ReturnType<typeof evaluate>>;
+  if (!uniformRows) results = await evaluate(loaded.users, tasks, sets, evalOptions);
+  else {
+    const only = (s: VectorSet, keepTest1: boolean): VectorSet => ({ ...s, tests: (s.tests ?? tests).filter((t) => (t === 'test1') === keepTest1) });
+    const first = await evaluate(loaded.users, { niche: tasks.niche }, sets.map((s) => only(s, true)), evalOptions);
+    const rest = await evaluate(uniform.users, uniformTasks, uniformSets.map((s) => only(s, false)), evalOptions);
+    results = { ...rest, test1: first.test1, users: n, models: first.models, seconds: first.seconds + rest.seconds };
+  }
   timings.tests = (performance.now() - tEval) / 1000;
 
   let leaveAppOut: import('./leave-app-out.js').LaoResults | undefined;
   if (protocol !== 'paper') {
     const tLao = performance.now();
-    leaveAppOut = await runLeaveAppOutProtocol(ds, loaded, sets, tfidf, o);
+    leaveAppOut = await runLeaveAppOutProtocol(ds, uniform, uniformSets, tfidfFit, o);
     timings['leave-app-out'] = (performance.now() - tLao) / 1000;
   }
   timings.total = (performance.now() - t0) / 1000;
@@ -555,6 +660,7 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
     meanInstalls: nApps('installs'),
     meanUninstalls: nApps('uninstalls'),
     labelWeeks: ds.labelWeeks,
+    ...(uniformRows ? { sample: { uniform: uniformRows.length, adoptersAdded: n - uniformRows.length, total } } : {}),
   };
   const chartPath = o.out.replace(/\.md$/i, '') + '.svg';
   const jsonPath = o.out.replace(/\.md$/i, '') + '.json';

@@ -4,7 +4,7 @@ import { rocAuc } from '../../src/eval/metrics.js';
 import { trainMlp } from '../../src/eval/mlp.js';
 import { crossValidatedAuc, gbdtTrainer, holdoutMlpAuc, mlpTrainer } from '../../src/eval/protocols.js';
 import { Rng } from '../../src/util/random.js';
-import { stratifiedKFold, stratifiedSplit } from '../../src/eval/split.js';
+import { stratifiedKFold, stratifiedSplit, takeLabels, takeRows } from '../../src/eval/split.js';
 
 /** n rows of d standard normals; the label rule decides what is learnable. */
 function toy(n: number, d: number, seed: number, rule: (x: Float32Array, rng: Rng) => number) {
@@ -69,6 +69,17 @@ describe('MLP classifier', () => {
     expect(a).toEqual(b);
     expect(c.auc).not.toBe(a.auc);
     expect(a.auc).toBeGreaterThan(0.95);
+  });
+
+  it('with rows, runs on those rows alone (the same result as on a copy of them); bad rows are refused', () => {
+    const { X, y } = toy(1500, 6, 6, linear);
+    const rows = Int32Array.from({ length: 700 }, (_, i) => 2 * i + 1);
+    const sub = holdoutMlpAuc(X, y, 6, 9, { maxEpochs: 8, batchSize: 64 }, rows);
+    const copy = holdoutMlpAuc(takeRows(X, 6, rows), takeLabels(y, rows), 6, 9, { maxEpochs: 8, batchSize: 64 });
+    expect(sub).toEqual(copy);
+    const all = holdoutMlpAuc(X, y, 6, 9, { maxEpochs: 8, batchSize: 64 });
+    expect(sub.positives.train + sub.positives.valid + sub.positives.test).toBeLessThan(all.positives.train + all.positives.valid + all.positives.test);
+    expect(() => holdoutMlpAuc(X, y, 6, 9, {}, Int32Array.from([0, 1500]))).toThrow(/row 1500 outside 0..1499/);
   });
 });
 

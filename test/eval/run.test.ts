@@ -105,6 +105,39 @@ describe('runEval on a generated world', () => {
     expect(res.report).toMatch(/AETN − DAE = \+0\.\d{4}/);
   }, 120_000);
 
+  it('--sample: Test #1 keeps every adopter plus a uniform sample, the other tests use the sample alone', async () => {
+    const full = JSON.parse((await runEval(opts({ skip: ['test2', 'audience', 'overlap'], runs: 1, out: join(dir, 'full', 'report.md') }), factory)).json).results;
+    const res = await runEval(opts({ sample: 1000, skip: ['overlap'], out: join(dir, 'sampled', 'report.md') }), factory);
+    const j = JSON.parse(res.json);
+    const r = j.results;
+    expect(j.dataset.sample.uniform).toBe(1000);
+    expect(j.dataset.sample.total).toBe(3000);
+    expect(r.users).toBe(1000 + j.dataset.sample.adoptersAdded);
+    expect(j.dataset.sample.adoptersAdded).toBeGreaterThan(0);
+    // Every adopter of the whole world is a positive, and the rates are per million of the whole world.
+    for (const c of r.test1.categories) {
+      const f = full.test1.categories.find((x: { name: string }) => x.name === c.name);
+      expect(c.positives).toBe(f.positives);
+      expect(c.perMillion).toBeCloseTo(f.perMillion, 6);
+      // Rows: the sample plus the category's adopters outside it (the other categories' are not negatives).
+      expect(c.rows).toBeGreaterThanOrEqual(1000);
+      expect(c.rows).toBeLessThanOrEqual(1000 + c.positives);
+    }
+    const t1 = Object.fromEntries(r.test1.rows.map((x: { model: string; average: { mean: number } }) => [x.model, x.average.mean]));
+    expect(t1.aetn).toBeGreaterThan(t1.dae + 0.15);
+    // Test #2 and the audience test see the 1000 sampled users alone (target prevalence 10%).
+    expect(r.test2.adopters).toBeGreaterThan(50);
+    expect(r.test2.adopters).toBeLessThan(160);
+    expect(r.audience.seeds + r.audience.hidden).toBe(r.test2.adopters);
+    expect(res.report).toContain('| uniform sample (Test #1 negatives; every other test) | 1,000 of 3,000 users |');
+    expect(res.report).toMatch(/leaves the AUC unbiased/);
+    // Same seed, same sample: the numbers repeat.
+    const again = await runEval(opts({ sample: 1000, skip: ['overlap'], out: join(dir, 'sampled2', 'report.md') }), factory);
+    expect(JSON.parse(again.json).results.test1.rows).toEqual(JSON.parse(res.json).results.test1.rows.map((x: object) => ({ ...x, seconds: expect.any(Number) })));
+    await expect(runEval(opts({ sample: 1000, maxUsers: 2000 }), factory)).rejects.toThrow(/--sample and --max-users exclude each other/);
+    await expect(runEval(opts({ sample: 5 }), factory)).rejects.toThrow(/--sample must be an integer >= 20/);
+  }, 240_000);
+
   it('refuses bad input with clear errors', async () => {
     await expect(runEval(opts({ niche: ['no.such.category'] }), factory)).rejects.toThrow(/niche category 'no.such.category' has no app/);
     await expect(runEval(opts({ target: 'app-nope' }), factory)).rejects.toThrow(/look-alike target app 'app-nope' is not in the catalog/);

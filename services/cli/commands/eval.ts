@@ -37,6 +37,11 @@ export function register(program: Command): void {
     .option('--head <dir>', 'realtime head checkpoint: also compare AETN + head (the served combined vector) on Test #1')
     .option('--config <file>', 'JSON configuration file (default: $AETN_CONFIG): serve.combinedLongWeight / combinedShortWeight weigh AETN + head as served')
     .option('--max-users <n>', 'evaluate only the first N users (shard order, i.e. a hash sample)', int('max-users', 20))
+    .option(
+      '--sample <n>',
+      'evaluate a seeded uniform sample of N users; Test #1 adds every niche adopter outside it (its negatives stay a uniform sample, so the AUC is unbiased) and the other tests use the sample alone',
+      int('sample', 20),
+    )
     .option('--backend <name>', 'tfjs backend for embedding: wasm | cpu | tensorflow | webgpu (default: AETN_BACKEND or wasm)')
     .option('--workers <n>', 'embedding worker threads', int('workers', 1))
     .option('--fit-workers <n>', 'worker threads for the classifier fits (default: number of CPUs, at most 4)', int('fit-workers', 1))
@@ -87,6 +92,7 @@ export function register(program: Command): void {
         folds: opts.folds as number,
         head: opts.head as string | undefined,
         maxUsers: opts.maxUsers as number | undefined,
+        sample: opts.sample as number | undefined,
         backend: opts.backend as string | undefined,
         workers: opts.workers as number | undefined,
         fitWorkers: (opts.fitWorkers as number | undefined) ?? Math.min(4, cpus().length),
