@@ -138,7 +138,9 @@ async function killOneMemberMidStream(makeBackend: (dir: string) => Promise<Back
     expect(killed?.signal, doomed.stderr).toBe('SIGKILL');
     expect(doomed.lines.filter((l) => 'durable' in l).length).toBe(4);
     const total = async () => (await rowsOf(userIds)).reduce((s, r) => s + r.state.applied, 0);
-    await waitFor('every event applied', async () => (await total()) >= events.length, 90_000, 250);
+    // Generous: after the kill the group rebalances (session timeout) and, on a 2-core machine running
+    // other suites' JVMs beside this one, the survivor's writes can be slow; correctness is checked below.
+    await waitFor('every event applied', async () => (await total()) >= events.length, 240_000, 250);
     await new Promise((r) => setTimeout(r, 1500)); // room for any wrongly repeated delivery to show
     survivor.child.kill('SIGTERM');
     const end = await survivor.exit;
@@ -184,7 +186,7 @@ describe.skipIf(!brokers)('realtime consumer group across processes, shared stat
         close: () => reader.close(),
       };
     });
-  }, 240_000);
+  }, 420_000);
 
   it.skipIf(!cassandraAvailable().ok)('Cassandra states table (a real node): one member killed mid-stream, every event applied once', async () => {
     const cluster = await CassandraCluster.start({ nodes: 1 });
@@ -202,5 +204,5 @@ describe.skipIf(!brokers)('realtime consumer group across processes, shared stat
     } finally {
       await cluster.stop();
     }
-  }, 420_000);
+  }, 600_000);
 });
