@@ -497,7 +497,9 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
         let z = dots[o]! * inv + model.bias;
         for (let j = 1; j < R; j++) z += wc[j]! * Math.exp((dots[o + j]! * inv - 1) * invSpread[j]!);
         if (appsOf) z += appPart(appsOf[rowOf[q]!], everOf?.[rowOf[q]!] ?? appsOf[rowOf[q]!]);
-        top.push(1 / (1 + Math.exp(-z)), part[rowOf[q]!]!);
+        // Ranked by the logit: the probability rounds to exactly 1 from z ~ 37 on, and users
+        // tied there would be ordered by id instead of by score.
+        top.push(z, part[rowOf[q]!]!);
       }
       scoredCount += n;
     }
@@ -549,7 +551,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     queries = ks.map((k, j) => ({ v: km.centroids.subarray(j * d, j * d + d), k }));
   }
   const tSearchAll = tLastAnswer - tSearch0;
-  const users = top.sorted();
+  const users = top.sorted().map((u) => ({ userId: u.userId, score: 1 / (1 + Math.exp(-u.score)) }));
   const tScore = lap() - tVectors - tSearchWait;
   return {
     users,

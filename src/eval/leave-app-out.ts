@@ -364,7 +364,8 @@ export async function servedScorer(ids: string[], V: Float32Array, d: number, ap
       const seeds = Array.from(t.seeds, (r) => ids[r]!);
       const res = await extendLookalike(seeds, { audienceSize: n - t.seeds.length }, deps);
       const out = new Float64Array(n).fill(-Infinity);
-      for (const u of res.users) out[rowOf.get(u.userId)!] = u.score;
+      // The audience's own order (its probabilities can round to the same value at the top).
+      res.users.forEach((u, k) => (out[rowOf.get(u.userId)!] = res.users.length - k));
       return out;
     },
     close: async () => {

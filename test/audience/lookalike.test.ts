@@ -5,7 +5,7 @@ import { extendLookalike, singleCentroidLookalike, LookalikeError, type Lookalik
 import { mulberry32 } from '../../src/util/random.js';
 import { sphericalKMeans } from '../../src/audience/kmeans.js';
 import { fitLogistic, fitLogisticPath, auc } from '../../src/audience/logistic.js';
-import { KNN_USER_NORM, knnScore, knnScoreFrom, knnWeights, seedProfile } from '../../src/audience/scoring.js';
+import { CALIBRATION_MIN_SLOPE, fitScoring, KNN_USER_NORM, knnScore, knnScoreFrom, knnWeights, rowLogit, seedProfile, vectorLayout } from '../../src/audience/scoring.js';
 
 const D = 32;
 
@@ -243,6 +243,36 @@ describe('building blocks', () => {
     // Lists that hold nothing beyond the kept apps add no member: the same audience as without.
     const noHistory = await extendLookalike(seedIds, { audienceSize: n - 50 }, deps(true, true));
     expect(noHistory.users).toEqual(without.users);
+  });
+
+  it('the final calibration never turns the ranking upside down (a member whose seeds score below the population)', () => {
+    // Layout with apps and no vector: dense columns [activity, item-kNN]. The seeds' item-kNN score
+    // is on average below the population's (leave-one-out seeds that share little), so a free
+    // calibration slope comes out negative and would rank the lowest-scoring users first.
+    const r = mulberry32(3);
+    const layout = { ...vectorLayout(0, 0), usesApps: true };
+    const nPos = 12;
+    const n = 600;
+    const Xd = new Float32Array(n * 2);
+    const y = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      y[i] = i < nPos ? 1 : 0;
+      Xd[i * 2] = r();
+      Xd[i * 2 + 1] = i < nPos ? 0.1 * r() : 0.5 * r();
+    }
+    const o = { folds: 4, grid: [0.03], iterations: 60, seed: 1, prevalence: 0.02, families: ['knn' as const] };
+    const { scoring } = fitScoring(Xd, undefined, y, n, layout, o);
+    // The member's own direction is kept: weight on the item-kNN column > 0, and the model's order
+    // is the column's order.
+    expect(scoring.model.weights[1]!).toBeGreaterThan(0);
+    expect(scoring.model.weights[1]!).toBeLessThan(CALIBRATION_MIN_SLOPE * 10);
+    const byModel = Array.from({ length: n }, (_, i) => i).sort((a, b) => rowLogit(scoring.model, Xd, undefined, b) - rowLogit(scoring.model, Xd, undefined, a) || a - b);
+    const byColumn = Array.from({ length: n }, (_, i) => i).sort((a, b) => Xd[b * 2 + 1]! - Xd[a * 2 + 1]! || a - b);
+    expect(byModel).toEqual(byColumn);
+    // Where the seeds do score higher, the calibration is fitted freely (a steep slope).
+    for (let i = 0; i < nPos; i++) Xd[i * 2 + 1] = 0.5 + 0.5 * r();
+    const up = fitScoring(Xd, undefined, y, n, layout, o).scoring;
+    expect(up.model.weights[1]!).toBeGreaterThan(1);
   });
 
   it('a penalty path is the same models as one fit per penalty (bit for bit), batched', () => {
