@@ -75,6 +75,11 @@ export interface Layout {
    * history, kept or since uninstalled (the install sequence's apps; see SeedProfile).
    */
   history: boolean;
+  /**
+   * Columns after the history column: the user's TF-IDF + SVD vector of the kept apps (unit
+   * length), the SVD fitted on the feature's whole population (0: none).
+   */
+  svd: number;
 }
 
 /**
@@ -92,19 +97,24 @@ export function appLayout(d: number, K: number, apps: readonly (readonly string[
   const idf = new Float32Array(selected.length);
   for (let c = 0; c < selected.length; c++) idf[c] = Math.log((1 + nPop) / (1 + df[c]!)) + 1;
   const dense = d + K + 1;
-  return { d, K, appColumn, idf, idfUnseen: Math.log(1 + nPop) + 1, tfidfScale: Math.sqrt(dense), usesApps: true, history: false };
+  return { d, K, appColumn, idf, idfUnseen: Math.log(1 + nPop) + 1, tfidfScale: Math.sqrt(dense), usesApps: true, history: false, svd: 0 };
 }
 
 export function vectorLayout(d: number, K: number): Layout {
-  return { d, K, appColumn: new Map(), idf: new Float32Array(0), idfUnseen: 0, tfidfScale: 0, usesApps: false, history: false };
+  return { d, K, appColumn: new Map(), idf: new Float32Array(0), idfUnseen: 0, tfidfScale: 0, usesApps: false, history: false, svd: 0 };
 }
 
 export function columns(l: Layout): number {
   return denseColumns(l) + l.appColumn.size;
 }
 
-/** Dense columns of the layout: vector, centroid similarities, (with apps) activity and item-kNN, then the history item-kNN. */
+/** Dense columns of the layout: vector, centroid similarities, (with apps) activity and item-kNN, the history item-kNN, then the SVD vector. */
 export function denseColumns(l: Layout): number {
+  return svdColumn(l) + l.svd;
+}
+
+/** The first column of the TF-IDF + SVD vector (when the layout has it). */
+export function svdColumn(l: Layout): number {
   return historyColumn(l) + (l.history ? 1 : 0);
 }
 
@@ -382,9 +392,12 @@ export interface FitScoringOptions {
  *   tfidf: the sparse TF-IDF app columns alone (a stacked member on request; measured: AUC up by
  *   ~0.005, recall@1x not, at 3-5x the fit's cost, so not a default);
  *   history: the fixed item-kNN score over every app the user ever installed (kept or since
- *   uninstalled): the install sequence's apps, which the kept set no longer shows.
+ *   uninstalled): the install sequence's apps, which the kept set no longer shows;
+ *   svd: a logistic regression on the user's TF-IDF + SVD vector of the kept apps (the classical
+ *   user vector, the SVD fitted on the whole population): a second, classical view beside the
+ *   feature's learned vectors.
  */
-export type Family = 'vector' | 'apps' | 'hybrid' | 'knn' | 'activity' | 'tfidf' | 'history' | 'ensemble';
+export type Family = 'vector' | 'apps' | 'hybrid' | 'knn' | 'activity' | 'tfidf' | 'history' | 'svd' | 'ensemble';
 
 /**
  * The members of the default ensemble: the vector (when there is one), item-kNN and activity (with
@@ -393,6 +406,7 @@ export type Family = 'vector' | 'apps' | 'hybrid' | 'knn' | 'activity' | 'tfidf'
 export function defaultFamilies(l: Layout): Family[] {
   const f: Family[] = l.usesApps ? (l.d > 0 ? ['vector', 'knn', 'activity'] : ['knn', 'activity']) : ['vector'];
   if (l.history) f.push('history');
+  if (l.svd > 0) f.push('svd');
   return f;
 }
 
@@ -407,6 +421,7 @@ function familyColumns(l: Layout, f: Family): { from: number; to: number; sparse
   if (f === 'knn') return { from: dv + 1, to: dv + 2, sparse: false };
   if (f === 'tfidf') return { from: dv + 2, to: dv + 2, sparse: true };
   if (f === 'history') return { from: historyColumn(l), to: historyColumn(l) + 1, sparse: false };
+  if (f === 'svd') return { from: svdColumn(l), to: svdColumn(l) + l.svd, sparse: false };
   if (f === 'ensemble') throw new Error('an ensemble is not a single family');
   return { from: 0, to: denseColumns(l), sparse: true };
 }

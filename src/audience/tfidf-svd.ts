@@ -86,21 +86,30 @@ function mulTransDense(A: Csr, Y: Float64Array, l: number): Float64Array {
   return Z;
 }
 
-/** Orthonormalises the l columns of Y [r, l] in place (modified Gram-Schmidt, twice for stability). */
+/**
+ * Orthonormalises the l columns of Y [r, l] in place (modified Gram-Schmidt, twice for stability).
+ * The columns are copied out to contiguous rows first: the same sums in the same order, without
+ * striding through Y for every product.
+ */
 function orthonormalize(Y: Float64Array, r: number, l: number): void {
+  const C = new Float64Array(l * r);
+  for (let i = 0; i < r; i++) for (let c = 0; c < l; c++) C[c * r + i] = Y[i * l + c]!;
   for (let pass = 0; pass < 2; pass++) {
     for (let c = 0; c < l; c++) {
+      const co = c * r;
       for (let p = 0; p < c; p++) {
+        const po = p * r;
         let d = 0;
-        for (let i = 0; i < r; i++) d += Y[i * l + c]! * Y[i * l + p]!;
-        for (let i = 0; i < r; i++) Y[i * l + c]! -= d * Y[i * l + p]!;
+        for (let i = 0; i < r; i++) d += C[co + i]! * C[po + i]!;
+        for (let i = 0; i < r; i++) C[co + i]! -= d * C[po + i]!;
       }
       let nn = 0;
-      for (let i = 0; i < r; i++) nn += Y[i * l + c]! * Y[i * l + c]!;
+      for (let i = 0; i < r; i++) nn += C[co + i]! * C[co + i]!;
       const inv = nn > 1e-24 ? 1 / Math.sqrt(nn) : 0;
-      for (let i = 0; i < r; i++) Y[i * l + c]! *= inv;
+      for (let i = 0; i < r; i++) C[co + i]! *= inv;
     }
   }
+  for (let i = 0; i < r; i++) for (let c = 0; c < l; c++) Y[i * l + c] = C[c * r + i]!;
 }
 
 /** Eigen-decomposition of a symmetric [l, l] matrix (cyclic Jacobi): eigenvalues descending, vectors as columns. */
@@ -193,13 +202,16 @@ export function randomizedSvd(A: Csr, k: number, seed: number, powerIterations =
   // B = Ũ Σ Vᵀ: V = Bᵀ Ũ Σ⁻¹ = Bt · Ũ[:, :k] / σ.
   const sigma = new Float64Array(kk);
   const V = new Float32Array(A.m * kk);
+  const u = new Float64Array(l);
   for (let c = 0; c < kk; c++) {
     const s = Math.sqrt(Math.max(values[c]!, 0));
     sigma[c] = s;
     if (s < 1e-12) continue;
+    for (let a = 0; a < l; a++) u[a] = vectors[a * l + c]!;
     for (let j = 0; j < A.m; j++) {
+      const o = j * l;
       let acc = 0;
-      for (let a = 0; a < l; a++) acc += Bt[j * l + a]! * vectors[a * l + c]!;
+      for (let a = 0; a < l; a++) acc += Bt[o + a]! * u[a]!;
       V[j * kk + c] = acc / s;
     }
   }
@@ -216,5 +228,64 @@ export function project(A: Csr, svd: TruncatedSvd): Float32Array {
       const o = A.col[t]! * k;
       for (let c = 0; c < k; c++) out[i * k + c]! += v * svd.V[o + c]!;
     }
+  return out;
+}
+
+/**
+ * TF-IDF + SVD fitted on a set of users' app lists (app ids), to project any other user's apps:
+ * what the look-alike's classical member fits per request on its population sample.
+ */
+export interface AppSvd {
+  /** Column of each app seen in the fitting rows. */
+  column: Map<string, number>;
+  idf: Float32Array;
+  svd: TruncatedSvd;
+}
+
+/** Fits TF-IDF (smoothed IDF from these rows) and a rank-k randomized SVD on app lists. */
+export function fitAppSvd(rows: readonly (readonly string[] | undefined)[], k: number, seed: number): AppSvd {
+  const column = new Map<string, number>();
+  const idx = rows.map((r) => {
+    const out: number[] = [];
+    for (const a of new Set(r ?? [])) {
+      let c = column.get(a);
+      if (c === undefined) column.set(a, (c = column.size));
+      out.push(c);
+    }
+    return out;
+  });
+  const idf = idfOf(documentFrequency(idx, column.size), rows.length);
+  const svd = randomizedSvd(tfidfRows(idx, column.size, idf), k, seed);
+  return { column, idf, svd };
+}
+
+/**
+ * One user's reduced vector, of unit length (zeros when none of the apps was seen in the fit):
+ * the TF-IDF row times V, normalised. The TF-IDF row's own normalisation is a scale factor, so it
+ * cancels and is skipped. Written into out (length k).
+ */
+export function projectApps(m: AppSvd, apps: readonly string[] | undefined, out: Float32Array): Float32Array {
+  const k = m.svd.k;
+  out.fill(0);
+  if (!apps) return out;
+  const V = m.svd.V;
+  const seen = apps.length > 1 ? new Set<string>() : undefined;
+  for (const a of apps) {
+    if (seen) {
+      if (seen.has(a)) continue;
+      seen.add(a);
+    }
+    const c = m.column.get(a);
+    if (c === undefined) continue;
+    const w = m.idf[c]!;
+    const o = c * k;
+    for (let j = 0; j < k; j++) out[j]! += w * V[o + j]!;
+  }
+  let nn = 0;
+  for (let j = 0; j < k; j++) nn += out[j]! * out[j]!;
+  if (nn > 0) {
+    const inv = 1 / Math.sqrt(nn);
+    for (let j = 0; j < k; j++) out[j]! *= inv;
+  }
   return out;
 }

@@ -54,7 +54,7 @@ export function lookalikeDeps(
     maxSearchK: Math.min(idx.size, maxSearchK),
     allUsers: () => backend.allUsers(f.featureId),
     populationSize: backend.count(f.featureId),
-    ...(backend.hasUserApps() ? { getApps: (ids: string[]) => backend.userApps(ids), appUsers: (apps: string[]) => backend.appUsers(apps) } : {}),
+    ...(backend.hasUserApps() ? { getApps: (ids: string[]) => backend.userApps(ids), appUsers: (apps: string[]) => backend.appUsers(apps), appSvd: (rank: number) => backend.appSvd(f.featureId, rank) } : {}),
     ...(backend.hasUserEverApps() ? { getEverApps: (ids: string[]) => backend.userEverApps(ids), appEverUsers: (apps: string[]) => backend.appEverUsers(apps) } : {}),
     ...(checkCancelled ? { checkCancelled } : {}),
   };

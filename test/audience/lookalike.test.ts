@@ -3,6 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { extendLookalike, singleCentroidLookalike, LookalikeError, type LookalikeDeps, type Neighbor } from '../../src/audience/lookalike.js';
 import { mulberry32 } from '../../src/util/random.js';
+import { fitAppSvd, project, projectApps, tfidfRows } from '../../src/audience/tfidf-svd.js';
+import { normalizeRows } from '../../src/eval/neighbors.js';
 import { sphericalKMeans } from '../../src/audience/kmeans.js';
 import { fitLogistic, fitLogisticPath, auc } from '../../src/audience/logistic.js';
 import { CALIBRATION_MIN_SLOPE, fitScoring, KNN_USER_NORM, knnScore, knnScoreFrom, knnWeights, rowLogit, seedProfile, vectorLayout } from '../../src/audience/scoring.js';
@@ -243,6 +245,59 @@ describe('building blocks', () => {
     // Lists that hold nothing beyond the kept apps add no member: the same audience as without.
     const noHistory = await extendLookalike(seedIds, { audienceSize: n - 50 }, deps(true, true));
     expect(noHistory.users).toEqual(without.users);
+  });
+
+  it('svd member: a logistic regression on the TF-IDF + SVD of the kept apps; stacked when the deps give the SVD, off with useSvd false', async () => {
+    // 1,200 users, vectors pure noise. A community of 300 (0-299: the seeds 0-49, the hidden
+    // look-alikes 50-99) keeps 4 of apps c0-c39, everyone else 4 of 200 other apps.
+    const r = mulberry32(11);
+    const n = 1200;
+    const ids = Array.from({ length: n }, (_, i) => `s${i}`);
+    const vecs = new Map(ids.map((id) => [id, Float32Array.from({ length: D }, () => gauss(r))]));
+    const kept = new Map(ids.map((id, i) => [id, Array.from({ length: 4 }, () => (i < 300 ? `c${Math.floor(r() * 40)}` : `o${Math.floor(r() * 200)}`))]));
+    let svdCalls = 0;
+    const deps = (withSvd: boolean): LookalikeDeps => ({
+      ...exactDeps({ ids, vecs, cluster: new Map() }),
+      allUsers: () => ids,
+      populationSize: n,
+      getApps: (us) => us.map((u) => kept.get(u)),
+      // As the serving backend gives it: fitted on every user of the feature.
+      ...(withSvd ? { appSvd: (rank: number) => (svdCalls++, fitAppSvd(ids.map((u) => kept.get(u)), rank, 3)) } : {}),
+    });
+    const seedIds = ids.slice(0, 50);
+    // AUC of the hidden look-alikes against the users outside the community, from the audience's order.
+    const hiddenAuc = (res: { users: Neighbor[] }) => {
+      const pos = new Map(res.users.map((u, k) => [u.userId, res.users.length - k]));
+      let wins = 0;
+      for (let h = 50; h < 100; h++) for (let o = 300; o < n; o++) wins += pos.get(ids[h]!)! > pos.get(ids[o]!)! ? 1 : 0;
+      return wins / (50 * (n - 300));
+    };
+    const members = (res: { heldOut: { grid: { family: string }[] } }) => [...new Set(res.heldOut.grid.map((g) => g.family))].sort();
+    const svdOnly = await extendLookalike(seedIds, { audienceSize: n - 50, families: ['svd'] }, deps(true));
+    const vectorOnly = await extendLookalike(seedIds, { audienceSize: n - 50, families: ['vector'] }, deps(true));
+    expect(svdCalls).toBe(2);
+    expect(hiddenAuc(svdOnly)).toBeGreaterThan(0.95);
+    expect(hiddenAuc(vectorOnly)).toBeLessThan(0.7);
+    expect(members(await extendLookalike(seedIds, { audienceSize: n - 50 }, deps(true)))).toEqual(['activity', 'knn', 'svd', 'vector']);
+    // Without the deps' SVD, or with useSvd false (the SVD is then not asked for), no such member.
+    expect(members(await extendLookalike(seedIds, { audienceSize: n - 50 }, deps(false)))).toEqual(['activity', 'knn', 'vector']);
+    expect(members(await extendLookalike(seedIds, { audienceSize: n - 50, useSvd: false }, deps(true)))).toEqual(['activity', 'knn', 'vector']);
+    expect(svdCalls).toBe(3);
+  });
+
+  it('projectApps is the classical TF-IDF + SVD row (normalised), ignoring duplicates and unseen apps', () => {
+    const r = mulberry32(4);
+    const rows = Array.from({ length: 300 }, () => Array.from({ length: 1 + Math.floor(r() * 6) }, () => `a${Math.floor(r() * 40)}`));
+    const m = fitAppSvd(rows, 8, 9);
+    const col = (l: string[]) => [...new Set(l)].map((a) => m.column.get(a)!);
+    const ref = normalizeRows(project(tfidfRows(rows.map(col), m.column.size, m.idf), m.svd), m.svd.k);
+    const out = new Float32Array(m.svd.k);
+    for (const i of [0, 17, 299]) {
+      projectApps(m, [...rows[i]!, ...rows[i]!, 'never-seen'], out);
+      for (let j = 0; j < m.svd.k; j++) expect(out[j]).toBeCloseTo(ref[i * m.svd.k + j]!, 5);
+    }
+    expect(Array.from(projectApps(m, ['never-seen'], out))).toEqual(new Array(m.svd.k).fill(0));
+    expect(Array.from(projectApps(m, undefined, out))).toEqual(new Array(m.svd.k).fill(0));
   });
 
   it('the final calibration never turns the ranking upside down (a member whose seeds score below the population)', () => {
