@@ -232,8 +232,9 @@ export function project(A: Csr, svd: TruncatedSvd): Float32Array {
 }
 
 /**
- * TF-IDF + SVD fitted on a set of users' app lists (app ids), to project any other user's apps:
- * what the look-alike's classical member fits per request on its population sample.
+ * TF-IDF + SVD fitted on users' app lists (app ids rather than vocabulary indices), to project
+ * any user's apps: the look-alike's svd member, fitted by the serving backend on every user of a
+ * small feature (ServingBackend.appSvd).
  */
 export interface AppSvd {
   /** Column of each app seen in the fitting rows. */

@@ -97,7 +97,7 @@ export class ServingBackend {
   private readonly populations = new Map<string, Population>();
   private readonly populationDraws = new Map<string, Promise<Population>>();
   /** The look-alike's classical member: TF-IDF + SVD fitted once per population sample. */
-  private readonly appSvds = new WeakMap<Population, Map<string, Promise<AppSvd | undefined>>>();
+  private readonly appSvds = new WeakMap<Population, Map<number, Promise<AppSvd | undefined>>>();
   private polling = false;
   /** Tombstoned users (store.forget), reloaded when the store's forget sequence changes. */
   private forgotten: ReadonlySet<string> = new Set();
@@ -368,16 +368,15 @@ export class ServingBackend {
     const everyone = await this.allUsers(featureId);
     const pop = this.populations.get(featureId);
     if (!everyone || !pop || everyone.length > APP_SVD_MAX_USERS || everyone.length < 2) return undefined;
-    const key = `${rank}`;
     let cached = this.appSvds.get(pop);
     if (!cached) this.appSvds.set(pop, (cached = new Map()));
-    let p = cached.get(key);
+    let p = cached.get(rank);
     if (!p) {
       p = (async () => {
         const m = fitAppSvd(await this.userApps(everyone), rank, hashStrings([featureId, 'app-svd']));
         return m.svd.k > 0 ? m : undefined;
       })();
-      cached.set(key, p);
+      cached.set(rank, p);
     }
     return p;
   }
