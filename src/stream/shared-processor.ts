@@ -95,19 +95,23 @@ export class SharedStateProcessor implements UnitProcessor {
       if (input.produceTimesMs) g.times.push(input.produceTimesMs[i]!);
     }
     const applied = this.applyTail.then(async () => {
-      const users = [...byUser.keys()];
-      const cached = (u: string) => {
+      // Which users come from this process's unsaved rows and which from the store is decided
+      // once, before the read. Asking the cache again after it would be wrong: a rejoin during
+      // the read (newAssignment) empties the cache, and a user left out of the read would then
+      // have no previous row at all and restart from an empty window, under a high version.
+      const cachedRows = new Map<string, SharedUserRow>();
+      for (const u of byUser.keys()) {
         const p = this.overlay.get(u);
-        return p && p.epoch === this.epoch ? p.row : undefined;
-      };
-      const stored = await this.opts.states.read(users.filter((u) => !cached(u)));
+        if (p && p.epoch === this.epoch) cachedRows.set(u, p.row);
+      }
+      const stored = await this.opts.states.read([...byUser.keys()].filter((u) => !cachedRows.has(u)));
       const changed: SharedUserRow[] = [];
       const times: number[] = [];
       let nApplied = 0;
       let duplicates = 0;
       let skipped = 0;
       for (const [userId, g] of byUser) {
-        const prev = cached(userId) ?? stored.get(userId);
+        const prev = cachedRows.get(userId) ?? stored.get(userId);
         const done = prev?.applied.get(off.partition) ?? -1;
         const fresh: ValidEvent[] = [];
         const freshTimes: number[] = [];
