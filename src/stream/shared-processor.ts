@@ -15,6 +15,8 @@
 //
 // Unsaved states are cached only within one group generation: when the consumer rejoins the
 // group (newAssignment), another consumer may have advanced any user, so rows are read again.
+// A unit of the earlier generation that has not applied by then is dropped (a conflict: nothing
+// written): without the cache, its read could miss the unwritten rows of the units before it.
 import { UserError } from '../util/errors.js';
 import { applyEvents, DEFAULT_MAX_EVENTS } from './state.js';
 import { DEFAULT_CAPS, headState, type TimelineCaps } from './timeline.js';
@@ -95,6 +97,10 @@ export class SharedStateProcessor implements UnitProcessor {
       if (input.produceTimesMs) g.times.push(input.produceTimesMs[i]!);
     }
     const applied = this.applyTail.then(async () => {
+      // A unit of an earlier group generation that has not applied yet never will: the cache it
+      // would build on (its predecessors' rows, perhaps not durable yet) is gone, so a read could
+      // miss their events, and the unit's offsets are redelivered to the new generation anyway.
+      if (epoch !== this.epoch) return null;
       // Which users come from this process's unsaved rows and which from the store is decided
       // once, before the read. Asking the cache again after it would be wrong: a rejoin during
       // the read (newAssignment) empties the cache, and a user left out of the read would then
@@ -145,6 +151,7 @@ export class SharedStateProcessor implements UnitProcessor {
     );
     return applied.then(
       async (a) => {
+        if (a === null) return { applied: 0, duplicates: 0, users: [], produceTimesMs: [], durableAtMs: Date.now(), conflict: true, skipped: 0 };
         try {
           if (a.changed.length > 0) {
             const states = a.changed.map((r) => headState(r.state, nowMs, this.opts.timelineCaps ?? DEFAULT_CAPS));

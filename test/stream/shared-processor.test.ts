@@ -98,4 +98,43 @@ describe('SharedStateProcessor under a slow store', () => {
       await states.close();
     }
   });
+
+  it('a unit of the previous generation that has not applied yet is dropped, so its read cannot miss unwritten rows', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'aetn-shared-proc-'));
+    const lmdb = new LmdbSharedStates(dir);
+    const states = new HeldStates(lmdb);
+    try {
+      const p = new SharedStateProcessor({ states, head: fakeHead, featureId: SHORT_FEATURE, maxEvents: 4 });
+      const ev = (i: number, userId: string): ValidEvent => ({ eventId: `${userId}-${i}`, userId, app: i, type: 1, timestampMs: 1000 + i });
+      const unit = (events: ValidEvent[], offsets: number[]) =>
+        p.submit({ events, offsets, offset: { topic: 't', partition: 0, appliedBefore: offsets[0]! - 1, lastOffset: offsets[offsets.length - 1]! } });
+
+      // Unit 1: alice's events at offsets 0 and 1, applied; its write is held.
+      states.writes.close();
+      const u1 = unit([ev(0, 'alice'), ev(1, 'alice')], [0, 1]);
+      await until(() => states.writes.waiting === 1);
+      // Unit 2 (bob) waits for its read; unit 3 (alice again) waits behind it, not applied yet.
+      states.reads.close();
+      const u2 = unit([ev(2, 'bob')], [2]);
+      const u3 = unit([ev(3, 'alice')], [3]);
+      await until(() => states.reads.waiting === 1);
+      // The consumer rejoins its group: unit 1's row leaves the cache before it is durable.
+      p.newAssignment();
+      states.reads.open();
+      // Unit 3 must not apply: a read now would find no row for alice and restart her window.
+      // (Had it applied, it would now wait for its held write: a unit that settles at once did not.)
+      const r3 = await Promise.race([u3, new Promise<'still writing'>((r) => setTimeout(() => r('still writing'), 2000))]);
+      expect(r3).toMatchObject({ conflict: true, applied: 0 });
+      states.writes.open();
+      await Promise.all([u1, u2]);
+      const alice = (await lmdb.read(['alice'])).get('alice')!;
+      expect([alice.version, alice.state.applied]).toEqual([1, 2]);
+      // The new generation gets offset 3 again and applies it on the durable row.
+      expect((await unit([ev(3, 'alice')], [3])).applied).toBe(1);
+      const after = (await lmdb.read(['alice'])).get('alice')!;
+      expect([after.version, after.state.applied]).toEqual([3, 3]);
+    } finally {
+      await states.close();
+    }
+  });
 });
