@@ -116,7 +116,7 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
       log.warn({ featureId: defaultLong.featureId, err: (err as Error).message }, 'index not preloaded');
     }
   }
-  const backend = new ServingBackend(store, indexes, { log, pollMs: opened.pollMs, exhaustiveMaxUsers: cfg.serve.lookalikeExhaustiveMaxUsers, ...(opened.hasIndex ? { hasIndex: opened.hasIndex } : {}) });
+  const backend = new ServingBackend(store, indexes, { log, pollMs: opened.pollMs, exhaustiveMaxUsers: cfg.serve.lookalikeExhaustiveMaxUsers, appSvdMaxUsers: cfg.serve.lookalikeSvdMaxUsers, ...(opened.hasIndex ? { hasIndex: opened.hasIndex } : {}) });
   const metrics = new RpcMetrics();
   let events: Awaited<ReturnType<typeof openEventService>>;
   try {
@@ -160,8 +160,9 @@ export async function runServe(cfg: AetnConfig, opts: ServeOptions = {}): Promis
       // After the drain: every acknowledged event batch is already durable in its sink.
       await events?.close();
       await metricsServer?.close();
-      // The shared store's poller reads Cassandra: stop it before the session closes.
-      if (!opened.lmdb) await backend.stop();
+      // The poller and the search threads go before the store: the shared store's poller reads
+      // Cassandra, and a search pool's worker threads would keep the process alive.
+      await backend.stop();
       await opened.close();
     })());
 
