@@ -7,6 +7,7 @@ import { EmbeddingStore } from '../src/store/store.js';
 import { RealtimePipeline } from '../src/stream/pipeline.js';
 import { SharedStateProcessor } from '../src/stream/shared-processor.js';
 import { CassandraStates } from '../src/stream/cassandra-states.js';
+import { StreamMetrics } from '../src/stream/metrics.js';
 import { CassandraStore } from '../src/store/cassandra.js';
 import { parseBrokers } from '../src/stream/kafka.js';
 import type { RecentEvents } from '../src/stream/types.js';
@@ -110,9 +111,10 @@ export async function runRealtime(cfg: AetnConfig, opts: RealtimeOptions = {}): 
       store = cs;
       location = `${cs.location} (table states)`;
       await registerHeadFeatureIn(cs, head, log);
-      const states = new CassandraStates(cs.client, cfg.store.cassandra.keyspace);
+      const metrics = new StreamMetrics();
+      const states = new CassandraStates(cs.client, cfg.store.cassandra.keyspace, { retryBudgetMs: cfg.realtime.storeRetryMs, onRetry: () => metrics.storeRetries.inc() });
       const processor = new SharedStateProcessor({ states, head: common.head, featureId: head.featureId, maxEvents: common.maxEvents });
-      pipeline = new RealtimePipeline({ ...common, processor });
+      pipeline = new RealtimePipeline({ ...common, processor, metrics });
     } else {
       const es = EmbeddingStore.open(cfg.storeDir);
       store = es;

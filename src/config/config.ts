@@ -39,6 +39,11 @@ export interface AetnConfig {
     drainTimeoutMs: number;
     /** Look-alike calls score every user (no candidate search) in features of at most this many users. */
     lookalikeExhaustiveMaxUsers: number;
+    /**
+     * Look-alike calls stack the TF-IDF + SVD member in features of at most this many users (its
+     * fit covers every user, once per population sample, on the serving thread: ~70 ms at 3,000).
+     */
+    lookalikeSvdMaxUsers: number;
     /** Weight of the unit-normalised long-term part in `combined` (a request may set its own). */
     combinedLongWeight: number;
     /** Weight of the unit-normalised short-term part in `combined`. */
@@ -54,7 +59,16 @@ export interface AetnConfig {
   };
   metrics: { host: string; port: number | null };
   kafka: { brokers: string[]; topic: string; dlqTopic: string; groupId: string; clientId: string };
-  realtime: { headDir: string | null; maxEvents: number };
+  realtime: {
+    headDir: string | null;
+    maxEvents: number;
+    /**
+     * Cassandra backend: how long the consumer retries a read or write of the shared state that
+     * failed for a transient reason (timeout, too few replicas, overloaded), with backoff, before
+     * it stops.
+     */
+    storeRetryMs: number;
+  };
   logLevel: string;
   /**
    * How the libraries run, in every process and worker thread (training, embedding, serving).
@@ -99,10 +113,10 @@ export const DEFAULTS: AetnConfig = {
     backend: 'lmdb',
     cassandra: { contactPoints: ['127.0.0.1:9042'], localDataCenter: 'datacenter1', keyspace: 'aetn', replicationFactor: 3, consistency: 'localQuorum', requestTimeoutMs: 12_000 },
   },
-  serve: { host: '127.0.0.1', port: 50051, tlsCert: null, tlsKey: null, apiKeys: {}, authDisabled: false, drainTimeoutMs: 10_000, lookalikeExhaustiveMaxUsers: 100_000, combinedLongWeight: 0.8, combinedShortWeight: 0.6, shortTermHorizonMs: 7 * 86_400_000, lookalikeMinSeeds: 50, lookalikeMinAudience: 100, indexPollSeconds: 10 },
+  serve: { host: '127.0.0.1', port: 50051, tlsCert: null, tlsKey: null, apiKeys: {}, authDisabled: false, drainTimeoutMs: 10_000, lookalikeExhaustiveMaxUsers: 100_000, lookalikeSvdMaxUsers: 5000, combinedLongWeight: 0.8, combinedShortWeight: 0.6, shortTermHorizonMs: 7 * 86_400_000, lookalikeMinSeeds: 50, lookalikeMinAudience: 100, indexPollSeconds: 10 },
   metrics: { host: '127.0.0.1', port: 9464 },
   kafka: { brokers: [], topic: 'app-events', dlqTopic: 'app-events.dlq', groupId: 'aetn-realtime', clientId: 'aetn' },
-  realtime: { headDir: null, maxEvents: 32 },
+  realtime: { headDir: null, maxEvents: 32, storeRetryMs: 30_000 },
   logLevel: 'info',
   runtime: { backend: 'wasm', nativeGemm: 'default', headHost: true, hnswlibAddon: null, wasmNaiveTransposedMatmul: false, memoryBudgetMiB: null, gpuMemoryBudgetMiB: null, embedOverlap: 'auto', progress: true },
 };
@@ -131,6 +145,7 @@ const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
   'serve.authDisabled': { kind: 'bool', env: 'AETN_AUTH_DISABLED' },
   'serve.drainTimeoutMs': { kind: 'int', env: 'AETN_DRAIN_TIMEOUT_MS' },
   'serve.lookalikeExhaustiveMaxUsers': { kind: 'int', env: 'AETN_LOOKALIKE_EXHAUSTIVE_MAX_USERS' },
+  'serve.lookalikeSvdMaxUsers': { kind: 'int', env: 'AETN_LOOKALIKE_SVD_MAX_USERS' },
   'serve.combinedLongWeight': { kind: 'weight', env: 'AETN_COMBINED_LONG_WEIGHT' },
   'serve.combinedShortWeight': { kind: 'weight', env: 'AETN_COMBINED_SHORT_WEIGHT' },
   'serve.shortTermHorizonMs': { kind: 'int', env: 'AETN_SHORT_TERM_HORIZON_MS' },
@@ -146,6 +161,7 @@ const SCHEMA: Record<string, { kind: Kind; env: string; secret?: boolean }> = {
   'kafka.clientId': { kind: 'string', env: 'AETN_KAFKA_CLIENT_ID' },
   'realtime.headDir': { kind: 'nullableString', env: 'AETN_REALTIME_HEAD' },
   'realtime.maxEvents': { kind: 'int', env: 'AETN_REALTIME_MAX_EVENTS' },
+  'realtime.storeRetryMs': { kind: 'int', env: 'AETN_REALTIME_STORE_RETRY_MS' },
   logLevel: { kind: 'logLevel', env: 'AETN_LOG_LEVEL' },
   'runtime.backend': { kind: 'backend', env: 'AETN_BACKEND' },
   'runtime.nativeGemm': { kind: 'nativeGemm', env: 'AETN_NATIVE_GEMM' },

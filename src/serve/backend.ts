@@ -74,6 +74,8 @@ export interface BackendOptions {
   exhaustiveMaxUsers?: number;
   /** Whether a feature has a published index (default: an index generation under the LMDB store's directory). */
   hasIndex?: (featureId: string) => boolean;
+  /** Largest feature the look-alike's TF-IDF + SVD member is fitted for (default APP_SVD_MAX_USERS). */
+  appSvdMaxUsers?: number;
 }
 
 const FEATURE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -81,7 +83,7 @@ const FEATURE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 /** Keys read between two yields to the event loop while drawing a population sample (~2-5 ms). */
 const POPULATION_YIELD_EVERY = 4096;
 
-/** Largest feature the look-alike's TF-IDF + SVD member is fitted for (backend.appSvd). */
+/** Default largest feature the look-alike's TF-IDF + SVD member is fitted for (backend.appSvd; serve.lookalikeSvdMaxUsers). */
 export const APP_SVD_MAX_USERS = 5000;
 
 interface Population {
@@ -358,7 +360,7 @@ export class ServingBackend {
   /**
    * TF-IDF + SVD of the kept apps of every user of the feature, for the look-alike's classical
    * member; kept as long as the feature's population sample is (a refresh, or an erasure, refits
-   * it). Only for features of at most APP_SVD_MAX_USERS users: the fit runs on the serving thread
+   * it). Only for features of at most `appSvdMaxUsers` users: the fit runs on the serving thread
    * (~70 ms at 3,000 users), and with a sample instead of everyone the sampled users would sit in
    * the SVD's span and the others outside it, which the member would learn instead of the seeds.
    * Undefined otherwise, or when the store records no kept apps.
@@ -367,7 +369,7 @@ export class ServingBackend {
     if (!this.hasUserApps()) return undefined;
     const everyone = await this.allUsers(featureId);
     const pop = this.populations.get(featureId);
-    if (!everyone || !pop || everyone.length > APP_SVD_MAX_USERS || everyone.length < 2) return undefined;
+    if (!everyone || !pop || everyone.length > (this.opts.appSvdMaxUsers ?? APP_SVD_MAX_USERS) || everyone.length < 2) return undefined;
     let cached = this.appSvds.get(pop);
     if (!cached) this.appSvds.set(pop, (cached = new Map()));
     let p = cached.get(rank);

@@ -12,6 +12,7 @@ export class StreamMetrics {
   readonly usersUpdated: Counter;
   readonly restarts: Counter;
   readonly replaySkipped: Counter;
+  readonly storeRetries: Counter;
 
   constructor(readonly registry: Registry = new Registry()) {
     const registers = [registry];
@@ -64,6 +65,11 @@ export class StreamMetrics {
     this.replaySkipped = new Counter({
       name: 'aetn_stream_replay_skipped_total',
       help: 'Redelivered messages skipped because their offset was already applied (replay after a crash)',
+      registers,
+    });
+    this.storeRetries = new Counter({
+      name: 'aetn_stream_store_retries_total',
+      help: 'Reads and writes of the shared realtime state retried after a transient store failure (timeout, node unavailable)',
       registers,
     });
   }

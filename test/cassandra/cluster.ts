@@ -210,6 +210,21 @@ export class CassandraCluster {
     n.proc = undefined;
   }
 
+  /**
+   * Freezes one node's JVM (SIGSTOP) for `ms`, then lets it run again (SIGCONT): a stall such as a
+   * long GC pause or a starved host, during which the node accepts no request and answers none.
+   */
+  async pauseNode(index: number, ms: number): Promise<void> {
+    const n = this.nodes[index - 1];
+    if (!n?.proc) throw new Error(`node ${index} is not running`);
+    process.kill(-n.proc.pid!, 'SIGSTOP');
+    try {
+      await new Promise((r) => setTimeout(r, ms));
+    } finally {
+      process.kill(-n.proc.pid!, 'SIGCONT');
+    }
+  }
+
   private async killProc(p: ChildProcess, sig: NodeJS.Signals): Promise<void> {
     if (p.exitCode !== null || p.signalCode !== null) return;
     const done = new Promise<void>((r) => p.once('exit', () => r()));

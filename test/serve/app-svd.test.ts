@@ -47,6 +47,19 @@ it('gives none above APP_SVD_MAX_USERS users (a sample would teach the member wh
   expect(await backend.appSvd('large', 8)).toBeUndefined();
 });
 
+it('follows serve.lookalikeSvdMaxUsers: a lower cap leaves the small feature out, a higher one takes the large in', async () => {
+  const low = new ServingBackend(store, { get: async () => undefined } as never, { log: child('test'), pollMs: 3_600_000, appSvdMaxUsers: 399 });
+  const high = new ServingBackend(store, { get: async () => undefined } as never, { log: child('test'), pollMs: 3_600_000, appSvdMaxUsers: APP_SVD_MAX_USERS + 1 });
+  try {
+    expect(await low.appSvd('small', 8)).toBeUndefined();
+    const m = await high.appSvd('large', 8);
+    expect(m?.svd.k).toBe(8);
+  } finally {
+    await low.stop?.();
+    await high.stop?.();
+  }
+});
+
 it('refits after an erasure: the forgotten user no longer shapes it', async () => {
   const before = await backend.appSvd('small', 8);
   await store.forget([id(0)]);

@@ -3,6 +3,9 @@
 // and before its Kafka commit, the other takes its partitions over and continues from the shared
 // rows. Every user's event count must come out exact: nothing lost, nothing applied twice (the
 // window is kept smaller than a redelivery, so dedupe by event id alone could not hide a repeat).
+// On Cassandra the node is also frozen for 15 s right after the kill, so the survivor's takeover
+// meets request timeouts, an eviction from the group and a rejoin while its units still read
+// (the interleaving that once lost events: test/stream/shared-processor.test.ts pins it exactly).
 import { describe, expect, inject, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -99,6 +102,8 @@ interface Backend {
   env: Record<string, string>;
   /** The shared store as the test process reads it (a third process). */
   states: SharedStateStore;
+  /** Run right after the kill: a store stall the survivor must ride out (its retries are checked). */
+  stall?: () => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -113,7 +118,7 @@ async function killOneMemberMidStream(makeBackend: (dir: string) => Promise<Back
   const dir = mkdtempSync(join(tmpdir(), 'aetn-group-'));
   const backend = await makeBackend(dir);
   const rowsOf = async (ids: string[]) => [...(await backend.states.read(ids)).values()];
-  const env = { ...backend.env, BROKERS: brokers, TOPIC: topic, GROUP_ID: groupId, CHUNK_SIZE: '20', MAX_EVENTS: String(MAX_EVENTS) };
+  const env = { ...backend.env, AETN_LOG_LEVEL: 'info', BROKERS: brokers, TOPIC: topic, GROUP_ID: groupId, CHUNK_SIZE: '20', MAX_EVENTS: String(MAX_EVENTS) };
   const users = 40;
   const perUser = 20;
   const userIds = Array.from({ length: users }, (_, u) => `u${u}`);
@@ -137,10 +142,28 @@ async function killOneMemberMidStream(makeBackend: (dir: string) => Promise<Back
     const killed = await Promise.race([doomed.exit, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
     expect(killed?.signal, doomed.stderr).toBe('SIGKILL');
     expect(doomed.lines.filter((l) => 'durable' in l).length).toBe(4);
+    await backend.stall?.();
     const total = async () => (await rowsOf(userIds)).reduce((s, r) => s + r.state.applied, 0);
     // Generous: after the kill the group rebalances (session timeout) and, on a 2-core machine running
     // other suites' JVMs beside this one, the survivor's writes can be slow; correctness is checked below.
-    await waitFor('every event applied', async () => (await total()) >= events.length, 240_000, 250);
+    let applied = 0;
+    try {
+      await waitFor('every event applied', async () => {
+        // A survivor that died cannot finish: say so at once, with its own words.
+        if (survivor.child.exitCode !== null || survivor.child.signalCode !== null) throw new Error(`the surviving member exited (${survivor.child.exitCode ?? survivor.child.signalCode}) with ${applied} of ${events.length} events applied`);
+        applied = await total();
+        return applied >= events.length;
+      }, 240_000, 250);
+    } catch (err) {
+      const short = (await rowsOf(userIds)).filter((r) => r.state.applied < perUser).map((r) => `${r.state.userId}:${r.state.applied}/v${r.version}/${JSON.stringify([...r.applied])}`);
+      const committed = JSON.stringify((await admin.fetchOffsets({ groupId, topics: [topic] }))[0]?.partitions);
+      const ends = JSON.stringify(await admin.fetchTopicOffsets(topic));
+      const last = survivor.lines.slice(-60).map((l) => JSON.stringify(l)).join('\n');
+      throw new Error(
+        `${(err as Error).message}; ${applied} of ${events.length} applied.\nusers short of events (user:applied/version/offsets): ${short.join(' ')}\n` +
+          `committed offsets: ${committed}\nends: ${ends}\nsurvivor's last lines:\n${last}\nsurvivor's stderr (tail):\n${survivor.stderr.slice(-6000)}`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 1500)); // room for any wrongly repeated delivery to show
     survivor.child.kill('SIGTERM');
     const end = await survivor.exit;
@@ -164,9 +187,12 @@ async function killOneMemberMidStream(makeBackend: (dir: string) => Promise<Back
       expect(served[i]!.updatedAtMs).toBe(rows.get(userIds[i]!)!.state.updatedAtMs);
     }
     expect(await backend.states.vectors('another-feature', userIds.slice(0, 1))).toEqual([undefined]);
-    const stats = survivor.lines.find((l) => 'stats' in l)?.stats as { applied: number; skipped: number };
+    const last = survivor.lines.find((l) => 'stats' in l)!;
+    const stats = last.stats as { applied: number; skipped: number };
     // The survivor received the killed member's unacknowledged chunks again and skipped them.
     expect(stats.skipped).toBeGreaterThan(0);
+    // Through a stall, the survivor's reads and writes timed out and were retried, not given up.
+    if (backend.stall) expect(last.storeRetries, survivor.stderr.slice(-4000)).toBeGreaterThan(0);
   } finally {
     for (const m of [doomed, survivor]) if (m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGKILL');
     await admin.disconnect();
@@ -196,8 +222,13 @@ describe.skipIf(!brokers)('realtime consumer group across processes, shared stat
         const store = await CassandraStore.open({ contactPoints: cluster.contactPoints, localDataCenter: 'datacenter1', keyspace, replicationFactor: 1, consistency: 'localQuorum', requestTimeoutMs: 30_000 });
         const reader = new CassandraStates(store.client, keyspace);
         return {
-          env: { CASSANDRA: cluster.contactPoints.join(','), KEYSPACE: keyspace },
+          // Requests time out after 3 s; the members retry transient failures for up to 90 s.
+          env: { CASSANDRA: cluster.contactPoints.join(','), KEYSPACE: keyspace, READ_TIMEOUT_MS: '3000', STORE_RETRY_MS: '90000' },
           states: reader,
+          // The node freezes for 15 s right after the kill (a long GC pause, a starved host): the
+          // survivor takes the dead member's partitions over during it, its requests time out, it
+          // misses heartbeats and is evicted from the group, and it rejoins while units still read.
+          stall: () => cluster.pauseNode(1, 15_000),
           close: () => store.close(),
         };
       });
