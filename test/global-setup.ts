@@ -82,6 +82,16 @@ export async function setup(project: TestProject): Promise<void> {
     project.provide('kafkaBrokers', '');
     return;
   }
+  // The Cassandra jars (a Maven fetch on a fresh machine), once, before any worker needs them.
+  if (await selectedFilesMention(project, /CassandraCluster\.start/)) {
+    const { cassandraAvailable, cassandraJarsCached, ensureCassandraJars } = await import('./cassandra/cluster.js');
+    if (cassandraAvailable().ok) {
+      const t0 = Date.now();
+      const had = cassandraJarsCached();
+      await ensureCassandraJars();
+      if (!had) process.stderr.write(`[global-setup] Cassandra jars fetched in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    }
+  }
   const external = process.env.AETN_TEST_KAFKA_BROKERS?.trim();
   if (process.env.AETN_TEST_KAFKA === '0') {
     project.provide('kafkaBrokers', '');

@@ -41,19 +41,37 @@ export interface CassandraNode {
   proc: ChildProcess | undefined;
 }
 
-/** Fetches the Cassandra jars into ENGINES_DIR unless they are there (needs Java 17 + Maven). */
-export function ensureCassandraJars(): void {
-  if (existsSync(join(ENGINES_DIR, 'cassandra', 'lib', `cassandra-all-${CASSANDRA_VERSION}.jar`))) return;
-  const r = spawnSync(join(ENGINES, 'setup.sh'), [ENGINES_DIR, 'cassandra-jars'], { encoding: 'utf8', env: { ...process.env, CASSANDRA_VERSION } });
-  if (r.status !== 0) throw new Error(`fetching the Cassandra ${CASSANDRA_VERSION} jars failed (exit ${r.status}): ${r.stderr || r.stdout}`);
+let fetching: Promise<void> | undefined;
+
+/** Whether the jars of CASSANDRA_VERSION are in ENGINES_DIR already. */
+export function cassandraJarsCached(): boolean {
+  return existsSync(join(ENGINES_DIR, 'cassandra', 'lib', `cassandra-all-${CASSANDRA_VERSION}.jar`));
+}
+
+/**
+ * Fetches the Cassandra jars into ENGINES_DIR unless they are there (needs Java 17 + Maven; a
+ * first fetch takes a minute or more). Asynchronous on purpose: a vitest worker blocked that long
+ * misses its own RPC deadline ("Timeout calling onTaskUpdate") and the run fails. The global
+ * setup fetches them once, before any worker starts, when a selected test file starts a cluster.
+ */
+export async function ensureCassandraJars(): Promise<void> {
+  if (cassandraJarsCached()) return;
+  fetching ??= new Promise<void>((resolve, reject) => {
+    const p = spawn(join(ENGINES, 'setup.sh'), [ENGINES_DIR, 'cassandra-jars'], { env: { ...process.env, CASSANDRA_VERSION }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    p.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`fetching the Cassandra ${CASSANDRA_VERSION} jars failed (exit ${code}): ${output.slice(-4000)}`))));
+  }).finally(() => (fetching = undefined));
+  await fetching;
 }
 
 /** Whether Java and (for a first fetch) Maven are here: tests that need Cassandra skip otherwise. */
 export function cassandraAvailable(): { ok: true } | { ok: false; why: string } {
   if (process.env.AETN_TEST_CASSANDRA === '0') return { ok: false, why: 'AETN_TEST_CASSANDRA=0' };
   if (spawnSync('java', ['-version']).status !== 0) return { ok: false, why: 'no java on PATH' };
-  const cached = existsSync(join(ENGINES_DIR, 'cassandra', 'lib', `cassandra-all-${CASSANDRA_VERSION}.jar`));
-  if (!cached && spawnSync('mvn', ['-v']).status !== 0) return { ok: false, why: 'no Cassandra jars cached and no mvn to fetch them' };
+  if (!cassandraJarsCached() && spawnSync('mvn', ['-v']).status !== 0) return { ok: false, why: 'no Cassandra jars cached and no mvn to fetch them' };
   return { ok: true };
 }
 
@@ -94,7 +112,7 @@ export class CassandraCluster {
   static async start(opts: ClusterOptions = {}): Promise<CassandraCluster> {
     const n = opts.nodes ?? 1;
     if (!Number.isInteger(n) || n < 1 || n > 9) throw new Error(`nodes must be 1..9, got ${n}`);
-    ensureCassandraJars();
+    await ensureCassandraJars();
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'aetn-cassandra-'));
     // Addresses 127.A.B.i with every storage port (7000) free: another cluster may be running.
     let prefix: string | undefined;
@@ -166,7 +184,7 @@ export class CassandraCluster {
         if (!(await this.portOpen(n.address, n.nativePort))) ok = false;
       }
       if (ok) {
-        const st = this.nodetool(up[0]!, 'status');
+        const st = await this.nodetool(up[0]!, 'status');
         const un = (st.out.match(/^UN\s/gm) ?? []).length;
         if (st.ok && un >= up.length) return;
       }
@@ -190,9 +208,23 @@ export class CassandraCluster {
     });
   }
 
-  nodetool(node: CassandraNode, ...cmd: string[]): { ok: boolean; out: string } {
-    const r = spawnSync('nice', ['-n', '5', join(ENGINES, 'nodetool.sh'), ENGINES_DIR, String(node.jmxPort), ...cmd], { encoding: 'utf8', timeout: 60_000 });
-    return { ok: r.status === 0, out: (r.stdout ?? '') + (r.stderr ?? '') };
+  /** Runs nodetool against a node (a JVM start each time: seconds; asynchronous, like every long step here). */
+  nodetool(node: CassandraNode, ...cmd: string[]): Promise<{ ok: boolean; out: string }> {
+    return new Promise((resolve) => {
+      const p = spawn('nice', ['-n', '5', join(ENGINES, 'nodetool.sh'), ENGINES_DIR, String(node.jmxPort), ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+      const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
+      p.on('error', (err) => {
+        clearTimeout(timer);
+        resolve({ ok: false, out: out + String(err) });
+      });
+      p.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ ok: code === 0, out });
+      });
+    });
   }
 
   private tail(n: CassandraNode): string {

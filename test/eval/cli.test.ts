@@ -1,6 +1,6 @@
 // `aetn eval` end to end through the compiled CLI, on a tiny generated world with tiny trained models
 // (AETN, DAE and a realtime head): the real embedder, the real head, the real look-alike algorithm.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,27 +10,43 @@ const root = join(import.meta.dirname, '..', '..');
 const bin = join(root, 'bin', 'aetn.js');
 let cwd: string;
 
-function aetn(args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...process.env, AETN_PROGRESS: '0', AETN_LOG_LEVEL: 'warn' } });
+/**
+ * Runs the compiled CLI without blocking this worker (a spawnSync of a minute would make the
+ * vitest worker miss its own RPC deadline on a loaded machine).
+ */
+function run(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [bin, ...args], { cwd, env: { ...process.env, AETN_PROGRESS: '0', AETN_LOG_LEVEL: 'warn' } });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('error', reject);
+    p.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+async function aetn(args: string[]) {
+  const r = await run(args);
   if (r.status !== 0) throw new Error(`aetn ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
   return r;
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   cwd = mkdtempSync(join(tmpdir(), 'aetn-eval-cli-'));
-  aetn(['generate', '--users', '800', '--seed', '3', '--out', 'raw', '--apps', '400', '--topics', '8', '--niche-scale', '300']);
-  aetn(['prepare', '--in', 'raw', '--out', 'prep', '--shards', '2']);
+  await aetn(['generate', '--users', '800', '--seed', '3', '--out', 'raw', '--apps', '400', '--topics', '8', '--niche-scale', '300']);
+  await aetn(['prepare', '--in', 'raw', '--out', 'prep', '--shards', '2']);
   const tiny = ['--d-model', '8', '--d-ff', '16', '--heads', '2', '--enc-layers', '1', '--d-emb', '8', '--batch-size', '200', '--lr', '3e-3', '--epochs', '1', '--workers', '1'];
-  aetn(['train', '--data', 'prep', '--out', 'dae', '--variant', 'dae', ...tiny]);
-  aetn(['train', '--data', 'prep', '--out', 'aetn', '--variant', 'aetn', ...tiny]);
-  aetn(['train', '--data', 'prep', '--out', 'rt', '--head', 'realtime', '--base-model', 'aetn', '--epochs', '1', '--max-users', '300', '--workers', '1']);
+  await aetn(['train', '--data', 'prep', '--out', 'dae', '--variant', 'dae', ...tiny]);
+  await aetn(['train', '--data', 'prep', '--out', 'aetn', '--variant', 'aetn', ...tiny]);
+  await aetn(['train', '--data', 'prep', '--out', 'rt', '--head', 'realtime', '--base-model', 'aetn', '--epochs', '1', '--max-users', '300', '--workers', '1']);
 }, 600_000);
 afterAll(() => cwd && rmSync(cwd, { recursive: true, force: true }));
 
 describe('aetn eval (compiled CLI)', () => {
-  it('evaluates trained models and the realtime head and writes the report, chart and JSON', () => {
+  it('evaluates trained models and the realtime head and writes the report, chart and JSON', async () => {
     const args = ['eval', '--data', 'prep', '--models', 'dae,aetn', '--head', 'rt', '--out', 'out/report.md', '--seed', '5', '--runs', '2', '--folds', '3', '--overlap-sample', '200', '--gbdt-trees', '10', '--fit-workers', '2', '--workers', '1'];
-    const r = aetn(args);
+    const r = await aetn(args);
     const md = readFileSync(join(cwd, 'out', 'report.md'), 'utf8');
     expect(r.stdout).toBe(md);
     expect(md).toContain(`aetn ${args.join(' ')}`);
@@ -65,7 +81,7 @@ describe('aetn eval (compiled CLI)', () => {
     expect(j.results.overlap.rows[0].model).toBe('random pair (floor)');
     expect(readFileSync(join(cwd, 'out', 'report.svg'), 'utf8')).toContain('<svg');
     // Deterministic with a seed: a second run writes the same numbers.
-    aetn(args);
+    await aetn(args);
     const j2 = JSON.parse(readFileSync(join(cwd, 'out', 'report.json'), 'utf8'));
     const noTimes = (x: unknown) => JSON.parse(JSON.stringify(x, (k, v: unknown) => (k === 'seconds' ? undefined : v)));
     expect(noTimes(j2.results.test1)).toEqual(noTimes(j.results.test1));
@@ -73,10 +89,10 @@ describe('aetn eval (compiled CLI)', () => {
     expect(j2.results.test2.rows.map((x: { folds: number[] }) => x.folds)).toEqual(j.results.test2.rows.map((x: { folds: number[] }) => x.folds));
   }, 600_000);
 
-  it('fails clearly on a model trained on another vocabulary', () => {
-    aetn(['generate', '--users', '300', '--seed', '9', '--out', 'raw2', '--apps', '400', '--topics', '4']);
-    aetn(['prepare', '--in', 'raw2', '--out', 'prep2', '--shards', '1']);
-    const r = spawnSync(process.execPath, [bin, 'eval', '--data', 'prep2', '--models', 'aetn', '--out', 'o2/r.md', '--skip', 'overlap'], { cwd, encoding: 'utf8', env: { ...process.env, AETN_PROGRESS: '0', AETN_LOG_LEVEL: 'warn' } });
+  it('fails clearly on a model trained on another vocabulary', async () => {
+    await aetn(['generate', '--users', '300', '--seed', '9', '--out', 'raw2', '--apps', '400', '--topics', '4']);
+    await aetn(['prepare', '--in', 'raw2', '--out', 'prep2', '--shards', '1']);
+    const r = await run(['eval', '--data', 'prep2', '--models', 'aetn', '--out', 'o2/r.md', '--skip', 'overlap']);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/vocabulary/i);
     expect(existsSync(join(cwd, 'o2', 'r.md'))).toBe(false);
