@@ -15,6 +15,7 @@ import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync } fr
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
+import { runProcess } from '../spawn.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const ENGINES = join(ROOT, 'bench', 'engines');
@@ -56,14 +57,11 @@ export function cassandraJarsCached(): boolean {
  */
 export async function ensureCassandraJars(): Promise<void> {
   if (cassandraJarsCached()) return;
-  fetching ??= new Promise<void>((resolve, reject) => {
-    const p = spawn(join(ENGINES, 'setup.sh'), [ENGINES_DIR, 'cassandra-jars'], { env: { ...process.env, CASSANDRA_VERSION }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    p.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    p.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`fetching the Cassandra ${CASSANDRA_VERSION} jars failed (exit ${code}): ${output.slice(-4000)}`))));
-  }).finally(() => (fetching = undefined));
+  fetching ??= runProcess(join(ENGINES, 'setup.sh'), [ENGINES_DIR, 'cassandra-jars'], { env: { ...process.env, CASSANDRA_VERSION } })
+    .then((r) => {
+      if (r.status !== 0) throw new Error(`fetching the Cassandra ${CASSANDRA_VERSION} jars failed (exit ${r.status}): ${r.error?.message ?? ''}${(r.stderr || r.stdout).slice(-4000)}`);
+    })
+    .finally(() => (fetching = undefined));
   await fetching;
 }
 
@@ -209,22 +207,9 @@ export class CassandraCluster {
   }
 
   /** Runs nodetool against a node (a JVM start each time: seconds; asynchronous, like every long step here). */
-  nodetool(node: CassandraNode, ...cmd: string[]): Promise<{ ok: boolean; out: string }> {
-    return new Promise((resolve) => {
-      const p = spawn('nice', ['-n', '5', join(ENGINES, 'nodetool.sh'), ENGINES_DIR, String(node.jmxPort), ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      p.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-      const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
-      p.on('error', (err) => {
-        clearTimeout(timer);
-        resolve({ ok: false, out: out + String(err) });
-      });
-      p.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ ok: code === 0, out });
-      });
-    });
+  async nodetool(node: CassandraNode, ...cmd: string[]): Promise<{ ok: boolean; out: string }> {
+    const r = await runProcess('nice', ['-n', '5', join(ENGINES, 'nodetool.sh'), ENGINES_DIR, String(node.jmxPort), ...cmd], { timeoutMs: 60_000 });
+    return { ok: r.status === 0, out: r.stdout + r.stderr };
   }
 
   private tail(n: CassandraNode): string {

@@ -1,29 +1,18 @@
 // `aetn eval` end to end through the compiled CLI, on a tiny generated world with tiny trained models
 // (AETN, DAE and a realtime head): the real embedder, the real head, the real look-alike algorithm.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runProcess } from '../spawn.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const bin = join(root, 'bin', 'aetn.js');
 let cwd: string;
 
-/**
- * Runs the compiled CLI without blocking this worker (a spawnSync of a minute would make the
- * vitest worker miss its own RPC deadline on a loaded machine).
- */
-function run(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [bin, ...args], { cwd, env: { ...process.env, AETN_PROGRESS: '0', AETN_LOG_LEVEL: 'warn' } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('error', reject);
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+/** The compiled CLI, run without blocking this worker (test/spawn.ts says why). */
+function run(args: string[]) {
+  return runProcess(process.execPath, [bin, ...args], { cwd, env: { ...process.env, AETN_PROGRESS: '0', AETN_LOG_LEVEL: 'warn' } });
 }
 
 async function aetn(args: string[]) {

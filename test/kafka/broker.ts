@@ -3,7 +3,7 @@
 // under .cache/kafka/libs; the broker listens on free loopback ports; its data lives in a temp dir
 // that survives stop/restart (so tests can take the broker away and bring it back with its log
 // intact) and is removed by destroy(); its output is kept under .cache/kafka/logs for debugging.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
+import { runProcess } from '../spawn.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = resolve(here, '..', '..');
@@ -36,8 +37,11 @@ export interface BrokerOptions {
   startTimeoutMs?: number;
 }
 
-/** Downloads the broker jars once (through Maven) and returns the libs dir. Safe to call concurrently. */
-export function ensureKafkaJars(cacheDir = DEFAULT_CACHE_DIR): string {
+/**
+ * Downloads the broker jars once (through Maven) and returns the libs dir. Safe to call
+ * concurrently. Asynchronous: the global setup runs it while the unit project's workers run.
+ */
+export async function ensureKafkaJars(cacheDir = DEFAULT_CACHE_DIR): Promise<string> {
   const libs = join(cacheDir, 'libs');
   const pomText = readFileSync(POM, 'utf8');
   const version = /<kafka\.version>([^<]+)</.exec(pomText)?.[1] ?? 'unknown';
@@ -47,10 +51,7 @@ export function ensureKafkaJars(cacheDir = DEFAULT_CACHE_DIR): string {
   // Fetch into a private dir and rename, so a concurrent or interrupted fetch never leaves a
   // half-filled libs dir that looks complete.
   const staging = mkdtempSync(join(cacheDir, 'libs-staging-'));
-  const res = spawnSync('mvn', ['-q', '-B', '-f', POM, 'dependency:copy-dependencies', `-DoutputDirectory=${staging}`], {
-    encoding: 'utf8',
-    timeout: 600_000,
-  });
+  const res = await runProcess('mvn', ['-q', '-B', '-f', POM, 'dependency:copy-dependencies', `-DoutputDirectory=${staging}`], { timeoutMs: 600_000 });
   if (res.error || res.status !== 0) {
     rmSync(staging, { recursive: true, force: true });
     const why = res.error ? res.error.message : `${res.stdout}\n${res.stderr}`.trim().slice(-4000);
@@ -154,7 +155,7 @@ export class TestKafkaBroker {
       jvmOpts: options.jvmOpts ?? TEST_JVM_OPTS,
       startTimeoutMs: options.startTimeoutMs ?? 90_000,
     };
-    const libs = ensureKafkaJars(opts.cacheDir);
+    const libs = await ensureKafkaJars(opts.cacheDir);
     const port = await freePort();
     let controllerPort = await freePort();
     while (controllerPort === port) controllerPort = await freePort();
@@ -163,7 +164,7 @@ export class TestKafkaBroker {
     mkdirSync(logDir, { recursive: true });
     const broker = new TestKafkaBroker(port, controllerPort, dataDir, logDir, libs, opts);
     broker.writeConfig();
-    broker.format();
+    await broker.format();
     try {
       await broker.launch();
     } catch (err) {
@@ -233,15 +234,12 @@ export class TestKafkaBroker {
     ];
   }
 
-  private format(): void {
+  private async format(): Promise<void> {
     // A KRaft cluster id is 16 random bytes, base64url without padding.
     // (Not starting with '-': the StorageTool's argument parser would take it for an option.)
     let clusterId = randomBytes(16).toString('base64url');
     while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url');
-    const res = spawnSync('java', this.javaArgs('kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', this.propsPath]), {
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
+    const res = await runProcess('java', this.javaArgs('kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', this.propsPath]), { timeoutMs: 120_000 });
     if (res.error || res.status !== 0) {
       throw new Error(`formatting Kafka storage failed: ${res.error?.message ?? ''}${res.stdout}${res.stderr}`.slice(-4000));
     }
