@@ -22,8 +22,9 @@ export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Pr
   const start = Date.now();
   const base = opts.baseDelayMs ?? 200;
   const max = opts.maxDelayMs ?? 5000;
-  // Jitter only spreads retrying processes apart; it needs no reproducible seed.
-  const rng = new Rng((process.pid * 2654435761 + start) >>> 0);
+  // Jitter only spreads retrying processes apart; it needs no reproducible seed. Made on the first
+  // failure only: most calls succeed at once (the realtime write path calls this per statement).
+  let rng: Rng | undefined;
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
@@ -31,6 +32,7 @@ export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Pr
       const left = opts.budgetMs - (Date.now() - start);
       if (left <= 0 || !opts.isTransient(err)) throw err;
       const cap = Math.min(max, base * 2 ** Math.min(attempt - 1, 20));
+      rng ??= new Rng((process.pid * 2654435761 + start) >>> 0);
       const delay = Math.min(left, 1 + rng.int(Math.max(1, Math.floor(cap))));
       opts.onRetry?.(err, attempt, delay);
       await new Promise((r) => setTimeout(r, delay));

@@ -42,8 +42,6 @@ export interface CassandraNode {
   proc: ChildProcess | undefined;
 }
 
-let fetching: Promise<void> | undefined;
-
 /** Whether the jars of CASSANDRA_VERSION are in ENGINES_DIR already. */
 export function cassandraJarsCached(): boolean {
   return existsSync(join(ENGINES_DIR, 'cassandra', 'lib', `cassandra-all-${CASSANDRA_VERSION}.jar`));
@@ -57,12 +55,8 @@ export function cassandraJarsCached(): boolean {
  */
 export async function ensureCassandraJars(): Promise<void> {
   if (cassandraJarsCached()) return;
-  fetching ??= runProcess(join(ENGINES, 'setup.sh'), [ENGINES_DIR, 'cassandra-jars'], { env: { ...process.env, CASSANDRA_VERSION } })
-    .then((r) => {
-      if (r.status !== 0) throw new Error(`fetching the Cassandra ${CASSANDRA_VERSION} jars failed (exit ${r.status}): ${r.error?.message ?? ''}${(r.stderr || r.stdout).slice(-4000)}`);
-    })
-    .finally(() => (fetching = undefined));
-  await fetching;
+  const r = await runProcess(join(ENGINES, 'setup.sh'), [ENGINES_DIR, 'cassandra-jars'], { env: { ...process.env, CASSANDRA_VERSION } });
+  if (r.status !== 0) throw new Error(`fetching the Cassandra ${CASSANDRA_VERSION} jars failed (exit ${r.status}): ${r.error?.message ?? ''}${(r.stderr || r.stdout).slice(-4000)}`);
 }
 
 /** Whether Java and (for a first fetch) Maven are here: tests that need Cassandra skip otherwise. */
