@@ -103,6 +103,8 @@ export interface LookalikeOptions {
   cvFolds?: number;
   /** L2 penalties tried by the cross-validation (default scoring.ts DEFAULT_L2_GRID). */
   l2Grid?: readonly number[];
+  /** L2 penalties the stacking of the members chooses among by cross-validation (default scoring.ts STACK_L2_GRID; one value: fixed). */
+  stackL2Grid?: readonly number[];
   /** Use the users' apps in the scoring model when the deps can give them (default true). */
   useApps?: boolean;
   /**
@@ -437,6 +439,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
     seed: seed + 3,
     prevalence: knownIds.length / popSize,
     ...(families ? { families } : {}),
+    ...(opts.stackL2Grid ? { stackGrid: opts.stackL2Grid } : {}),
     foldDense,
   }, profile, historyProfile);
   const model = scoring.model;

@@ -37,9 +37,20 @@ export interface HeldOutEstimate {
   recallAt1x: number;
   /** The model families and L2 penalties tried and the held-out AUC of each. */
   grid: { family: Family; l2: number; auc: number }[];
+  /** Penalty of the stacking regression the cross-validation chose (NaN: a single member, or no stacking). */
+  stackL2: number;
 }
 
 export const DEFAULT_L2_GRID = [0.003, 0.03, 0.3];
+
+/**
+ * L2 penalties of the stacking regression (fitScoring), chosen per request by cross-validation on
+ * the members' out-of-fold scores. A weak penalty lets the stack tell apart members that say
+ * almost the same (item-kNN over the kept apps and over every app ever installed), a strong one
+ * pulls the weights toward each member's own strength, which is steadier with few seeds when the
+ * members are alike (docs/parts/serve.md).
+ */
+export const STACK_L2_GRID = [0.01, 0.1, 1];
 
 /** Smallest slope of the final calibration (fitScoring): it keeps the ensemble's order. */
 export const CALIBRATION_MIN_SLOPE = 1e-3;
@@ -380,6 +391,40 @@ export interface FitScoringOptions {
    * seeds); default: Xd as given.
    */
   foldDense?: (trainRows: number[]) => Float32Array;
+  /** L2 penalties the stacking regression chooses among (default STACK_L2_GRID; one value: fixed). */
+  stackGrid?: readonly number[];
+}
+
+/**
+ * The stacking regression's penalty: the one of `grid` whose stack, fitted on k-1 folds of the
+ * members' standardised out-of-fold scores zOof [n, F] and applied to the k-th (negative weights
+ * cut, as in the fit itself), ranks the rows best (AUC over all rows). Ties keep the earlier
+ * penalty. Cheap: F is a handful of columns.
+ */
+export function chooseStackPenalty(zOof: Float32Array, y: Uint8Array, n: number, F: number, k: number, seed: number, grid: readonly number[]): number {
+  if (grid.length === 1) return grid[0]!;
+  const fold = stratifiedFolds(y, k, seed);
+  let best = grid[0]!;
+  let bestAuc = -1;
+  for (const l2 of grid) {
+    const score = new Float64Array(n);
+    for (let f = 0; f < k; f++) {
+      const tr: number[] = [];
+      const te: number[] = [];
+      for (let i = 0; i < n; i++) (fold[i] === f ? te : tr).push(i);
+      const Xt = new Float32Array(tr.length * F);
+      tr.forEach((i, r) => Xt.set(zOof.subarray(i * F, i * F + F), r * F));
+      const m = fitLogistic(Xt, Uint8Array.from(tr, (i) => y[i]!), tr.length, F, { l2, iterations: 100 });
+      for (const i of te) {
+        let z = 0;
+        for (let j = 0; j < F; j++) z += Math.max(0, m.weights[j]!) * zOof[i * F + j]!;
+        score[i] = z;
+      }
+    }
+    const a = auc(score, y);
+    if (a > bestAuc + 1e-9) (bestAuc = a), (best = l2);
+  }
+  return best;
 }
 
 /**
@@ -485,7 +530,8 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
   const chosenL2 = families.map(() => o.grid[Math.floor(o.grid.length / 2)] ?? 0.03);
   // Weight of each member in the sum (equal unless stacking on held-out scores sets them).
   const memberWeight: number[] = families.map(() => 1);
-  let estimate: HeldOutEstimate = { folds: 0, auc: NaN, recallAt1x: NaN, grid };
+  let estimate: HeldOutEstimate = { folds: 0, auc: NaN, recallAt1x: NaN, grid, stackL2: NaN };
+  let stackL2 = NaN;
   const fitFamily = (f: Family, X: Float32Array, s: SparseRows | undefined, yy: Uint8Array, nn: number, l2: number) => {
     const c = familyColumns(layout, f);
     if (FIXED[f] !== undefined) return widen({ pd: 1, ps: 0, weights: Float32Array.of(1), bias: 0 }, layout, c, ps);
@@ -543,9 +589,11 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
     });
     // Stacking: how much each member's held-out score is worth, from a logistic regression of the
     // labels on the members' standardised out-of-fold scores (a member that carries nothing, e.g.
-    // vectors of an undertrained model, gets a small weight; negative weights are cut to 0).
+    // vectors of an undertrained model, gets a small weight; negative weights are cut to 0). Its
+    // penalty is chosen by cross-validation on those same scores.
     if (families.length > 1) {
-      const st = fitLogistic(zOof, yy, n, families.length, { l2: 1e-2, iterations: 100 });
+      stackL2 = chooseStackPenalty(zOof, yy, n, families.length, k, o.seed + 7, o.stackGrid ?? STACK_L2_GRID);
+      const st = fitLogistic(zOof, yy, n, families.length, { l2: stackL2, iterations: 100 });
       families.forEach((_, fi) => (memberWeight[fi] = Math.max(0, st.weights[fi]!)));
       if (!memberWeight.some((w) => w > 0)) memberWeight.fill(1);
     }
@@ -553,7 +601,7 @@ export function fitScoring(Xd: Float32Array, sp: SparseRows | undefined, y: Uint
     const pos: number[] = [];
     const neg: number[] = [];
     for (let i = 0; i < n; i++) (y[i] ? pos : neg).push(ens[i]!);
-    estimate = { folds: k, auc: auc(ens, yy), recallAt1x: expectedRecallAt1x(pos, neg, o.prevalence), grid };
+    estimate = { folds: k, auc: auc(ens, yy), recallAt1x: expectedRecallAt1x(pos, neg, o.prevalence), grid, stackL2 };
   }
   // The members on all rows, put on one scale and summed into one linear model.
   const W = new Float32Array(pd + ps);

@@ -160,6 +160,7 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
           audience: res.users.length,
           candidates: res.candidatesScored,
           clusters: res.clusters,
+          stackL2: Number.isNaN(res.heldOut.stackL2) ? null : res.heldOut.stackL2,
           phasesMs: { seeds: ms(t.seeds), cluster: ms(t.cluster), population: ms(t.population), fit: ms(t.fit), search: ms(t.search), searchWait: ms(t.searchWait), vectors: ms(t.vectors), score: ms(t.score), total: ms(t.total) },
         },
         'look-alike computed',

@@ -7,7 +7,7 @@ import { fitAppSvd, project, projectApps, tfidfRows } from '../../src/audience/t
 import { normalizeRows } from '../../src/eval/neighbors.js';
 import { sphericalKMeans } from '../../src/audience/kmeans.js';
 import { fitLogistic, fitLogisticPath, auc } from '../../src/audience/logistic.js';
-import { CALIBRATION_MIN_SLOPE, fitScoring, KNN_USER_NORM, knnScore, knnScoreFrom, knnWeights, rowLogit, seedProfile, vectorLayout } from '../../src/audience/scoring.js';
+import { CALIBRATION_MIN_SLOPE, chooseStackPenalty, fitScoring, STACK_L2_GRID, KNN_USER_NORM, knnScore, knnScoreFrom, knnWeights, rowLogit, seedProfile, vectorLayout } from '../../src/audience/scoring.js';
 
 const D = 32;
 
@@ -328,6 +328,53 @@ describe('building blocks', () => {
     for (let i = 0; i < nPos; i++) Xd[i * 2 + 1] = 0.5 + 0.5 * r();
     const up = fitScoring(Xd, undefined, y, n, layout, o).scoring;
     expect(up.model.weights[1]!).toBeGreaterThan(1);
+  });
+
+  it('the stacking penalty is chosen by cross-validation: weak where one member only repeats another with noise, strong more often where few seeds meet alike members', () => {
+    const normal = (r: () => number) => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+    // Members as fitScoring stacks them: standardised out-of-fold scores, rows [n, F].
+    const members = (seed: number, n: number, nPos: number, F: number, col: (t: number, r: () => number, j: number) => number) => {
+      const r = mulberry32(seed);
+      const z = new Float32Array(n * F);
+      const y = new Uint8Array(n);
+      for (let i = 0; i < n; i++) {
+        y[i] = i < nPos ? 1 : 0;
+        const t = normal(r) + (y[i] ? 1.5 : 0);
+        for (let j = 0; j < F; j++) z[i * F + j] = col(t, r, j);
+      }
+      return { z, y };
+    };
+    let weak = 0;
+    let strong = 0;
+    for (let seed = 1; seed <= 10; seed++) {
+      // Member 0 is the signal; member 1 the same signal plus as much noise. Its own strength is
+      // large, its worth beside member 0 nil: a strong penalty weighs it by its own strength and
+      // adds its noise, a weak one leaves it out.
+      const a = members(seed, 3000, 300, 2, (t, r, j) => (j === 0 ? t : t + 1.5 * normal(r)));
+      const pickA = chooseStackPenalty(a.z, a.y, 3000, 2, 4, seed, [0.01, 1]);
+      // The order of the grid does not decide.
+      expect(chooseStackPenalty(a.z, a.y, 3000, 2, 4, seed, [1, 0.01])).toBe(pickA);
+      if (pickA === 0.01) weak++;
+      // Ten seeds and ten alike members (the same signal, each with noise of its own): the best
+      // stack weighs them equally, and a weak penalty fits the few seeds' noise instead; the
+      // choice goes either way with so few seeds (it chose the strong one for 16 of the seeds 1-20).
+      const b = members(seed, 400, 12, 10, (t, r) => t + 3 * normal(r));
+      if (chooseStackPenalty(b.z, b.y, 400, 10, 4, seed, [0.01, 1]) === 1) strong++;
+    }
+    expect(weak).toBe(10);
+    expect(strong).toBeGreaterThanOrEqual(6);
+    // One penalty: no choice is made.
+    expect(chooseStackPenalty(new Float32Array(8), Uint8Array.of(1, 0, 1, 0), 4, 2, 2, 1, [0.5])).toBe(0.5);
+    // fitScoring reports the chosen penalty when it stacks, NaN with a single member.
+    const r = mulberry32(5);
+    const layout = { ...vectorLayout(0, 0), usesApps: true };
+    const n = 600;
+    const Xd = Float32Array.from({ length: n * 2 }, (_, k) => r() + (Math.floor(k / 2) < 30 ? 0.5 : 0));
+    const y = Uint8Array.from({ length: n }, (_, i) => (i < 30 ? 1 : 0));
+    const o = { folds: 4, grid: [0.03], iterations: 60, seed: 1, prevalence: 0.05 };
+    expect(STACK_L2_GRID).toContain(fitScoring(Xd, undefined, y, n, layout, { ...o, families: ['knn', 'activity'] }).estimate.stackL2);
+    expect(fitScoring(Xd, undefined, y, n, layout, { ...o, families: ['knn', 'activity'], stackGrid: [0.2] }).estimate.stackL2).toBe(0.2);
+    expect(fitScoring(Xd, undefined, y, n, layout, { ...o, families: ['knn'] }).estimate.stackL2).toBeNaN();
   });
 
   it('a penalty path is the same models as one fit per penalty (bit for bit), batched', () => {
