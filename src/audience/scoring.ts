@@ -398,8 +398,8 @@ export interface FitScoringOptions {
 /**
  * The stacking regression's penalty: the one of `grid` whose stack, fitted on k-1 folds of the
  * members' standardised out-of-fold scores zOof [n, F] and applied to the k-th (negative weights
- * cut, as in the fit itself), ranks the rows best (AUC over all rows). Ties keep the earlier
- * penalty. Cheap: F is a handful of columns.
+ * cut, as in the fit itself), ranks the rows best (AUC over all rows). Ties keep the weaker
+ * penalty, whatever the order of the grid. Cheap: F is a handful of columns.
  */
 export function chooseStackPenalty(zOof: Float32Array, y: Uint8Array, n: number, F: number, k: number, seed: number, grid: readonly number[]): number {
   if (grid.length === 1) return grid[0]!;
@@ -422,7 +422,7 @@ export function chooseStackPenalty(zOof: Float32Array, y: Uint8Array, n: number,
       }
     }
     const a = auc(score, y);
-    if (a > bestAuc + 1e-9) (bestAuc = a), (best = l2);
+    if (a > bestAuc + 1e-9 || (a >= bestAuc - 1e-9 && l2 < best)) (bestAuc = Math.max(a, bestAuc)), (best = l2);
   }
   return best;
 }

@@ -363,6 +363,10 @@ describe('building blocks', () => {
     }
     expect(weak).toBe(10);
     expect(strong).toBeGreaterThanOrEqual(6);
+    // Members that say nothing tie at every penalty: the weaker one is kept, in any grid order.
+    const flat = Uint8Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? 1 : 0));
+    expect(chooseStackPenalty(new Float32Array(16), flat, 8, 2, 2, 1, [1, 0.1])).toBe(0.1);
+    expect(chooseStackPenalty(new Float32Array(16), flat, 8, 2, 2, 1, [0.1, 1])).toBe(0.1);
     // One penalty: no choice is made.
     expect(chooseStackPenalty(new Float32Array(8), Uint8Array.of(1, 0, 1, 0), 4, 2, 2, 1, [0.5])).toBe(0.5);
     // fitScoring reports the chosen penalty when it stacks, NaN with a single member.
