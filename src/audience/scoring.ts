@@ -403,28 +403,32 @@ export interface FitScoringOptions {
  */
 export function chooseStackPenalty(zOof: Float32Array, y: Uint8Array, n: number, F: number, k: number, seed: number, grid: readonly number[]): number {
   if (grid.length === 1) return grid[0]!;
+  // Weakest first: a later penalty must do strictly better to be kept.
+  const l2s = [...grid].sort((a, b) => a - b);
   const fold = stratifiedFolds(y, k, seed);
-  let best = grid[0]!;
-  let bestAuc = -1;
-  for (const l2 of grid) {
-    const score = new Float64Array(n);
-    for (let f = 0; f < k; f++) {
-      const tr: number[] = [];
-      const te: number[] = [];
-      for (let i = 0; i < n; i++) (fold[i] === f ? te : tr).push(i);
-      const Xt = new Float32Array(tr.length * F);
-      tr.forEach((i, r) => Xt.set(zOof.subarray(i * F, i * F + F), r * F));
-      const m = fitLogistic(Xt, Uint8Array.from(tr, (i) => y[i]!), tr.length, F, { l2, iterations: 100 });
+  // score[g]: the stack's held-out score of every row at penalty g.
+  const score = l2s.map(() => new Float64Array(n));
+  for (let f = 0; f < k; f++) {
+    const tr: number[] = [];
+    const te: number[] = [];
+    for (let i = 0; i < n; i++) (fold[i] === f ? te : tr).push(i);
+    // Every penalty in one batched pass (the same models as one fit each).
+    const models = fitLogisticPath(subsetRows(zOof, F, undefined, tr).Xd, Uint8Array.from(tr, (i) => y[i]!), tr.length, F, l2s, { iterations: 100 });
+    models.forEach((m, g) => {
       for (const i of te) {
         let z = 0;
         for (let j = 0; j < F; j++) z += Math.max(0, m.weights[j]!) * zOof[i * F + j]!;
-        score[i] = z;
+        score[g]![i] = z;
       }
-    }
-    const a = auc(score, y);
-    if (a > bestAuc + 1e-9 || (a >= bestAuc - 1e-9 && l2 < best)) (bestAuc = Math.max(a, bestAuc)), (best = l2);
+    });
   }
-  return best;
+  let best = 0;
+  let bestAuc = -1;
+  l2s.forEach((_, g) => {
+    const a = auc(score[g]!, y);
+    if (a > bestAuc + 1e-9) (bestAuc = a), (best = g);
+  });
+  return l2s[best]!;
 }
 
 /**
