@@ -25,6 +25,9 @@ export const TARGET_CATEGORY = 'lifestyle.astrology';
 export const DEFAULT_SEQUENCE_SIGNAL = 0.6;
 export const DEFAULT_LABEL_WEEKS = 4;
 export const DEFAULT_ZIPF = 1.1;
+/** Regular apps per user: lognormal with this median and this standard deviation of its log. */
+export const DEFAULT_APPS_PER_USER = 20;
+export const DEFAULT_APPS_PER_USER_SPREAD = 0.75;
 
 const TAXONOMY: Record<string, string[]> = {
   game: ['puzzle', 'casual', 'rpg', 'moba', 'shooter', 'strategy', 'card', 'mahjong', 'racing', 'sports', 'simulation', 'idle', 'word', 'board'],
@@ -69,6 +72,8 @@ export interface GenerateOptions {
   referenceDate?: string; // default 2025-06-29
   format?: 'csv' | 'ndjson';
   zipf?: number; // popularity exponent (default 1.1)
+  appsPerUser?: number; // median number of regular apps a user keeps (default 20)
+  appsPerUserSpread?: number; // standard deviation of log(apps per user) (default 0.75; larger = heavier tail)
   targetPrevalence?: number; // look-alike target adopters (default 0.10)
   sequenceSignal?: number; // share of niche adoption that comes from in-market intent (default 0.6; 0 = control)
   labelWeeks?: number; // held-out weeks after the reference date (default 4)
@@ -396,8 +401,8 @@ export function generateRange(w: World, o: WorldConfig, csv: boolean, start: num
     };
     const act = Math.exp(0.8 * rng.normal());
     const retention = new Set<number>();
-    // heavy-tailed apps per user (lognormal, median ~20)
-    const size = Math.max(2, Math.min(400, Math.round(Math.exp(Math.log(20) + 0.75 * rng.normal()))));
+    // heavy-tailed apps per user (lognormal, median o.appsPerUser)
+    const size = Math.max(2, Math.min(400, Math.round(Math.exp(Math.log(o.appsPerUser) + o.appsPerUserSpread * rng.normal()))));
     for (let t = 0; t < size * 3 && retention.size < size; t++) retention.add(interestApp());
     const regular = [...retention];
     for (const f of w.fixedApps) if (rng.next() < w.apps[f].p) retention.add(f);
@@ -633,6 +638,8 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     nicheScale: opts.nicheScale ?? 1,
     referenceDate: opts.referenceDate ?? '2025-06-29',
     zipf: opts.zipf ?? DEFAULT_ZIPF,
+    appsPerUser: opts.appsPerUser ?? DEFAULT_APPS_PER_USER,
+    appsPerUserSpread: opts.appsPerUserSpread ?? DEFAULT_APPS_PER_USER_SPREAD,
     targetPrevalence: opts.targetPrevalence ?? 0.1,
     sequenceSignal: opts.sequenceSignal ?? DEFAULT_SEQUENCE_SIGNAL,
     labelWeeks: opts.labelWeeks ?? DEFAULT_LABEL_WEEKS,
@@ -648,6 +655,8 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
   if (!(o.sequenceSignal >= 0 && o.sequenceSignal <= 1)) throw new UserError(`--sequence-signal must be in [0, 1] (got ${o.sequenceSignal})`);
   if (!Number.isInteger(o.labelWeeks) || o.labelWeeks < 1 || o.labelWeeks > 12) throw new UserError(`--label-weeks must be an integer in 1..12 (got ${o.labelWeeks})`);
   if (!(o.zipf > 0 && o.zipf <= 3)) throw new UserError(`--zipf must be in (0, 3] (got ${o.zipf})`);
+  if (!(o.appsPerUser >= 2 && o.appsPerUser <= 400)) throw new UserError(`--apps-per-user must be in [2, 400] (got ${o.appsPerUser})`);
+  if (!(o.appsPerUserSpread >= 0 && o.appsPerUserSpread <= 2)) throw new UserError(`--apps-per-user-spread must be in [0, 2] (got ${o.appsPerUserSpread})`);
   if (fmt !== 'csv' && fmt !== 'ndjson') throw new UserError(`--format must be csv or ndjson (got ${fmt})`);
   parseDate(o.referenceDate, '--reference-date');
   const out = opts.out;

@@ -74,6 +74,24 @@ describe('generator determinism', () => {
     expect((await computeStats(join(dir, 'p1'))).shape.events).toBeNull();
   }, 120_000);
 
+  it('--apps-per-user and --apps-per-user-spread set the median and the tail of apps per user; bad values are refused', async () => {
+    const dir = tmp('aetn-gen-');
+    const shapeOf = async (name: string, o: { appsPerUser?: number; appsPerUserSpread?: number }) => {
+      await generate({ users: 2000, seed: 3, out: join(dir, name), progress: false, events: false, ...o });
+      return (await computeStats(join(dir, name))).retentionSize;
+    };
+    const base = await shapeOf('base', {});
+    const wide = await shapeOf('wide', { appsPerUserSpread: 1.5 });
+    const big = await shapeOf('big', { appsPerUser: 60 });
+    // the same median (plus the fixed apps), a heavier tail
+    expect(Math.abs(wide.p50 - base.p50)).toBeLessThan(0.15 * base.p50);
+    expect(wide.p90 / wide.p50).toBeGreaterThan(1.5 * (base.p90 / base.p50));
+    // three times the median of regular apps: the kept apps grow by well over half
+    expect(big.p50).toBeGreaterThan(1.6 * base.p50);
+    for (const bad of [{ appsPerUser: 1 }, { appsPerUser: 401 }, { appsPerUserSpread: -0.1 }, { appsPerUserSpread: 2.5 }, { appsPerUser: Number.NaN }])
+      await expect(generate({ users: 10, seed: 1, out: join(dir, 'bad'), progress: false, ...bad })).rejects.toThrow(/--apps-per-user/);
+  }, 120_000);
+
   it('labels cover all held-out weeks: prepare takes every one of them and rejects events beyond', async () => {
     const dir = tmp('aetn-gen-');
     await generate({ users: 600, seed: 2, out: join(dir, 'raw'), progress: false, labelWeeks: 3 });

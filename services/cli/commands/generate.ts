@@ -1,6 +1,6 @@
 import { integer as int, finite as num } from '../flags.js';
 import type { Command } from 'commander';
-import { DEFAULT_LABEL_WEEKS, DEFAULT_SEQUENCE_SIGNAL, DEFAULT_ZIPF } from '../../../src/data/generate.js';
+import { DEFAULT_APPS_PER_USER, DEFAULT_APPS_PER_USER_SPREAD, DEFAULT_LABEL_WEEKS, DEFAULT_SEQUENCE_SIGNAL, DEFAULT_ZIPF } from '../../../src/data/generate.js';
 
 export function register(program: Command): void {
   program
@@ -17,14 +17,16 @@ export function register(program: Command): void {
     .option('--no-events', 'a retention-only world: installed-app lists only, no install/uninstall history (held-out weeks and truth are still written)')
     .option('--target-prevalence <p>', 'share of users who adopt the look-alike target app', num('--target-prevalence'), 0.1)
     .option('--zipf <s>', 'Zipf exponent of app popularity', num('--zipf'), DEFAULT_ZIPF)
+    .option('--apps-per-user <n>', 'median number of regular apps a user keeps (lognormal; pre-installed and near-universal apps come on top)', num('--apps-per-user'), DEFAULT_APPS_PER_USER)
+    .option('--apps-per-user-spread <x>', 'standard deviation of log(apps per user): larger gives a heavier tail of heavy users', num('--apps-per-user-spread'), DEFAULT_APPS_PER_USER_SPREAD)
     .option('--reference-date <YYYY-MM-DD>', 'last day of history; the --label-weeks weeks after it are held out', '2025-06-29')
     .option('--format <csv|ndjson>', 'file format', 'csv')
     .option('--workers <n>', 'worker threads (default: one per core; output is identical for any number)', int('--workers'))
     .addHelpText('after', '\nExample:\n  aetn generate --users 2000 --seed 1 --out d\n  aetn prepare --in d --out p && aetn stats --in p\n')
-    .action(async (o: { users: number; out: string; seed: number; apps: number; topics: number; nicheScale: number; targetPrevalence: number; zipf: number; referenceDate: string; format: string; workers?: number; sequenceSignal: number; labelWeeks: number; events: boolean }) => {
+    .action(async (o: { users: number; out: string; seed: number; apps: number; topics: number; nicheScale: number; targetPrevalence: number; zipf: number; appsPerUser: number; appsPerUserSpread: number; referenceDate: string; format: string; workers?: number; sequenceSignal: number; labelWeeks: number; events: boolean }) => {
       const { generate } = await import('../../../src/data/generate.js');
       const t0 = performance.now();
-      const r = await generate({ users: o.users, seed: o.seed, out: o.out, apps: o.apps, topics: o.topics, nicheScale: o.nicheScale, targetPrevalence: o.targetPrevalence, zipf: o.zipf, referenceDate: o.referenceDate, format: o.format as 'csv' | 'ndjson', workers: o.workers, sequenceSignal: o.sequenceSignal, labelWeeks: o.labelWeeks, events: o.events });
+      const r = await generate({ users: o.users, seed: o.seed, out: o.out, apps: o.apps, topics: o.topics, nicheScale: o.nicheScale, targetPrevalence: o.targetPrevalence, zipf: o.zipf, appsPerUser: o.appsPerUser, appsPerUserSpread: o.appsPerUserSpread, referenceDate: o.referenceDate, format: o.format as 'csv' | 'ndjson', workers: o.workers, sequenceSignal: o.sequenceSignal, labelWeeks: o.labelWeeks, events: o.events });
       const s = (performance.now() - t0) / 1000;
       process.stdout.write(
         `generated ${r.users} users, ${r.apps} apps, ${r.events} history events${o.events ? '' : ' (retention-only world)'}, ${r.heldOutEvents} held-out events (${o.labelWeeks} week${o.labelWeeks === 1 ? '' : 's'}) in ${s.toFixed(1)}s (${Math.round(r.users / s)} users/s)\n` +
