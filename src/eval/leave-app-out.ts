@@ -114,9 +114,17 @@ export function laoMetrics(scores: ArrayLike<number>, n: number, task: LaoTask, 
 /** A method: scores of all n rows for one task (seed rows may hold anything). */
 export type LaoScorer = (task: LaoTask) => ArrayLike<number> | Promise<ArrayLike<number>>;
 
+/**
+ * What a row is, for the report's paired comparison: `served` rows (the look-alike users get) are
+ * compared with the best `classical` row; `floor` rows (random, random projection) and `model` rows
+ * (logistic regression on learned vectors) are shown but never the bar to beat.
+ */
+export type LaoKind = 'floor' | 'classical' | 'model' | 'served';
+
 export interface LaoMethod {
   name: string;
   vectors: string;
+  kind: LaoKind;
   scorer: LaoScorer;
   close?: () => Promise<void>;
 }
@@ -124,12 +132,15 @@ export interface LaoMethod {
 export interface LaoRow {
   method: string;
   vectors: string;
+  kind: LaoKind;
   recall: Spread[];
   auc: Spread;
   /** Standard errors of the means over apps. */
   recallSe: number[];
   aucSe: number;
   seconds: number;
+  /** Each app's values, in the order of `LaoResults.appIds` (recall[k][i]: multiple k, app i), for paired comparisons across rows and runs. */
+  perApp: { recall: number[][]; auc: number[] };
 }
 
 export interface LaoResults {
@@ -139,6 +150,8 @@ export interface LaoResults {
   multiples: number[];
   meanSeeds: number;
   meanHidden: number;
+  /** The apps of the tasks, in order: every row's perApp values follow it. */
+  appIds: string[];
   rows: LaoRow[];
 }
 
@@ -163,11 +176,13 @@ export async function runLeaveAppOut(tasks: LaoTask[], n: number, methods: LaoMe
     rows.push({
       method: m.name,
       vectors: m.vectors,
+      kind: m.kind,
       recall: multiples.map((_, k) => meanStd(per.map((p) => p.recall[k]!))),
       auc: meanStd(per.map((p) => p.auc)),
       recallSe: multiples.map((_, k) => se(per.map((p) => p.recall[k]!))),
       aucSe: se(per.map((p) => p.auc)),
       seconds: (performance.now() - t0) / 1000,
+      perApp: { recall: multiples.map((_, k) => per.map((p) => p.recall[k]!)), auc: per.map((p) => p.auc) },
     });
   }
   bar.finish();
@@ -179,8 +194,34 @@ export async function runLeaveAppOut(tasks: LaoTask[], n: number, methods: LaoMe
     multiples,
     meanSeeds: mean(tasks.map((t) => t.seeds.length)),
     meanHidden: mean(tasks.map((t) => t.hidden.length)),
+    appIds: tasks.map((t) => t.appId),
     rows,
   };
+}
+
+export interface LaoPaired {
+  /** The classical row with the best mean of this metric. */
+  baseline: LaoRow;
+  /** Mean over apps of (row − baseline), and the standard error of that mean (paired: same apps, same splits). */
+  diff: number;
+  se: number;
+}
+
+/**
+ * A row against the best classical row of one metric (`k` = index into `multiples` for recall@k,
+ * or 'auc'), paired app by app. Undefined when there is no classical row or no app.
+ */
+export function pairedAgainstBestClassical(x: LaoResults, row: LaoRow, metric: number | 'auc'): LaoPaired | undefined {
+  const val = (r: LaoRow) => (metric === 'auc' ? r.perApp.auc : r.perApp.recall[metric]!);
+  const mean = (r: LaoRow) => (metric === 'auc' ? r.auc.mean : r.recall[metric]!.mean);
+  const classical = x.rows.filter((r) => r.kind === 'classical');
+  if (classical.length === 0 || x.apps === 0) return undefined;
+  const baseline = classical.reduce((b, r) => (mean(r) > mean(b) ? r : b));
+  const a = val(row);
+  const b = val(baseline);
+  const d = a.map((v, i) => v - b[i]!);
+  const s = meanStd(d);
+  return { baseline, diff: s.mean, se: s.n > 1 ? s.std / Math.sqrt(s.n) : NaN };
 }
 
 // ---------------------------------------------------------------- classical methods
@@ -359,6 +400,7 @@ export async function servedScorer(ids: string[], V: Float32Array, d: number, ap
   return {
     name: 'ExtendLookalike (served)',
     vectors: label,
+    kind: 'served',
     scorer: async (t) => {
       const deps = lookalikeDeps(backend, f, exact, `lao-${t.appId}`);
       const seeds = Array.from(t.seeds, (r) => ids[r]!);

@@ -2,7 +2,7 @@
 // (dependency-free), and a JSON file with every number next to the Markdown.
 import type { EvalResults, Test1Row } from './evaluate.js';
 import { meanStd, type Spread } from './metrics.js';
-import type { LaoResults } from './leave-app-out.js';
+import { pairedAgainstBestClassical, type LaoResults } from './leave-app-out.js';
 
 export interface DatasetStats {
   path: string;
@@ -261,6 +261,21 @@ export function renderLeaveAppOut(x: LaoResults): string[] {
     );
   }
   L.push('');
+  const served = x.rows.filter((r) => r.kind === 'served');
+  if (served.length > 0 && x.rows.some((r) => r.kind === 'classical')) {
+    L.push(
+      '**Served against the best classical row** (paired: the mean over apps of the per-app difference, ± its standard error; the best classical row is chosen per metric by its mean):',
+      '',
+    );
+    const verdict = (d: number, se: number) => (d >= 0 ? 'at or above' : d < -2 * se ? 'below, by more than two standard errors' : 'below, within two standard errors');
+    const line = (r: (typeof served)[number], metric: number | 'auc') => {
+      const p = pairedAgainstBestClassical(x, r, metric)!;
+      const name = metric === 'auc' ? 'AUC' : `recall@${x.multiples[metric]}x`;
+      return `${name} ${p.diff >= 0 ? '+' : '−'}${Math.abs(p.diff).toFixed(3)} ± ${p.se.toFixed(3)} against ${esc(p.baseline.method)}${p.baseline.vectors === '–' ? '' : ` on ${esc(p.baseline.vectors)}`} (${verdict(p.diff, p.se)})`;
+    };
+    for (const r of served) L.push(`- ${esc(r.method)} on ${esc(r.vectors)}: ${line(r, 0)}; ${line(r, 'auc')}.`);
+    L.push('');
+  }
   return L;
 }
 

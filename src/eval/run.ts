@@ -13,6 +13,7 @@ import type { AudienceMethod } from './audience.js';
 import { evaluate, randomProjection, type EvalTasks, type EvalUsers, type TestName, type VectorSet } from './evaluate.js';
 import { cosineScores, type MatMulT } from './neighbors.js';
 import { renderChart, renderJson, renderMarkdown, type DatasetStats } from './report.js';
+import type { LaoKind } from './leave-app-out.js';
 import { deriveSeed } from '../util/hash.js';
 import { Rng } from '../util/random.js';
 import { weightedUnit } from '../serve/encode.js';
@@ -372,17 +373,18 @@ async function runLeaveAppOutProtocol(ds: PreparedDataset, loaded: LoadedUsers, 
   const ever = users.retention.map((r, i) => Int32Array.from(new Set([...r, ...users.installs[i]!, ...users.uninstalls[i]!])));
   const hasHistory = ever.some((e, i) => e.length > new Set(users.retention[i]!).size);
   const methods: import('./leave-app-out.js').LaoMethod[] = [
-    { name: 'random', vectors: '–', scorer: lao.randomScorer(n, o.seed) },
-    { name: 'activity (number of kept apps)', vectors: '–', scorer: lao.activityScorer(users.retention) },
-    { name: 'item-kNN (Jaccard over kept apps)', vectors: '–', scorer: lao.itemKnnScorer(users.retention, numApps) },
-    ...(hasHistory ? [{ name: 'item-kNN (Jaccard over apps ever installed)', vectors: '–', scorer: lao.itemKnnScorer(ever, numApps) }] : []),
-    { name: 'logistic regression', vectors: 'sparse TF-IDF of kept apps', scorer: lao.sparseLrScorer(tfidf, o.seed) },
+    { name: 'random', vectors: '–', kind: 'floor', scorer: lao.randomScorer(n, o.seed) },
+    { name: 'activity (number of kept apps)', vectors: '–', kind: 'classical', scorer: lao.activityScorer(users.retention) },
+    { name: 'item-kNN (Jaccard over kept apps)', vectors: '–', kind: 'classical', scorer: lao.itemKnnScorer(users.retention, numApps) },
+    ...(hasHistory ? [{ name: 'item-kNN (Jaccard over apps ever installed)', vectors: '–', kind: 'classical' as const, scorer: lao.itemKnnScorer(ever, numApps) }] : []),
+    { name: 'logistic regression', vectors: 'sparse TF-IDF of kept apps', kind: 'classical', scorer: lao.sparseLrScorer(tfidf, o.seed) },
   ];
   const everIds = hasHistory ? ever.map((e) => Array.from(e, (i) => appIdOf[i]!)) : undefined;
   // Sets made for Test #1 alone (the head, the sequence baselines) stay out of the look-alike methods.
   const test1Only = new Set(['realtime', 'aetn+realtime', 'recent', 'tfidf-svd+recent']);
   const vecSets = sets.filter((s) => s.dim > 1 && !test1Only.has(s.variant));
-  for (const s of vecSets) methods.push({ name: 'logistic regression', vectors: s.name, scorer: lao.vectorLrScorer(s.vectors, s.dim, n, o.seed) });
+  const lrKind = (variant: string): LaoKind => (variant === 'tfidf-svd' ? 'classical' : variant === 'projection' ? 'floor' : 'model');
+  for (const s of vecSets) methods.push({ name: 'logistic regression', vectors: s.name, kind: lrKind(s.variant), scorer: lao.vectorLrScorer(s.vectors, s.dim, n, o.seed) });
   if (o.serving) {
     for (const s of vecSets) {
       if (s.variant === 'projection') continue;

@@ -8,7 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedRecallAt1x } from '../../src/audience/scoring.js';
 import { generate } from '../../src/data/generate.js';
 import { prepare } from '../../src/data/prepare.js';
-import { activityScorer, itemKnnScorer, laoMetrics, leaveAppOutTasks, type LaoTask } from '../../src/eval/leave-app-out.js';
+import { activityScorer, itemKnnScorer, laoMetrics, leaveAppOutTasks, pairedAgainstBestClassical, type LaoKind, type LaoResults, type LaoRow, type LaoTask } from '../../src/eval/leave-app-out.js';
+import { meanStd } from '../../src/eval/metrics.js';
+import { renderLeaveAppOut } from '../../src/eval/report.js';
 import { runEval, type EmbedderFactory } from '../../src/eval/run.js';
 import { deriveSeed } from '../../src/util/hash.js';
 import { Rng } from '../../src/util/random.js';
@@ -59,6 +61,51 @@ describe('leave-app-out metrics (hand-made, known answers)', () => {
     const s = Array.from(itemKnnScorer(ret, 3)(task([0], [1])) as Float64Array);
     expect(s).toEqual([1, 0.5, 0.5, 0]);
     expect(Array.from(activityScorer(ret)(task([0], [1])) as Float64Array)).toEqual([2, 1, 2, 1]);
+  });
+
+  it('a served row is paired app by app against the best classical row of each metric', () => {
+    const mk = (method: string, kind: LaoKind, r1: number[], auc: number[]): LaoRow => ({
+      method,
+      vectors: '–',
+      kind,
+      recall: [meanStd(r1)],
+      auc: meanStd(auc),
+      recallSe: [NaN],
+      aucSe: NaN,
+      seconds: 0,
+      perApp: { recall: [r1], auc },
+    });
+    const x: LaoResults = {
+      minUsers: 20,
+      maxUsers: 99,
+      apps: 4,
+      multiples: [1],
+      meanSeeds: 10,
+      meanHidden: 10,
+      appIds: ['a', 'b', 'c', 'd'],
+      rows: [
+        mk('random', 'floor', [0.9, 0.9, 0.9, 0.9], [0.99, 0.99, 0.99, 0.99]), // a floor is never the bar, however lucky
+        mk('knn', 'classical', [0.2, 0.4, 0.6, 0.8], [0.7, 0.8, 0.8, 0.9]), // best classical recall (0.5)
+        mk('lr', 'classical', [0.1, 0.2, 0.3, 0.4], [0.8, 0.9, 0.9, 0.9]), // best classical AUC (0.875)
+        mk('model lr', 'model', [1, 1, 1, 1], [1, 1, 1, 1]),
+        mk('served', 'served', [0.3, 0.5, 0.6, 0.8], [0.8, 0.85, 0.9, 0.85]),
+      ],
+    };
+    const served = x.rows[4]!;
+    const r = pairedAgainstBestClassical(x, served, 0)!;
+    expect(r.baseline.method).toBe('knn');
+    // differences 0.1, 0.1, 0, 0: mean 0.05, sample std 0.0577, se 0.0289
+    expect(r.diff).toBeCloseTo(0.05, 12);
+    expect(r.se).toBeCloseTo(Math.sqrt(1 / 300) / 2, 12);
+    const a = pairedAgainstBestClassical(x, served, 'auc')!;
+    expect(a.baseline.method).toBe('lr');
+    // differences 0, −0.05, 0, −0.05: mean −0.025, se 0.0144
+    expect(a.diff).toBeCloseTo(-0.025, 12);
+    expect(a.se).toBeCloseTo(Math.sqrt(1 / 1200) / 2, 12);
+    const md = renderLeaveAppOut(x).join('\n');
+    expect(md).toContain('recall@1x +0.050 ± 0.029 against knn (at or above)');
+    expect(md).toContain('AUC −0.025 ± 0.014 against lr (below, within two standard errors)');
+    expect(pairedAgainstBestClassical({ ...x, rows: x.rows.filter((q) => q.kind !== 'classical') }, served, 0)).toBeUndefined();
   });
 
   it('expected recall@1x from held-out scores at a prevalence', () => {
@@ -130,6 +177,18 @@ describe('leave-app-out through runEval (served method over a real store)', () =
     expect(served.auc.mean).toBeGreaterThan(0.6);
     // With random vectors the served model still finds the users through their apps.
     expect(servedRandomVectors.auc.mean).toBeGreaterThan(0.6);
+    // every row keeps its per-app values, in the order of appIds, for paired comparisons
+    expect(lao.appIds).toHaveLength(12);
+    for (const r of lao.rows) {
+      expect(['floor', 'classical', 'model', 'served']).toContain(r.kind);
+      expect(r.perApp.auc).toHaveLength(12);
+      expect(meanStd(r.perApp.auc).mean).toBeCloseTo(r.auc.mean, 12);
+      expect(meanStd(r.perApp.recall[0]).mean).toBeCloseTo(r.recall[0].mean, 12);
+    }
+    expect(random.kind).toBe('floor');
+    expect(row('logistic regression', 'dae').kind).toBe('model');
+    expect(row('logistic regression', 'TF-IDF + SVD (classical)').kind).toBe('classical');
+    expect(res.report).toMatch(/- ExtendLookalike \(served\) on TF-IDF \+ SVD \(classical\): recall@1x [+−]\d\.\d{3} ± \d\.\d{3} against /);
     expect(res.report).toContain('## Leave-app-out look-alike');
     expect(res.report).not.toContain('## Table 1');
   }, 300_000);
