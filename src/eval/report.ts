@@ -30,6 +30,8 @@ export interface ReportInput {
   notes?: string;
   /** Relative path of the SVG as linked from the Markdown. */
   chartHref?: string;
+  /** The leave-app-out chart, next to the report (absent when there is no leave-app-out result). */
+  laoChartHref?: string;
   timings?: Record<string, number>;
   leaveAppOut?: LaoResults;
 }
@@ -226,7 +228,7 @@ export function renderMarkdown(input: ReportInput): string {
     L.push('');
   }
 
-  if (input.leaveAppOut) L.push(...renderLeaveAppOut(input.leaveAppOut));
+  if (input.leaveAppOut) L.push(...renderLeaveAppOut(input.leaveAppOut, input.laoChartHref));
 
   if (input.notes) L.push('## Notes', '', input.notes.trim(), '');
   L.push('Every number of this report is also in the JSON file next to it.', '');
@@ -234,7 +236,7 @@ export function renderMarkdown(input: ReportInput): string {
 }
 
 /** The leave-app-out table: mean ± standard error over apps, best of each column in bold. */
-export function renderLeaveAppOut(x: LaoResults): string[] {
+export function renderLeaveAppOut(x: LaoResults, chartHref?: string): string[] {
   const L: string[] = [];
   L.push('## Leave-app-out look-alike', '');
   L.push(
@@ -261,6 +263,7 @@ export function renderLeaveAppOut(x: LaoResults): string[] {
     );
   }
   L.push('');
+  if (chartHref) L.push(`![Leave-app-out recall@1x and AUC per method](${chartHref})`, '');
   const served = x.rows.filter((r) => r.kind === 'served');
   if (served.length > 0 && x.rows.some((r) => r.kind === 'classical')) {
     L.push(
@@ -327,6 +330,56 @@ export function renderChart(res: EvalResults): string {
   series.forEach((s, k) => {
     const lx = left + k * 130;
     out.push(`<rect x="${lx}" y="${H - 34}" width="10" height="10" fill="${colors[k % colors.length]}"/><text x="${lx + 14}" y="${H - 25}">${xml(s)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
+/**
+ * Leave-app-out chart: one horizontal bar per row in two panels (recall@1x and AUC), ± the standard
+ * error over apps, coloured by the row's kind, so the served rows can be compared with the
+ * classical ones at a glance.
+ */
+export function renderLaoChart(x: LaoResults): string {
+  if (x.apps === 0 || x.rows.length === 0) return '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="60"><text x="10" y="35" font-family="sans-serif" font-size="14">No leave-app-out results</text></svg>\n';
+  const colour: Record<string, string> = { floor: '#bab0ac', classical: '#4e79a7', model: '#f28e2b', served: '#59a14f' };
+  const label = (r: LaoResults['rows'][number]) => (r.vectors === '–' ? r.method : `${r.method} · ${r.vectors}`);
+  const labelW = Math.min(360, 20 + 6.2 * Math.max(...x.rows.map((r) => label(r).length)));
+  const panelW = 250;
+  const rowH = 20;
+  const top = 48;
+  const H = top + x.rows.length * rowH + 40;
+  const W = labelW + 2 * (panelW + 30) + 10;
+  const panels = [
+    { title: `recall@${x.multiples[0]}x`, lo: 0, hi: Math.min(1, Math.ceil(Math.max(...x.rows.map((r) => r.recall[0]!.mean + (r.recallSe[0] || 0))) * 10 + 0.5) / 10), get: (r: LaoResults['rows'][number]) => [r.recall[0]!.mean, r.recallSe[0]!] },
+    { title: 'AUC', lo: 0.4, hi: 1, get: (r: LaoResults['rows'][number]) => [r.auc.mean, r.aucSe] },
+  ];
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W.toFixed(0)}" height="${H}" viewBox="0 0 ${W.toFixed(0)} ${H}" font-family="sans-serif" font-size="11">`);
+  out.push(`<rect width="${W.toFixed(0)}" height="${H}" fill="white"/>`);
+  out.push(`<text x="10" y="18" font-size="13" font-weight="bold">Leave-app-out look-alike: ${x.apps} apps, mean ± standard error over apps</text>`);
+  panels.forEach((p, k) => {
+    const x0 = labelW + k * (panelW + 30);
+    const sx = (v: number) => x0 + ((Math.min(p.hi, Math.max(p.lo, v)) - p.lo) / (p.hi - p.lo)) * panelW;
+    out.push(`<text x="${x0}" y="${top - 10}" font-weight="bold">${xml(p.title)}</text>`);
+    for (let t = 0; t <= 4; t++) {
+      const v = p.lo + ((p.hi - p.lo) * t) / 4;
+      out.push(`<line x1="${sx(v).toFixed(1)}" x2="${sx(v).toFixed(1)}" y1="${top}" y2="${top + x.rows.length * rowH}" stroke="#ddd"/>`);
+      out.push(`<text x="${sx(v).toFixed(1)}" y="${top + x.rows.length * rowH + 14}" text-anchor="middle">${v.toFixed(2)}</text>`);
+    }
+    x.rows.forEach((r, i) => {
+      const [m, se] = p.get(r) as [number, number];
+      if (Number.isNaN(m)) return;
+      const y = top + i * rowH + 3;
+      out.push(`<rect x="${x0}" y="${y}" width="${(sx(m) - x0).toFixed(1)}" height="${rowH - 6}" fill="${colour[r.kind] ?? '#999'}"><title>${xml(label(r))}: ${m.toFixed(3)} ± ${Number.isNaN(se) ? '–' : se.toFixed(3)}</title></rect>`);
+      if (se > 0) out.push(`<line x1="${sx(m - se).toFixed(1)}" x2="${sx(m + se).toFixed(1)}" y1="${y + (rowH - 6) / 2}" y2="${y + (rowH - 6) / 2}" stroke="#222"/>`);
+      out.push(`<text x="${(sx(m) + 4).toFixed(1)}" y="${y + rowH - 9}" fill="#333">${m.toFixed(3)}</text>`);
+    });
+  });
+  x.rows.forEach((r, i) => out.push(`<text x="${labelW - 8}" y="${top + i * rowH + rowH - 6}" text-anchor="end"${r.kind === 'served' ? ' font-weight="bold"' : ''}>${xml(label(r))}</text>`));
+  Object.entries(colour).forEach(([kind, c], k) => {
+    const lx = 10 + k * 110;
+    out.push(`<rect x="${lx}" y="${H - 16}" width="10" height="10" fill="${c}"/><text x="${lx + 14}" y="${H - 7}">${kind}</text>`);
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

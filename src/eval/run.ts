@@ -1,7 +1,7 @@
 // `aetn eval` end to end: read a prepared dataset, embed its users with every model (streaming,
 // batches of 1000), add the non-learned floor and the realtime head's combination, run the tests
 // (evaluate.ts) and write the report (report.ts). Heavy model code is imported lazily.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, dirname, resolve } from 'node:path';
 import type { PreparedDataset } from '../data/prepared.js';
@@ -12,7 +12,7 @@ import { Progress } from '../util/progress.js';
 import type { AudienceMethod } from './audience.js';
 import { evaluate, randomProjection, type EvalTasks, type EvalUsers, type TestName, type VectorSet } from './evaluate.js';
 import { cosineScores, type MatMulT } from './neighbors.js';
-import { renderChart, renderJson, renderMarkdown, type DatasetStats } from './report.js';
+import { renderChart, renderJson, renderLaoChart, renderMarkdown, type DatasetStats } from './report.js';
 import type { LaoKind } from './leave-app-out.js';
 import { deriveSeed } from '../util/hash.js';
 import { Rng } from '../util/random.js';
@@ -666,6 +666,8 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
   };
   const chartPath = o.out.replace(/\.md$/i, '') + '.svg';
   const jsonPath = o.out.replace(/\.md$/i, '') + '.json';
+  const laoChartPath = o.out.replace(/\.md$/i, '') + '-lao.svg';
+  const hasLao = leaveAppOut !== undefined && leaveAppOut.apps > 0;
   const notes = o.notes ? readFileSync(o.notes, 'utf8') : undefined;
   const input = {
     command: o.command,
@@ -675,6 +677,7 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
     results,
     notes,
     chartHref: basename(chartPath),
+    ...(hasLao ? { laoChartHref: basename(laoChartPath) } : {}),
     timings,
     leaveAppOut,
   };
@@ -685,6 +688,8 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
   writeFileSync(o.out, report);
   writeFileSync(chartPath, chart);
   writeFileSync(jsonPath, json);
+  if (hasLao) writeFileSync(laoChartPath, renderLaoChart(leaveAppOut!));
+  else rmSync(laoChartPath, { force: true });
   logger.info({ out: o.out, chart: chartPath, json: jsonPath, seconds: timings.total }, 'evaluation report written');
   return { report, json, chart };
 }

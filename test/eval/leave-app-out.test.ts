@@ -10,7 +10,7 @@ import { generate } from '../../src/data/generate.js';
 import { prepare } from '../../src/data/prepare.js';
 import { activityScorer, itemKnnScorer, laoMetrics, leaveAppOutTasks, pairedAgainstBestClassical, type LaoKind, type LaoResults, type LaoRow, type LaoTask } from '../../src/eval/leave-app-out.js';
 import { meanStd } from '../../src/eval/metrics.js';
-import { renderLeaveAppOut } from '../../src/eval/report.js';
+import { renderLaoChart, renderLeaveAppOut } from '../../src/eval/report.js';
 import { runEval, type EmbedderFactory } from '../../src/eval/run.js';
 import { deriveSeed } from '../../src/util/hash.js';
 import { Rng } from '../../src/util/random.js';
@@ -106,6 +106,12 @@ describe('leave-app-out metrics (hand-made, known answers)', () => {
     expect(md).toContain('recall@1x +0.050 ± 0.029 against knn (at or above)');
     expect(md).toContain('AUC −0.025 ± 0.014 against lr (below, within two standard errors)');
     expect(pairedAgainstBestClassical({ ...x, rows: x.rows.filter((q) => q.kind !== 'classical') }, served, 0)).toBeUndefined();
+    // the chart: one bar per row and metric, with the row's mean in its tooltip
+    const svg = renderLaoChart(x);
+    expect(svg.match(/<rect x="[\d.]+" y="[\d.]+" width="[\d.]+" height="14"/g)).toHaveLength(2 * x.rows.length);
+    expect(svg).toContain('<title>served: 0.550 ± –</title>');
+    expect(svg).toContain('<title>lr: 0.875 ± –</title>');
+    expect(renderLaoChart({ ...x, apps: 0 })).toContain('No leave-app-out results');
   });
 
   it('expected recall@1x from held-out scores at a prevalence', () => {
@@ -189,6 +195,9 @@ describe('leave-app-out through runEval (served method over a real store)', () =
     expect(row('logistic regression', 'dae').kind).toBe('model');
     expect(row('logistic regression', 'TF-IDF + SVD (classical)').kind).toBe('classical');
     expect(res.report).toMatch(/- ExtendLookalike \(served\) on TF-IDF \+ SVD \(classical\): recall@1x [+−]\d\.\d{3} ± \d\.\d{3} against /);
+    expect(res.report).toContain('![Leave-app-out recall@1x and AUC per method](r-lao.svg)');
+    const svg = readFileSync(join(dir, 'out', 'r-lao.svg'), 'utf8');
+    expect(svg).toMatch(/<title>ExtendLookalike \(served\) · TF-IDF \+ SVD \(classical\): 0\.\d{3} ± 0\.\d{3}<\/title>/);
     expect(res.report).toContain('## Leave-app-out look-alike');
     expect(res.report).not.toContain('## Table 1');
   }, 300_000);
