@@ -152,7 +152,9 @@ export function orderingFindings(res: EvalResults): string[] {
 export function renderMarkdown(input: ReportInput): string {
   const { results: r, dataset: ds } = input;
   const L: string[] = [];
-  L.push('# Offline evaluation: the paper\'s tests on our synthetic world', '');
+  const paper = r.test1 !== undefined || r.test2 !== undefined || r.audience !== undefined || r.overlap !== undefined;
+  const what = [paper ? "the paper's tests" : '', input.leaveAppOut ? 'leave-app-out look-alike' : ''].filter((x) => x !== '').join(' and ');
+  L.push(`# Offline evaluation: ${what || 'no test ran'} on \`${esc(ds.path)}\``, '');
   L.push('Produced by:', '', '```sh', input.command, '```', '');
   L.push(`Started ${input.startedAt} on ${input.machine}; evaluation ${r.seconds.toFixed(0)} s${input.timings ? ` (${Object.entries(input.timings).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')})` : ''}; seed ${r.seed}.`, '');
 
@@ -362,8 +364,9 @@ export function renderLaoChart(x: LaoResults): string {
     const x0 = labelW + k * (panelW + 30);
     const sx = (v: number) => x0 + ((Math.min(p.hi, Math.max(p.lo, v)) - p.lo) / (p.hi - p.lo)) * panelW;
     out.push(`<text x="${x0}" y="${top - 10}" font-weight="bold">${xml(p.title)}</text>`);
-    for (let t = 0; t <= 4; t++) {
-      const v = p.lo + ((p.hi - p.lo) * t) / 4;
+    const ticks = Math.max(2, Math.min(10, Math.round((p.hi - p.lo) / 0.1)));
+    for (let t = 0; t <= ticks; t++) {
+      const v = p.lo + ((p.hi - p.lo) * t) / ticks;
       out.push(`<line x1="${sx(v).toFixed(1)}" x2="${sx(v).toFixed(1)}" y1="${top}" y2="${top + x.rows.length * rowH}" stroke="#ddd"/>`);
       out.push(`<text x="${sx(v).toFixed(1)}" y="${top + x.rows.length * rowH + 14}" text-anchor="middle">${v.toFixed(2)}</text>`);
     }
@@ -373,7 +376,7 @@ export function renderLaoChart(x: LaoResults): string {
       const y = top + i * rowH + 3;
       out.push(`<rect x="${x0}" y="${y}" width="${(sx(m) - x0).toFixed(1)}" height="${rowH - 6}" fill="${colour[r.kind] ?? '#999'}"><title>${xml(label(r))}: ${m.toFixed(3)} ± ${Number.isNaN(se) ? '–' : se.toFixed(3)}</title></rect>`);
       if (se > 0) out.push(`<line x1="${sx(m - se).toFixed(1)}" x2="${sx(m + se).toFixed(1)}" y1="${y + (rowH - 6) / 2}" y2="${y + (rowH - 6) / 2}" stroke="#222"/>`);
-      out.push(`<text x="${(sx(m) + 4).toFixed(1)}" y="${y + rowH - 9}" fill="#333">${m.toFixed(3)}</text>`);
+      out.push(`<text x="${(sx(m + (se > 0 ? se : 0)) + 4).toFixed(1)}" y="${y + rowH - 9}" fill="#333">${m.toFixed(3)}</text>`);
     });
   });
   x.rows.forEach((r, i) => out.push(`<text x="${labelW - 8}" y="${top + i * rowH + rowH - 6}" text-anchor="end"${r.kind === 'served' ? ' font-weight="bold"' : ''}>${xml(label(r))}</text>`));

@@ -200,5 +200,6 @@ describe('leave-app-out through runEval (served method over a real store)', () =
     expect(svg).toMatch(/<title>ExtendLookalike \(served\) · TF-IDF \+ SVD \(classical\): 0\.\d{3} ± 0\.\d{3}<\/title>/);
     expect(res.report).toContain('## Leave-app-out look-alike');
     expect(res.report).not.toContain('## Table 1');
+    expect(res.report.split('\n')[0]).toBe(`# Offline evaluation: leave-app-out look-alike on \`${join(dir, 'prep')}\``);
   }, 300_000);
 });
