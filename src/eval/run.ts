@@ -686,7 +686,9 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
   const json = renderJson(input);
   mkdirSync(dirname(resolve(o.out)), { recursive: true });
   writeFileSync(o.out, report);
-  writeFileSync(chartPath, chart);
+  // The Test #1 chart only where Test #1 ran (a leave-app-out run has its own chart).
+  if (results.test1 && results.test1.rows.length > 0) writeFileSync(chartPath, chart);
+  else rmSync(chartPath, { force: true });
   writeFileSync(jsonPath, json);
   if (hasLao) writeFileSync(laoChartPath, renderLaoChart(leaveAppOut!));
   else rmSync(laoChartPath, { force: true });

@@ -1,7 +1,7 @@
 // The leave-app-out protocol: its metrics on hand-made cases with known answers, the task split,
 // the classical scorers, the held-out recall estimate, and the whole protocol through runEval on a
 // generated world prepared with --leave-out-apps (the served method over a real store on disk).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -197,6 +197,7 @@ describe('leave-app-out through runEval (served method over a real store)', () =
     expect(res.report).toMatch(/- ExtendLookalike \(served\) on TF-IDF \+ SVD \(classical\): recall@1x [+−]\d\.\d{3} ± \d\.\d{3} against /);
     expect(res.report).toContain('![Leave-app-out recall@1x and AUC per method](r-lao.svg)');
     const svg = readFileSync(join(dir, 'out', 'r-lao.svg'), 'utf8');
+    expect(existsSync(join(dir, 'out', 'r.svg'))).toBe(false); // no Test #1, no Test #1 chart
     expect(svg).toMatch(/<title>ExtendLookalike \(served\) · TF-IDF \+ SVD \(classical\): 0\.\d{3} ± 0\.\d{3}<\/title>/);
     expect(res.report).toContain('## Leave-app-out look-alike');
     expect(res.report).not.toContain('## Table 1');
