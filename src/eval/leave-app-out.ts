@@ -155,6 +155,12 @@ export interface LaoResults {
   rows: LaoRow[];
 }
 
+/** Mean over apps and the standard error of that mean (NaN with fewer than two values). */
+function meanSe(xs: readonly number[]): { mean: number; se: number } {
+  const s = meanStd(xs);
+  return { mean: s.mean, se: s.n > 1 ? s.std / Math.sqrt(s.n) : NaN };
+}
+
 export async function runLeaveAppOut(tasks: LaoTask[], n: number, methods: LaoMethod[], multiples: number[], o: { minUsers: number; maxUsers: number }): Promise<LaoResults> {
   const rows: LaoRow[] = [];
   const bar = new Progress({ label: 'leave-app-out', total: tasks.length * methods.length, unit: 'apps' });
@@ -169,10 +175,7 @@ export async function runLeaveAppOut(tasks: LaoTask[], n: number, methods: LaoMe
     } finally {
       await m.close?.();
     }
-    const se = (xs: number[]) => {
-      const s = meanStd(xs);
-      return xs.length > 1 ? s.std / Math.sqrt(xs.length) : NaN;
-    };
+    const se = (xs: number[]) => meanSe(xs).se;
     rows.push({
       method: m.name,
       vectors: m.vectors,
@@ -219,9 +222,8 @@ export function pairedAgainstBestClassical(x: LaoResults, row: LaoRow, metric: n
   const baseline = classical.reduce((b, r) => (mean(r) > mean(b) ? r : b));
   const a = val(row);
   const b = val(baseline);
-  const d = a.map((v, i) => v - b[i]!);
-  const s = meanStd(d);
-  return { baseline, diff: s.mean, se: s.n > 1 ? s.std / Math.sqrt(s.n) : NaN };
+  const d = meanSe(a.map((v, i) => v - b[i]!));
+  return { baseline, diff: d.mean, se: d.se };
 }
 
 // ---------------------------------------------------------------- classical methods

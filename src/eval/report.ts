@@ -2,7 +2,7 @@
 // (dependency-free), and a JSON file with every number next to the Markdown.
 import type { EvalResults, Test1Row } from './evaluate.js';
 import { meanStd, type Spread } from './metrics.js';
-import { pairedAgainstBestClassical, type LaoResults } from './leave-app-out.js';
+import { pairedAgainstBestClassical, type LaoKind, type LaoResults, type LaoRow } from './leave-app-out.js';
 
 export interface DatasetStats {
   path: string;
@@ -273,7 +273,7 @@ export function renderLeaveAppOut(x: LaoResults, chartHref?: string): string[] {
       '',
     );
     const verdict = (d: number, se: number) => (d >= 0 ? 'at or above' : d < -2 * se ? 'below, by more than two standard errors' : 'below, within two standard errors');
-    const line = (r: (typeof served)[number], metric: number | 'auc') => {
+    const line = (r: LaoRow, metric: number | 'auc') => {
       const p = pairedAgainstBestClassical(x, r, metric)!;
       const name = metric === 'auc' ? 'AUC' : `recall@${x.multiples[metric]}x`;
       return `${name} ${p.diff >= 0 ? '+' : '−'}${Math.abs(p.diff).toFixed(3)} ± ${p.se.toFixed(3)} against ${esc(p.baseline.method)}${p.baseline.vectors === '–' ? '' : ` on ${esc(p.baseline.vectors)}`} (${verdict(p.diff, p.se)})`;
@@ -344,17 +344,19 @@ export function renderChart(res: EvalResults): string {
  */
 export function renderLaoChart(x: LaoResults): string {
   if (x.apps === 0 || x.rows.length === 0) return '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="60"><text x="10" y="35" font-family="sans-serif" font-size="14">No leave-app-out results</text></svg>\n';
-  const colour: Record<string, string> = { floor: '#bab0ac', classical: '#4e79a7', model: '#f28e2b', served: '#59a14f' };
-  const label = (r: LaoResults['rows'][number]) => (r.vectors === '–' ? r.method : `${r.method} · ${r.vectors}`);
+  const colour: Record<LaoKind, string> = { floor: '#bab0ac', classical: '#4e79a7', model: '#f28e2b', served: '#59a14f' };
+  const label = (r: LaoRow) => (r.vectors === '–' ? r.method : `${r.method} · ${r.vectors}`);
   const labelW = Math.min(360, 20 + 6.2 * Math.max(...x.rows.map((r) => label(r).length)));
   const panelW = 250;
   const rowH = 20;
   const top = 48;
   const H = top + x.rows.length * rowH + 40;
   const W = labelW + 2 * (panelW + 30) + 10;
-  const panels = [
-    { title: `recall@${x.multiples[0]}x`, lo: 0, hi: Math.min(1, Math.ceil(Math.max(...x.rows.map((r) => r.recall[0]!.mean + (r.recallSe[0] || 0))) * 10 + 0.5) / 10), get: (r: LaoResults['rows'][number]) => [r.recall[0]!.mean, r.recallSe[0]!] },
-    { title: 'AUC', lo: 0.4, hi: 1, get: (r: LaoResults['rows'][number]) => [r.auc.mean, r.aucSe] },
+  // recall@1x runs from 0 to the tenth above the largest mean + its error; AUC from 0.4 to 1
+  const recallTop = Math.max(...x.rows.map((r) => r.recall[0]!.mean + (r.recallSe[0] || 0)));
+  const panels: { title: string; lo: number; hi: number; get: (r: LaoRow) => [number, number] }[] = [
+    { title: `recall@${x.multiples[0]}x`, lo: 0, hi: Math.min(1, Math.ceil(recallTop * 10 + 0.5) / 10), get: (r) => [r.recall[0]!.mean, r.recallSe[0]!] },
+    { title: 'AUC', lo: 0.4, hi: 1, get: (r) => [r.auc.mean, r.aucSe] },
   ];
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W.toFixed(0)}" height="${H}" viewBox="0 0 ${W.toFixed(0)} ${H}" font-family="sans-serif" font-size="11">`);
@@ -371,10 +373,10 @@ export function renderLaoChart(x: LaoResults): string {
       out.push(`<text x="${sx(v).toFixed(1)}" y="${top + x.rows.length * rowH + 14}" text-anchor="middle">${v.toFixed(2)}</text>`);
     }
     x.rows.forEach((r, i) => {
-      const [m, se] = p.get(r) as [number, number];
+      const [m, se] = p.get(r);
       if (Number.isNaN(m)) return;
       const y = top + i * rowH + 3;
-      out.push(`<rect x="${x0}" y="${y}" width="${(sx(m) - x0).toFixed(1)}" height="${rowH - 6}" fill="${colour[r.kind] ?? '#999'}"><title>${xml(label(r))}: ${m.toFixed(3)} ± ${Number.isNaN(se) ? '–' : se.toFixed(3)}</title></rect>`);
+      out.push(`<rect x="${x0}" y="${y}" width="${(sx(m) - x0).toFixed(1)}" height="${rowH - 6}" fill="${colour[r.kind]}"><title>${xml(label(r))}: ${m.toFixed(3)} ± ${Number.isNaN(se) ? '–' : se.toFixed(3)}</title></rect>`);
       if (se > 0) out.push(`<line x1="${sx(m - se).toFixed(1)}" x2="${sx(m + se).toFixed(1)}" y1="${y + (rowH - 6) / 2}" y2="${y + (rowH - 6) / 2}" stroke="#222"/>`);
       out.push(`<text x="${(sx(m + (se > 0 ? se : 0)) + 4).toFixed(1)}" y="${y + rowH - 9}" fill="#333">${m.toFixed(3)}</text>`);
     });
