@@ -43,7 +43,7 @@ export { VARIANTS, defaultConfig, configToJSON, configFromJSON, type AetnConfig,
 export { makeBatch, makeHostBatch, batchToTensors, type Batch, type HostBatch } from './batch.js';
 
 export interface AetnLosses {
-  /** main + aux + mask + reg: what the optimiser minimises. */
+  /** main + aux + mask + reg, with the retention part of main × cfg.retentionWeight: what the optimiser minimises. */
   total: tf.Scalar;
   /** L_main: retention reconstruction from u + install and uninstall sequence reconstruction (DAE: its reconstruction). */
   main: tf.Scalar;
@@ -329,7 +329,9 @@ export class AetnModel {
         ? (tf.div(softmaxCE(o.maskLogits, o.maskHidden!, batch.maskApps, o.appMatrix, this.b_out as tf.Tensor1D), B * cfg.maskCount) as tf.Scalar)
         : zero;
     const reg = this.l2();
-    const total = tf.addN([main, aux, mask, reg]) as tf.Scalar;
+    // The objective may weigh the retention part of L_main (cfg.retentionWeight, 1 = the paper).
+    const mainWeighted = cfg.retentionWeight === 1 ? main : (tf.add(tf.mul(retention, cfg.retentionWeight), sequence) as tf.Scalar);
+    const total = tf.addN([mainWeighted, aux, mask, reg]) as tf.Scalar;
     return { total, main, aux, mask, reg, retention, sequence };
   }
 

@@ -63,6 +63,12 @@ export interface AetnConfig {
   l2: number;
   /** Weight of positive (installed) entries in the sigmoid retention losses (reference code: 100). */
   posWeight: number;
+  /**
+   * Weight of the retention part of L_main in the training objective (1 = the paper). The retention
+   * term is a mean over the M apps (~0.4 per user) beside a sequence softmax (~5) and L_mask (~10),
+   * so at 1 the bottleneck is shaped mostly by the sequences. Reported losses stay unweighted.
+   */
+  retentionWeight: number;
   /** Apps per install / uninstall sequence replaced by [MASK] in training (L_mask). */
   maskCount: number;
   layerNormEps: number;
@@ -104,6 +110,7 @@ export function defaultConfig(partial: AetnConfigInput): AetnConfig {
     leakyAlpha: partial.leakyAlpha ?? 0.2,
     l2: partial.l2 ?? 1.5e-7,
     posWeight: partial.posWeight ?? 100,
+    retentionWeight: partial.retentionWeight ?? 1,
     maskCount: partial.maskCount ?? 3,
     layerNormEps: partial.layerNormEps ?? 1e-6,
   };
@@ -132,7 +139,7 @@ export function validateConfig(cfg: AetnConfig): void {
   for (const k of ['dropoutInput', 'dropoutAttention', 'dropoutFfn'] as const) {
     if (!(cfg[k] >= 0 && cfg[k] < 1)) bad(k, `must be in [0, 1) (got ${cfg[k]})`);
   }
-  for (const k of ['l2', 'posWeight', 'leakyAlpha', 'layerNormEps'] as const) {
+  for (const k of ['l2', 'posWeight', 'retentionWeight', 'leakyAlpha', 'layerNormEps'] as const) {
     if (!(Number.isFinite(cfg[k]) && cfg[k] >= 0)) bad(k, `must be a finite number >= 0 (got ${cfg[k]})`);
   }
   if (cfg.appCategory.length !== cfg.numApps) {
@@ -154,7 +161,9 @@ export function configFromJSON(obj: unknown): AetnConfig {
   if (typeof obj !== 'object' || obj === null) throw new UserError('invalid model config: not an object');
   const o = obj as Record<string, unknown>;
   if (!Array.isArray(o.appCategory)) throw new UserError('invalid model config: appCategory must be an array');
-  const cfg = { ...(o as unknown as AetnConfig), appCategory: Int32Array.from(o.appCategory as number[]) };
+  // Checkpoints written before retentionWeight existed trained with the paper's weight, 1.
+  const base = o as unknown as AetnConfig;
+  const cfg = { ...base, retentionWeight: base.retentionWeight ?? 1, appCategory: Int32Array.from(o.appCategory as number[]) };
   validateConfig(cfg);
   return cfg;
 }

@@ -119,6 +119,15 @@ describe('config', () => {
     expect(back).toEqual(c);
     expect(() => configFromJSON({ ...configToJSON(c), dModel: -1 })).toThrow(/dModel/);
   });
+
+  it('retentionWeight: 1 by default and for checkpoints written before it existed; negative refused', () => {
+    expect(tinyConfig('aetn').retentionWeight).toBe(1);
+    const { retentionWeight: _dropped, ...old } = configToJSON(tinyConfig('aetn', { retentionWeight: 7 }));
+    expect(configFromJSON(old).retentionWeight).toBe(1);
+    expect(configFromJSON(configToJSON(tinyConfig('aetn', { retentionWeight: 7 }))).retentionWeight).toBe(7);
+    expect(() => tinyConfig('aetn', { retentionWeight: -1 })).toThrow(/retentionWeight must be a finite number >= 0/);
+    expect(() => tinyConfig('aetn', { retentionWeight: Number.NaN })).toThrow(UserError);
+  });
 });
 
 describe('batch', () => {
@@ -208,6 +217,24 @@ describe('AetnModel', () => {
       e.dispose();
       batch.dispose();
       model.dispose();
+    }
+  });
+
+  it('retentionWeight scales only the retention part of the objective; the reported losses stay unweighted', () => {
+    const ex = users(9);
+    for (const variant of ['aetn', 'dae'] as const) {
+      const plain = new AetnModel(tinyConfig(variant), 3);
+      const heavy = new AetnModel(tinyConfig(variant, { retentionWeight: 5 }), 3);
+      const batch = makeBatch(ex, plain.cfg, { training: true, seed: 2 });
+      const a = lossValues(plain, batch, true);
+      const b = lossValues(heavy, batch, true);
+      for (const k of ['main', 'aux', 'mask', 'reg', 'retention', 'sequence']) expect(b[k], `${variant} ${k}`).toBeCloseTo(a[k], 6);
+      expect(a.retention).toBeGreaterThan(0.01);
+      expect(a.total).toBeCloseTo(a.retention + a.sequence + a.aux + a.mask + a.reg, 5);
+      expect(b.total).toBeCloseTo(5 * b.retention + b.sequence + b.aux + b.mask + b.reg, 5);
+      batch.dispose();
+      plain.dispose();
+      heavy.dispose();
     }
   });
 
