@@ -37,7 +37,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '../gen/tf-gradients.js';
 import type { Batch } from './batch.js';
 import { combineSeeds, fnv1a32Units } from '../util/hash.js';
-import { VARIANT_FEATURES, validateConfig, type AetnConfig, type VariantFeatures } from './config.js';
+import { VARIANT_FEATURES, validateConfig, withLaterFields, type AetnConfig, type VariantFeatures } from './config.js';
 
 export { VARIANTS, defaultConfig, configToJSON, configFromJSON, type AetnConfig, type Variant } from './config.js';
 export { makeBatch, makeHostBatch, batchToTensors, type Batch, type HostBatch } from './batch.js';
@@ -126,7 +126,8 @@ export class AetnModel {
   readonly W_ru: tf.Variable; // [dEmb, d]  retention reconstruction MLP from u
   readonly b_ru: tf.Variable; // [d]
 
-  constructor(cfg: AetnConfig, seed: number) {
+  constructor(config: AetnConfig, seed: number) {
+    const cfg = withLaterFields(config); // a checkpoint's config may predate some fields
     validateConfig(cfg);
     this.cfg = cfg;
     this.features = VARIANT_FEATURES[cfg.variant];

@@ -151,6 +151,14 @@ export function validateConfig(cfg: AetnConfig): void {
   }
 }
 
+/**
+ * Fills the fields added after checkpoints were first written with the value those checkpoints
+ * trained with (retentionWeight: 1, the paper's). Every way of loading a config goes through it.
+ */
+export function withLaterFields(cfg: AetnConfig): AetnConfig {
+  return cfg.retentionWeight === undefined ? { ...cfg, retentionWeight: 1 } : cfg;
+}
+
 /** JSON form for checkpoint manifests (the category array becomes a plain number array). */
 export function configToJSON(cfg: AetnConfig): Record<string, unknown> {
   return { ...cfg, appCategory: Array.from(cfg.appCategory) };
@@ -162,8 +170,7 @@ export function configFromJSON(obj: unknown): AetnConfig {
   const o = obj as Record<string, unknown>;
   if (!Array.isArray(o.appCategory)) throw new UserError('invalid model config: appCategory must be an array');
   // Checkpoints written before retentionWeight existed trained with the paper's weight, 1.
-  const base = o as unknown as AetnConfig;
-  const cfg = { ...base, retentionWeight: base.retentionWeight ?? 1, appCategory: Int32Array.from(o.appCategory as number[]) };
+  const cfg = withLaterFields({ ...(o as unknown as AetnConfig), appCategory: Int32Array.from(o.appCategory as number[]) });
   validateConfig(cfg);
   return cfg;
 }

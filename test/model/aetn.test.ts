@@ -125,6 +125,12 @@ describe('config', () => {
     const { retentionWeight: _dropped, ...old } = configToJSON(tinyConfig('aetn', { retentionWeight: 7 }));
     expect(configFromJSON(old).retentionWeight).toBe(1);
     expect(configFromJSON(configToJSON(tinyConfig('aetn', { retentionWeight: 7 }))).retentionWeight).toBe(7);
+    // A checkpoint's config is read back generically (checkpoint.ts) and handed to the model as it is.
+    const legacy = { ...tinyConfig('aetn') } as Partial<AetnConfig>;
+    delete legacy.retentionWeight;
+    const model = new AetnModel(legacy as AetnConfig, 1);
+    expect(model.cfg.retentionWeight).toBe(1);
+    model.dispose();
     expect(() => tinyConfig('aetn', { retentionWeight: -1 })).toThrow(/retentionWeight must be a finite number >= 0/);
     expect(() => tinyConfig('aetn', { retentionWeight: Number.NaN })).toThrow(UserError);
   });
