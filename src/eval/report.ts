@@ -121,10 +121,15 @@ export function orderingFindings(res: EvalResults): string[] {
   }
   // The questions of the synthetic world's report: does AETN beat the retention-only classical
   // baseline, does the realtime head add to AETN, and do recent sequences predict at all?
-  const rowOf = (variant: string) => {
-    const m = res.models.find((x) => x.variant === variant);
-    return m ? rows.find((x) => x.model === m.name) : undefined;
+  // With several models of one variant (say two AETN trainings) each line names the one it uses:
+  // the first of the variant, and for the head the AETN it was trained on (its base).
+  const count = (variant: string) => res.models.filter((x) => x.variant === variant).length;
+  const pick = (variant: string, base?: string) => {
+    const m = res.models.find((x) => x.variant === variant && (base === undefined || x.featureId === base));
+    const row = m ? rows.find((x) => x.model === m.name) : undefined;
+    return m && row ? { m, row } : undefined;
   };
+  const label = (variant: string, fallback: string, name: string) => (count(variant) > 1 || count(variant.split('+')[0]) > 1 ? name : fallback);
   const pairs: [string, string, string, string][] = [
     ['aetn', 'tfidf-svd', 'AETN', 'TF-IDF + SVD'],
     ['aetn', 'activity', 'AETN', 'activity'],
@@ -133,9 +138,10 @@ export function orderingFindings(res: EvalResults): string[] {
     ['tfidf-svd+recent', 'aetn', 'TF-IDF + SVD ‖ recent events', 'AETN'],
   ];
   for (const [va, vb, la, lb] of pairs) {
-    const ra = rowOf(va);
-    const rb = rowOf(vb);
-    if (ra && rb) out.push(gapLine(ra, rb, la, lb));
+    const a = pick(va);
+    // The combined row's feature id is '<base>+<head>': compare it with its own base.
+    const b = va === 'aetn+realtime' && a?.m.featureId ? pick(vb, a.m.featureId.split('+')[0]) : pick(vb);
+    if (a && b) out.push(gapLine(a.row, b.row, label(va, la, a.m.name), label(vb, lb, b.m.name)));
   }
   const inversions: string[] = [];
   for (let i = 0; i < present.length; i++)

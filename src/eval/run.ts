@@ -461,7 +461,10 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
       const name = sets.some((s) => s.name === (m.variant ?? basename(dir))) ? `${m.variant} (${basename(dir)})` : (m.variant ?? basename(dir));
       const { vectors, seconds } = await embedAll(ds, emb, loaded.rowOf, o.batchSize, name);
       const cfg = (m.config ?? {}) as Record<string, unknown>;
-      const size = ['dModel', 'dFf', 'heads', 'encLayers', 'decLayers'].filter((k) => typeof cfg[k] === 'number').map((k) => `${k} ${cfg[k] as number}`).join(', ');
+      // retentionWeight: absent in checkpoints written before it existed, which trained with 1.
+      const sized: Record<string, unknown> = { ...cfg, retentionWeight: cfg.retentionWeight ?? 1 };
+      const keys = ['dModel', 'dFf', 'heads', 'encLayers', 'decLayers', ...(m.variant !== 'dae' ? ['retentionWeight'] : [])];
+      const size = keys.filter((k) => typeof sized[k] === 'number').map((k) => `${k} ${sized[k] as number}`).join(', ');
       sets.push({
         name,
         variant: m.variant,

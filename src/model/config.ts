@@ -64,9 +64,10 @@ export interface AetnConfig {
   /** Weight of positive (installed) entries in the sigmoid retention losses (reference code: 100). */
   posWeight: number;
   /**
-   * Weight of the retention part of L_main in the training objective (1 = the paper). The retention
-   * term is a mean over the M apps (~0.4 per user) beside a sequence softmax (~5) and L_mask (~10),
-   * so at 1 the bottleneck is shaped mostly by the sequences. Reported losses stay unweighted.
+   * Weight of the retention part of L_main in the training objective (the paper: 1; default 30,
+   * DAE 1). The retention term is a mean over the M apps (~0.4 per user) beside a sequence softmax
+   * (~5) and L_mask (~10), so at 1 the bottleneck is shaped mostly by the sequences. Reported
+   * losses stay unweighted.
    */
   retentionWeight: number;
   /** Apps per install / uninstall sequence replaced by [MASK] in training (L_mask). */
@@ -78,6 +79,9 @@ export type AetnConfigInput = Partial<Omit<AetnConfig, 'appCategory'>> & {
   numApps: number;
   appCategory?: Int32Array | number[];
 };
+
+/** Default retentionWeight of the transformer variants (1 is the paper's; see docs/parts/model.md). */
+export const DEFAULT_RETENTION_WEIGHT = 30;
 
 /** Paper sizes for everything not given; validates the result (UserError naming the bad field). */
 export function defaultConfig(partial: AetnConfigInput): AetnConfig {
@@ -110,7 +114,9 @@ export function defaultConfig(partial: AetnConfigInput): AetnConfig {
     leakyAlpha: partial.leakyAlpha ?? 0.2,
     l2: partial.l2 ?? 1.5e-7,
     posWeight: partial.posWeight ?? 100,
-    retentionWeight: partial.retentionWeight ?? 1,
+    // 30 for the transformer variants (measured, docs/parts/model.md); the DAE's objective is its
+    // retention term alone, so a weight would only rescale it against L_reg.
+    retentionWeight: partial.retentionWeight ?? ((partial.variant ?? 'aetn') === 'dae' ? 1 : DEFAULT_RETENTION_WEIGHT),
     maskCount: partial.maskCount ?? 3,
     layerNormEps: partial.layerNormEps ?? 1e-6,
   };

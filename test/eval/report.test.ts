@@ -1,7 +1,7 @@
 // The comparison lines of the report: the gap between two Test #1 rows against their spreads.
 import { describe, expect, it } from 'vitest';
-import type { Test1Row } from '../../src/eval/evaluate.js';
-import { gapLine, pairedGap } from '../../src/eval/report.js';
+import type { EvalResults, Test1Row } from '../../src/eval/evaluate.js';
+import { gapLine, orderingFindings, pairedGap } from '../../src/eval/report.js';
 
 const row = (model: string, mean: number, std: number): Test1Row => ({ model, perCategory: [], average: { mean, std, min: mean, max: mean, n: 3 }, runs: [], seconds: 0 });
 
@@ -50,5 +50,35 @@ describe('gapLine', () => {
     expect(gapLine(row('a', 0.77, 0.03), row('b', 0.7, 0.04), 'A', 'B')).toMatch(/= \+0\.0700; .* 0\.0500 .*: A is ahead by one to two spreads\.$/);
     expect(gapLine(row('a', 0.68, 0.03), row('b', 0.7, 0.04), 'A', 'B')).toMatch(/= -0\.0200; .*: within one spread of each other\.$/);
     expect(gapLine(row('a', 0.6, 0.03), row('b', 0.7, 0.04), 'A', 'B')).toMatch(/A is behind by more than one spread\.$/);
+  });
+});
+
+describe('orderingFindings', () => {
+  it('with two AETN trainings and a head, compares the head with its own base and names the rows', () => {
+    const rows = [
+      runsRow('dae', [[0.6, 0.6], [0.62, 0.62], [0.61, 0.61]]),
+      runsRow('aetn', [[0.8, 0.8], [0.82, 0.82], [0.81, 0.81]]),
+      runsRow('aetn (b)', [[0.7, 0.7], [0.73, 0.73], [0.71, 0.71]]),
+      runsRow('aetn (b) + realtime (served combined)', [[0.79, 0.79], [0.83, 0.83], [0.8, 0.8]]),
+    ];
+    const res = {
+      seed: 1,
+      users: 10,
+      models: [
+        { name: 'dae', variant: 'dae', featureId: 'f-dae', dim: 4, info: {} },
+        { name: 'aetn', variant: 'aetn', featureId: 'f-a', dim: 4, info: {} },
+        { name: 'aetn (b)', variant: 'aetn', featureId: 'f-b', dim: 4, info: {} },
+        { name: 'aetn (b) + realtime (served combined)', variant: 'aetn+realtime', featureId: 'f-b+rt-1', dim: 8, info: {} },
+      ],
+      test1: { categories: [], runs: 3, split: '3:1:1', classifier: 'mlp', rows },
+    } as unknown as EvalResults;
+    const lines = orderingFindings(res);
+    const head = lines.find((l) => l.includes('realtime'))!;
+    // Against its base 'aetn (b)': +0.09, +0.10, +0.09; against the first AETN it would be -0.01.
+    expect(head.startsWith('aetn (b) + realtime (served combined) − aetn (b) = +0.0933')).toBe(true);
+    expect(head.endsWith('is ahead by more than two spreads.')).toBe(true);
+    // A single AETN keeps the plain labels.
+    const one = orderingFindings({ ...res, models: res.models.slice(0, 2), test1: { ...res.test1!, rows: rows.slice(0, 2) } });
+    expect(one.some((l) => l.startsWith('AETN − DAE = +0.2000'))).toBe(true);
   });
 });

@@ -120,8 +120,10 @@ describe('config', () => {
     expect(() => configFromJSON({ ...configToJSON(c), dModel: -1 })).toThrow(/dModel/);
   });
 
-  it('retentionWeight: 1 by default and for checkpoints written before it existed; negative refused', () => {
-    expect(tinyConfig('aetn').retentionWeight).toBe(1);
+  it('retentionWeight: 30 by default (DAE 1), 1 for checkpoints written before it existed; negative refused', () => {
+    expect(tinyConfig('aetn').retentionWeight).toBe(30);
+    expect(tinyConfig('vanilla').retentionWeight).toBe(30);
+    expect(tinyConfig('dae').retentionWeight).toBe(1);
     const { retentionWeight: _dropped, ...old } = configToJSON(tinyConfig('aetn', { retentionWeight: 7 }));
     expect(configFromJSON(old).retentionWeight).toBe(1);
     expect(configFromJSON(configToJSON(tinyConfig('aetn', { retentionWeight: 7 }))).retentionWeight).toBe(7);
@@ -215,7 +217,7 @@ describe('AetnModel', () => {
         for (const v of Object.values(l)) expect(v.shape).toEqual([]);
         const lv = values(l);
         for (const v of Object.values(lv)) expect(Number.isFinite(v)).toBe(true);
-        expect(lv.total).toBeCloseTo(lv.main + lv.aux + lv.mask + lv.reg, 4);
+        expect(lv.total).toBeCloseTo(cfg.retentionWeight * lv.retention + lv.sequence + lv.aux + lv.mask + lv.reg, 3);
         expect(lv.main).toBeCloseTo(lv.retention + lv.sequence, 4);
       });
       const e = model.embed(batch);
@@ -229,7 +231,7 @@ describe('AetnModel', () => {
   it('retentionWeight scales only the retention part of the objective; the reported losses stay unweighted', () => {
     const ex = users(9);
     for (const variant of ['aetn', 'dae'] as const) {
-      const plain = new AetnModel(tinyConfig(variant), 3);
+      const plain = new AetnModel(tinyConfig(variant, { retentionWeight: 1 }), 3);
       const heavy = new AetnModel(tinyConfig(variant, { retentionWeight: 5 }), 3);
       const batch = makeBatch(ex, plain.cfg, { training: true, seed: 2 });
       const a = lossValues(plain, batch, true);

@@ -143,7 +143,8 @@ describe('two workers', () => {
       const r1 = await one.engine.gradient(batch, 77, g1);
       const r2 = await two.engine.gradient(batch, 77, g2);
       expect(r2.n).toBe(41);
-      for (const k of ['total', 'main', 'aux', 'mask'] as const) expect(r2.losses[k]).toBeCloseTo(r1.losses[k], 4);
+      // Relative: the total carries the retention term x retentionWeight (30), ~200 here, in float32.
+      for (const k of ['total', 'main', 'aux', 'mask'] as const) expect(Math.abs(r2.losses[k] - r1.losses[k]), k).toBeLessThan(1e-5 * Math.max(1, Math.abs(r1.losses[k])));
       let num = 0;
       let den = 0;
       for (let i = 0; i < w.length; i++) {

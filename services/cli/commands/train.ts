@@ -73,7 +73,7 @@ export function register(program: Command): void {
     .option('--dec-layers <n>', 'decoder layers (paper 1)', int('--dec-layers'))
     .option('--d-emb <n>', 'user vector width (paper 128)', int('--d-emb'))
     .option('--seq-len <n>', 'I: installs / uninstalls per user (default: the dataset\'s, 25)', int('--seq-len'))
-    .option('--retention-weight <x>', "weight of L_main's retention part in the objective (default 1, the paper's; reported losses stay unweighted)", num('--retention-weight'))
+    .option('--retention-weight <x>', "weight of L_main's retention part in the objective (default 30, DAE 1; the paper's is 1; reported losses stay unweighted)", num('--retention-weight'))
     .option('--batch-size <n>', "users per step (default: the paper's 1000; on fewer than 32,000 training users, a 32nd of them, at least 32)", int('--batch-size'))
     .option('--lr <x>', "Adam learning rate of the first epoch (default: the paper's 1e-4 at batch 1000, 1e-4 x 1000 / batch at smaller batches, at most 1e-3)", num('--lr'))
     .option('--min-epoch-steps <n>', 'fewest Adam steps of an epoch: on small data an epoch makes more passes over the users to reach it (default: 30 with the derived batch size, none when --batch-size is given)', int('--min-epoch-steps'))
