@@ -20,6 +20,7 @@ import { weightedUnit } from '../serve/encode.js';
 import { DEFAULT_WEIGHTS } from '../serve/user-vectors.js';
 import { concatRows, recentCategoryCounts } from './sequence-baseline.js';
 import { takeLabels, takeRows } from './split.js';
+import { withLaterFields, type AetnConfig } from '../model/config.js';
 
 const logger = child('eval');
 
@@ -461,8 +462,8 @@ export async function runEval(o: RunEvalOptions, factory?: EmbedderFactory): Pro
       const name = sets.some((s) => s.name === (m.variant ?? basename(dir))) ? `${m.variant} (${basename(dir)})` : (m.variant ?? basename(dir));
       const { vectors, seconds } = await embedAll(ds, emb, loaded.rowOf, o.batchSize, name);
       const cfg = (m.config ?? {}) as Record<string, unknown>;
-      // retentionWeight: absent in checkpoints written before it existed, which trained with 1.
-      const sized: Record<string, unknown> = { ...cfg, retentionWeight: cfg.retentionWeight ?? 1 };
+      // The model's own reading of a checkpoint config (fields it predates take the value it trained with).
+      const sized = m.variant !== 'dae' ? (withLaterFields(cfg as unknown as AetnConfig) as unknown as Record<string, unknown>) : cfg;
       const keys = ['dModel', 'dFf', 'heads', 'encLayers', 'decLayers', ...(m.variant !== 'dae' ? ['retentionWeight'] : [])];
       const size = keys.filter((k) => typeof sized[k] === 'number').map((k) => `${k} ${sized[k] as number}`).join(', ');
       sets.push({
