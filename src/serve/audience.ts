@@ -8,6 +8,7 @@ import type { FeatureInfo } from '../store/types.js';
 import { invalid, notFound, RpcError } from './errors.js';
 import { status } from '@grpc/grpc-js';
 import { encodeAudienceChunk } from './encode.js';
+import { hashStrings } from '../util/hash.js';
 import type { ServiceImpl } from './rpc.js';
 import { checkRange, checkUserId, checkUserIds, checkVector, LIMITS } from './validate.js';
 
@@ -141,7 +142,10 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
         }
         const idx = await backend.index(f);
         ctx.throwIfCancelled();
-        const deps = lookalikeDeps(backend, f, idx, ctx.requestId, opts.maxSearchK, async () => {
+        // The population slice is keyed by the seeds, not by the call: the same request gives the
+        // same audience and the same estimate (the seeds' subsets and k-means are seeded the same way).
+        const salt = String(hashStrings([f.featureId, ...distinct.sort()]));
+        const deps = lookalikeDeps(backend, f, idx, salt, opts.maxSearchK, async () => {
           // Yield so rankers' calls and a cancellation can be handled between heavy phases.
           await yieldToLoop();
           ctx.throwIfCancelled();
