@@ -40,8 +40,12 @@ export interface LookalikeDeps {
   getVectors(userIds: string[]): (Float32Array | undefined)[] | Promise<(Float32Array | undefined)[]>;
   /** Approximate nearest neighbours of `vector` (any length; cosine). May return fewer than k. */
   search(vector: Float32Array, k: number): Neighbor[] | Promise<Neighbor[]>;
-  /** A uniform random sample of about n users of the population, with their vectors. */
-  samplePopulation(n: number): { userIds: string[]; vectors: Float32Array[] } | Promise<{ userIds: string[]; vectors: Float32Array[] }>;
+  /**
+   * A uniform random sample of about n users of the population, with their vectors. `key` is the
+   * call's seed, hashed from its seed ids in sorted order: a sampler that keys its draw by it gives
+   * the same seeds the same sample.
+   */
+  samplePopulation(n: number, key: number): { userIds: string[]; vectors: Float32Array[] } | Promise<{ userIds: string[]; vectors: Float32Array[] }>;
   /** Largest k a single search may ask for (index size or a serving limit). */
   maxSearchK?: number;
   /**
@@ -327,7 +331,7 @@ export async function extendLookalike(seedIdsIn: readonly string[], opts: Lookal
   // change the leave-app-out results at 10-50 seeds).
   const popWanted = opts.populationSample ?? Math.min(3000, Math.max(1500, 5 * nF));
   tMark = performance.now();
-  const pop = await deps.samplePopulation(popWanted);
+  const pop = await deps.samplePopulation(popWanted, seed);
   const tPopulation = lap();
   await check();
   const negIdx: number[] = [];

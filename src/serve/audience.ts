@@ -8,7 +8,6 @@ import type { FeatureInfo } from '../store/types.js';
 import { invalid, notFound, RpcError } from './errors.js';
 import { status } from '@grpc/grpc-js';
 import { encodeAudienceChunk } from './encode.js';
-import { hashStrings } from '../util/hash.js';
 import type { ServiceImpl } from './rpc.js';
 import { checkRange, checkUserId, checkUserIds, checkVector, LIMITS } from './validate.js';
 
@@ -35,12 +34,16 @@ async function search(backend: ServingBackend, idx: AnnSearcher, v: Float32Array
   return res.filter((n) => !backend.isForgotten(n.userId));
 }
 
-/** The look-alike's view of the store and index for one feature (also used by the benchmark's in-process profile). */
+/**
+ * The look-alike's view of the store and index for one feature (also used by the benchmark's
+ * in-process profile and the leave-app-out evaluation). `salt` fixes which slice of the population
+ * sample a call gets; without one, the look-alike's seed (from its seed ids) does.
+ */
 export function lookalikeDeps(
   backend: ServingBackend,
   f: FeatureInfo,
   idx: AnnSearcher,
-  salt: string,
+  salt: string | undefined,
   maxSearchK = 10_000,
   checkCancelled?: () => Promise<void>,
 ): LookalikeDeps {
@@ -51,7 +54,7 @@ export function lookalikeDeps(
       return got instanceof Promise ? got.then((vs) => vs.map((v) => v?.vector)) : got.map((v) => v?.vector);
     },
     search: (v, k) => search(backend, idx, v, k, k),
-    samplePopulation: (n) => backend.population(f.featureId, n, salt),
+    samplePopulation: (n, key) => backend.population(f.featureId, n, salt ?? `seeds-${key}`),
     maxSearchK: Math.min(idx.size, maxSearchK),
     allUsers: () => backend.allUsers(f.featureId),
     populationSize: backend.count(f.featureId),
@@ -142,10 +145,9 @@ export function audienceHandlers(backend: ServingBackend, opts: AudienceOptions 
         }
         const idx = await backend.index(f);
         ctx.throwIfCancelled();
-        // The population slice is keyed by the seeds, not by the call: the same request gives the
-        // same audience and the same estimate (the seeds' subsets and k-means are seeded the same way).
-        const salt = String(hashStrings([f.featureId, ...distinct.sort()]));
-        const deps = lookalikeDeps(backend, f, idx, salt, opts.maxSearchK, async () => {
+        // No salt: the population slice is keyed by the look-alike's own seed (its seed ids), not
+        // by the call, so the same seeds give the same audience and the same estimate.
+        const deps = lookalikeDeps(backend, f, idx, undefined, opts.maxSearchK, async () => {
           // Yield so rankers' calls and a cancellation can be handled between heavy phases.
           await yieldToLoop();
           ctx.throwIfCancelled();
